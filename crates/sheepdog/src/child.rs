@@ -1,0 +1,219 @@
+//! `Child`: one started process, watched without races.
+
+use std::io;
+
+use crate::pipe::{ChildStderr, ChildStdin, ChildStdout};
+use crate::signal::Signal;
+use crate::status::ExitStatus;
+use crate::sys::{self, SpawnPath};
+
+/// A started process.
+///
+/// It is addressed by pidfd, so a signal can never reach another process that reused its pid.
+/// Dropping a `Child` does not kill it; if it was not waited for, it is reaped in the background
+/// once it exits, so it never stays a zombie.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut child = sheepdog::Command::new("sleep").arg("30").spawn()?;
+/// child.signal(sheepdog::Signal::TERM)?;
+/// let status = child.wait().await?;
+/// assert_eq!(status.signal(), Some(sheepdog::Signal::TERM));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Child {
+    process: sys::Process,
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    path: SpawnPath,
+}
+
+impl Child {
+    pub(crate) fn new(spawned: sys::Spawned) -> Child {
+        let [stdin, stdout, stderr] = spawned.stdio;
+        Child {
+            process: spawned.process,
+            stdin: stdin.map(ChildStdin::new),
+            stdout: stdout.map(ChildStdout::new),
+            stderr: stderr.map(ChildStderr::new),
+            path: spawned.path,
+        }
+    }
+
+    /// The process id. Use it for display and for `/proc`; address the process through this
+    /// `Child`, since a pid can be reused once the process is reaped.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// let child = sheepdog::Command::new("true").spawn()?;
+    /// println!("started {}", child.pid());
+    /// # Ok(()) }
+    /// ```
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Waits for the process to exit and returns its status. Closes stdin first, so a child
+    /// reading it sees end-of-file instead of waiting forever. Cancel-safe; once it has
+    /// returned, it returns the same status again.
+    ///
+    /// Needs a tokio runtime with IO enabled.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let status = sheepdog::Command::new("true").spawn()?.wait().await?;
+    /// assert!(status.success());
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.stdin = None;
+        self.process.wait().await
+    }
+
+    /// The status if the process has exited (reaping it), or `None` if it is still running.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut child = sheepdog::Command::new("sleep").arg("1").spawn()?;
+    /// assert!(child.try_wait()?.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.process.try_wait()
+    }
+
+    /// Sends `signal` to the process (`pidfd_send_signal(2)`). Fails if the process has already
+    /// been reaped: there is nobody left to signal.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let child = sheepdog::Command::new("sleep").arg("30").spawn()?;
+    /// child.signal(sheepdog::Signal::INT)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        if let Some(status) = self.process.status() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "cannot send {signal} to process {}: it has already {status}",
+                    self.pid()
+                ),
+            ));
+        }
+        self.process.signal(signal).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("cannot send {signal} to process {}: {err}", self.pid()),
+            )
+        })
+    }
+
+    /// Sends `SIGKILL`. Succeeds without doing anything if the process has already exited.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut child = sheepdog::Command::new("sleep").arg("30").spawn()?;
+    /// child.kill()?;
+    /// child.wait().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn kill(&self) -> io::Result<()> {
+        match self.process.signal(Signal::KILL) {
+            Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            other => other.map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("cannot kill process {}: {err}", self.pid()),
+                )
+            }),
+        }
+    }
+
+    /// The child's stdin, if it was [`piped`](crate::Stdio::piped) and not taken.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// let mut child = sheepdog::Command::new("cat").stdin(sheepdog::Stdio::piped()).spawn()?;
+    /// assert!(child.stdin().is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn stdin(&mut self) -> Option<&mut ChildStdin> {
+        self.stdin.as_mut()
+    }
+
+    /// The child's stdout, if it was [`piped`](crate::Stdio::piped) and not taken.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// let mut child = sheepdog::Command::new("ls").stdout(sheepdog::Stdio::piped()).spawn()?;
+    /// assert!(child.stdout().is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn stdout(&mut self) -> Option<&mut ChildStdout> {
+        self.stdout.as_mut()
+    }
+
+    /// The child's stderr, if it was [`piped`](crate::Stdio::piped) and not taken.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// let mut child = sheepdog::Command::new("ls").stderr(sheepdog::Stdio::piped()).spawn()?;
+    /// assert!(child.stderr().is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn stderr(&mut self) -> Option<&mut ChildStderr> {
+        self.stderr.as_mut()
+    }
+
+    /// Takes the child's stdin, to write to it from another task or to close it.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// let mut child = sheepdog::Command::new("cat").stdin(sheepdog::Stdio::piped()).spawn()?;
+    /// drop(child.take_stdin()); // cat reads end-of-file
+    /// # Ok(()) }
+    /// ```
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
+    /// Takes the child's stdout, to read it from another task.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// let mut child = sheepdog::Command::new("ls").stdout(sheepdog::Stdio::piped()).spawn()?;
+    /// let stdout = child.take_stdout().unwrap();
+    /// # Ok(()) }
+    /// ```
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.stdout.take()
+    }
+
+    /// Takes the child's stderr, to read it from another task.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// let mut child = sheepdog::Command::new("ls").stderr(sheepdog::Stdio::piped()).spawn()?;
+    /// let stderr = child.take_stderr().unwrap();
+    /// # Ok(()) }
+    /// ```
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.stderr.take()
+    }
+
+    /// Which spawn path created this process (weaker ones are fallbacks for old kernels and
+    /// sandboxes).
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// let child = sheepdog::Command::new("true").spawn()?;
+    /// assert_eq!(child.spawn_path(), sheepdog::SpawnPath::Clone3);
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn_path(&self) -> SpawnPath {
+        self.path
+    }
+}

@@ -1,0 +1,367 @@
+//! `Command`: what to run, as plain data.
+//!
+//! A `Command` owns no process and no kernel state beyond the file descriptors handed to it as
+//! stdio, so it can be cloned, inspected and spawned any number of times. All work that can fail
+//! (C strings, `PATH` search, pipes) happens at spawn time, in `sys`.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::child::Child;
+use crate::error::Error;
+
+/// A program to run, with its arguments, environment, working directory and stdio.
+///
+/// Built like [`std::process::Command`]. Arguments and environment are [`OsStr`], so bytes that
+/// are not UTF-8 pass through unchanged. A program name without a `/` is searched for in the
+/// child's `PATH` (the one set with [`env`](Command::env) if any, else this process's).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use sheepdog::{Command, Stdio};
+///
+/// let mut child = Command::new("ls")
+///     .arg("-l")
+///     .current_dir("/tmp")
+///     .env("LC_ALL", "C")
+///     .stdout(Stdio::null())
+///     .spawn()?;
+/// let status = child.wait().await?;
+/// assert!(status.success());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Command {
+    program: OsString,
+    arg0: Option<OsString>,
+    args: Vec<OsString>,
+    env_clear: bool,
+    env: BTreeMap<OsString, Option<OsString>>,
+    current_dir: Option<PathBuf>,
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
+    passed_fds: Vec<(RawFd, Arc<OwnedFd>)>,
+}
+
+impl Command {
+    /// A command that runs `program` with no arguments, this process's environment and working
+    /// directory, and inherited stdio.
+    ///
+    /// ```
+    /// let cmd = sheepdog::Command::new("echo");
+    /// assert_eq!(cmd.get_program(), "echo");
+    /// ```
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            program: program.as_ref().to_owned(),
+            arg0: None,
+            args: Vec::new(),
+            env_clear: false,
+            env: BTreeMap::new(),
+            current_dir: None,
+            stdin: Stdio::inherit(),
+            stdout: Stdio::inherit(),
+            stderr: Stdio::inherit(),
+            passed_fds: Vec::new(),
+        }
+    }
+
+    /// Adds one argument.
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("echo");
+    /// cmd.arg("hello");
+    /// assert_eq!(cmd.get_args().collect::<Vec<_>>(), ["hello"]);
+    /// ```
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Command {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds several arguments.
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("printf");
+    /// cmd.args(["%s\n", "a", "b"]);
+    /// assert_eq!(cmd.get_args().count(), 3);
+    /// ```
+    pub fn args<I, S>(&mut self, args: I) -> &mut Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets `argv[0]`, the name the program sees for itself (the program name by default).
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("/bin/sh");
+    /// cmd.arg0("-sh"); // a login shell
+    /// ```
+    pub fn arg0(&mut self, arg0: impl AsRef<OsStr>) -> &mut Command {
+        self.arg0 = Some(arg0.as_ref().to_owned());
+        self
+    }
+
+    /// Sets an environment variable for the child.
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("env");
+    /// cmd.env("GREETING", "hello");
+    /// ```
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Command {
+        self.env
+            .insert(key.as_ref().to_owned(), Some(value.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets several environment variables.
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("env");
+    /// cmd.envs([("A", "1"), ("B", "2")]);
+    /// ```
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Command
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (k, v) in vars {
+            self.env(k, v);
+        }
+        self
+    }
+
+    /// Removes an environment variable from the child's environment.
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("env");
+    /// cmd.env_remove("HOME");
+    /// ```
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Command {
+        self.env.insert(key.as_ref().to_owned(), None);
+        self
+    }
+
+    /// Starts the child with an empty environment; variables set afterwards are kept.
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("/usr/bin/env");
+    /// cmd.env_clear().env("PATH", "/bin");
+    /// ```
+    pub fn env_clear(&mut self) -> &mut Command {
+        self.env_clear = true;
+        self.env.clear();
+        self
+    }
+
+    /// Sets the child's working directory. A relative program path is resolved from it.
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("ls");
+    /// cmd.current_dir("/");
+    /// ```
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
+        self.current_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Sets the child's standard input (inherited by default).
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("cat");
+    /// cmd.stdin(sheepdog::Stdio::null());
+    /// ```
+    pub fn stdin(&mut self, stdin: impl Into<Stdio>) -> &mut Command {
+        self.stdin = stdin.into();
+        self
+    }
+
+    /// Sets the child's standard output (inherited by default).
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("echo");
+    /// cmd.stdout(sheepdog::Stdio::piped());
+    /// ```
+    pub fn stdout(&mut self, stdout: impl Into<Stdio>) -> &mut Command {
+        self.stdout = stdout.into();
+        self
+    }
+
+    /// Sets the child's standard error (inherited by default).
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("ls");
+    /// cmd.stderr(sheepdog::Stdio::null());
+    /// ```
+    pub fn stderr(&mut self, stderr: impl Into<Stdio>) -> &mut Command {
+        self.stderr = stderr.into();
+        self
+    }
+
+    /// Passes `fd` to the child as descriptor number `child_fd` (3 or more; 0 to 2 are set with
+    /// [`stdin`](Command::stdin) and friends). No other descriptor beyond stdio survives exec.
+    ///
+    /// ```
+    /// # fn demo() -> std::io::Result<()> {
+    /// let file = std::fs::File::open("/etc/hostname")?;
+    /// let mut cmd = sheepdog::Command::new("cat");
+    /// cmd.arg("/dev/fd/3").pass_fd(3, file);
+    /// # Ok(()) }
+    /// ```
+    pub fn pass_fd(&mut self, child_fd: RawFd, fd: impl Into<OwnedFd>) -> &mut Command {
+        self.passed_fds.retain(|(target, _)| *target != child_fd);
+        self.passed_fds.push((child_fd, Arc::new(fd.into())));
+        self
+    }
+
+    /// Starts the program; the returned [`Child`] watches it.
+    ///
+    /// Fails before anything runs if the program cannot be found or executed, the working
+    /// directory is unusable, or a string holds a NUL byte; nothing is left behind then.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let status = sheepdog::Command::new("true").spawn()?.wait().await?;
+    /// assert!(status.success());
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn(&self) -> Result<Child, Error> {
+        crate::sys::spawn(self, &crate::sys::SpawnTarget::default()).map(Child::new)
+    }
+
+    /// The program, as given to [`Command::new`].
+    ///
+    /// ```
+    /// assert_eq!(sheepdog::Command::new("ls").get_program(), "ls");
+    /// ```
+    pub fn get_program(&self) -> &OsStr {
+        &self.program
+    }
+
+    /// The arguments, not counting `argv[0]`.
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("ls");
+    /// cmd.arg("-a");
+    /// assert_eq!(cmd.get_args().next().unwrap(), "-a");
+    /// ```
+    pub fn get_args(&self) -> impl ExactSizeIterator<Item = &OsStr> {
+        self.args.iter().map(OsString::as_os_str)
+    }
+
+    /// The environment changes: `None` means removed.
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("env");
+    /// cmd.env("A", "1").env_remove("B");
+    /// assert_eq!(cmd.get_envs().count(), 2);
+    /// ```
+    pub fn get_envs(&self) -> impl Iterator<Item = (&OsStr, Option<&OsStr>)> {
+        self.env.iter().map(|(k, v)| (k.as_os_str(), v.as_deref()))
+    }
+
+    /// The working directory, if one was set.
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("ls");
+    /// cmd.current_dir("/tmp");
+    /// assert_eq!(cmd.get_current_dir(), Some(std::path::Path::new("/tmp")));
+    /// ```
+    pub fn get_current_dir(&self) -> Option<&Path> {
+        self.current_dir.as_deref()
+    }
+
+    pub(crate) fn get_arg0(&self) -> Option<&OsStr> {
+        self.arg0.as_deref()
+    }
+
+    pub(crate) fn get_env_clear(&self) -> bool {
+        self.env_clear
+    }
+
+    /// The environment variable `key` as the child will see it, if it was set or removed here.
+    pub(crate) fn get_env_override(&self, key: &OsStr) -> Option<Option<&OsStr>> {
+        self.env.get(key).map(|v| v.as_deref())
+    }
+
+    pub(crate) fn get_stdio(&self) -> [&Stdio; 3] {
+        [&self.stdin, &self.stdout, &self.stderr]
+    }
+
+    pub(crate) fn get_passed_fds(&self) -> impl Iterator<Item = (RawFd, BorrowedFd<'_>)> {
+        self.passed_fds
+            .iter()
+            .map(|(target, fd)| (*target, fd.as_fd()))
+    }
+}
+
+/// Where a child's standard input, output or error goes.
+///
+/// ```
+/// use sheepdog::Stdio;
+/// let _ = [Stdio::inherit(), Stdio::null(), Stdio::piped()];
+/// ```
+#[derive(Debug, Clone)]
+pub struct Stdio(pub(crate) StdioKind);
+
+#[derive(Debug, Clone)]
+pub(crate) enum StdioKind {
+    Inherit,
+    Null,
+    Piped,
+    Fd(Arc<OwnedFd>),
+}
+
+impl Stdio {
+    /// The child uses this process's descriptor.
+    ///
+    /// ```
+    /// let _ = sheepdog::Stdio::inherit();
+    /// ```
+    pub fn inherit() -> Stdio {
+        Stdio(StdioKind::Inherit)
+    }
+
+    /// The child reads end-of-file / its writes are discarded (`/dev/null`).
+    ///
+    /// ```
+    /// let _ = sheepdog::Stdio::null();
+    /// ```
+    pub fn null() -> Stdio {
+        Stdio(StdioKind::Null)
+    }
+
+    /// A new pipe: this process gets the other end as [`Child::stdin`](crate::Child::stdin),
+    /// [`Child::stdout`](crate::Child::stdout) or [`Child::stderr`](crate::Child::stderr).
+    ///
+    /// ```
+    /// let _ = sheepdog::Stdio::piped();
+    /// ```
+    pub fn piped() -> Stdio {
+        Stdio(StdioKind::Piped)
+    }
+}
+
+impl From<OwnedFd> for Stdio {
+    /// The child gets a copy of this descriptor (a file, a socket, a pipe end).
+    fn from(fd: OwnedFd) -> Stdio {
+        Stdio(StdioKind::Fd(Arc::new(fd)))
+    }
+}
+
+impl From<File> for Stdio {
+    /// The child reads from or writes to this file.
+    fn from(file: File) -> Stdio {
+        Stdio::from(OwnedFd::from(file))
+    }
+}

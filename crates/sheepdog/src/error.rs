@@ -1,0 +1,156 @@
+//! Errors that say what ran, what failed, and the OS error behind it.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::path::PathBuf;
+
+/// Why a program could not be started.
+///
+/// Every variant names the program; its `Display` is a full sentence a person can act on, and
+/// [`Error::kind`] maps it onto [`io::ErrorKind`]. When one of these is returned, nothing is left
+/// behind: no process, no zombie, no file descriptor.
+///
+/// ```
+/// # async fn demo() {
+/// let err = sheepdog::Command::new("no-such-program-xyz").spawn().unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+/// assert!(err.to_string().contains("no-such-program-xyz"));
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No file by that name: searched for in `searched_path` (the child's `PATH`) when the name
+    /// has no `/`.
+    #[error("cannot run `{}`: {}", show(program), not_found_detail(searched_path.as_deref(), interpreter.as_ref()))]
+    NotFound {
+        /// The program as given.
+        program: OsString,
+        /// The `PATH` that was searched, when the name had no `/`.
+        searched_path: Option<OsString>,
+        /// A file that exists but whose interpreter (`#!` line or ELF loader) does not.
+        interpreter: Option<PathBuf>,
+    },
+    /// The file exists but cannot be executed (no execute permission, not a program, a directory).
+    #[error("cannot run `{}`: `{}` is not executable: {source}", show(program), path.display())]
+    NotExecutable {
+        /// The program as given.
+        program: OsString,
+        /// The file that was tried.
+        path: PathBuf,
+        /// The OS error (`EACCES`, `ENOEXEC`, ...).
+        source: io::Error,
+    },
+    /// The working directory could not be entered.
+    #[error("cannot run `{}`: working directory `{}`: {source}", show(program), dir.display())]
+    WorkingDirectory {
+        /// The program as given.
+        program: OsString,
+        /// The directory set with [`Command::current_dir`](crate::Command::current_dir).
+        dir: PathBuf,
+        /// The OS error (`ENOENT`, `ENOTDIR`, `EACCES`, ...).
+        source: io::Error,
+    },
+    /// A string handed to the OS contains a NUL byte, which C strings cannot carry.
+    #[error("cannot run `{}`: {what} contains a NUL byte", show(program))]
+    NulByte {
+        /// The program as given.
+        program: OsString,
+        /// Which string: "the program name", "argument 2", "environment variable `K`", ...
+        what: String,
+    },
+    /// Any other OS failure while starting the program.
+    #[error(
+        "cannot run `{}`: {action} failed: {source}{}",
+        show(program),
+        os_hint(source)
+    )]
+    Os {
+        /// The program as given.
+        program: OsString,
+        /// What was being done: "create a pipe for stdout", "clone", ...
+        action: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The program that could not be started.
+    ///
+    /// ```
+    /// let err = sheepdog::Command::new("no-such-program-xyz").spawn().unwrap_err();
+    /// assert_eq!(err.program(), "no-such-program-xyz");
+    /// ```
+    pub fn program(&self) -> &OsStr {
+        match self {
+            Error::NotFound { program, .. }
+            | Error::NotExecutable { program, .. }
+            | Error::WorkingDirectory { program, .. }
+            | Error::NulByte { program, .. }
+            | Error::Os { program, .. } => program,
+        }
+    }
+
+    /// The closest [`io::ErrorKind`].
+    ///
+    /// ```
+    /// let err = sheepdog::Command::new("/").spawn().unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+    /// ```
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::NotFound { .. } => io::ErrorKind::NotFound,
+            Error::NotExecutable { .. } => io::ErrorKind::PermissionDenied,
+            Error::NulByte { .. } => io::ErrorKind::InvalidInput,
+            Error::WorkingDirectory { source, .. } | Error::Os { source, .. } => source.kind(),
+        }
+    }
+
+    /// The OS error number behind this error, if there is one.
+    ///
+    /// ```
+    /// let err = sheepdog::Command::new("/").spawn().unwrap_err();
+    /// assert_eq!(err.raw_os_error(), Some(13)); // EACCES
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::NotFound { .. } => Some(libc::ENOENT),
+            Error::NulByte { .. } => None,
+            Error::NotExecutable { source, .. }
+            | Error::WorkingDirectory { source, .. }
+            | Error::Os { source, .. } => source.raw_os_error(),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        io::Error::new(err.kind(), err)
+    }
+}
+
+fn show(s: &OsStr) -> std::borrow::Cow<'_, str> {
+    s.to_string_lossy()
+}
+
+fn not_found_detail(searched: Option<&OsStr>, interpreter: Option<&PathBuf>) -> String {
+    match (interpreter, searched) {
+        (Some(file), _) => format!(
+            "`{}` exists, but its interpreter (the `#!` line or ELF loader) was not found",
+            file.display()
+        ),
+        (None, Some(path)) => format!("not found in PATH `{}`", show(path)),
+        (None, None) => "no such file".to_owned(),
+    }
+}
+
+fn os_hint(source: &io::Error) -> &'static str {
+    match source.raw_os_error() {
+        Some(libc::EMFILE) | Some(libc::ENFILE) => {
+            " (too many open files: close descriptors or raise the limit, `ulimit -n`)"
+        }
+        Some(libc::EAGAIN) => " (process limit reached: see `ulimit -u` and pids.max)",
+        _ => "",
+    }
+}

@@ -1,0 +1,71 @@
+//! Start programs and keep every process they create in one container.
+//!
+//! sheepdog starts processes with a vfork-style `clone3` that costs no more than
+//! `posix_spawn` however large the parent is, addresses them by pidfd so that no stranger is
+//! ever signalled, and waits for them by event, never stealing another library's children.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sheepdog::{Command, Stdio};
+//! use tokio::io::AsyncReadExt;
+//!
+//! let mut child = Command::new("uname").arg("-s").stdout(Stdio::piped()).spawn()?;
+//! let mut out = String::new();
+//! child.take_stdout().unwrap().read_to_string(&mut out).await?;
+//! let status = child.wait().await?;
+//! println!("{} ({status})", out.trim());
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/ARCHITECTURE.md` in the repository for the design: layers, invariants, decisions.
+
+#![warn(missing_docs)]
+
+mod child;
+mod command;
+mod error;
+mod pipe;
+mod signal;
+mod status;
+mod sys;
+
+pub use child::Child;
+pub use command::{Command, Stdio};
+pub use error::Error;
+pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
+pub use signal::Signal;
+pub use status::{ExitStatus, ResourceUsage};
+pub use sys::SpawnPath;
+
+/// Seams for sheepdog's own tests and benchmarks; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    use std::os::fd::BorrowedFd;
+
+    use crate::sys::{CgroupTarget, ProcessGroup, SpawnTarget};
+    use crate::{Child, Command, Error, SpawnPath};
+
+    /// Makes this process use `path` (or a weaker one) from now on, as if stronger ones had
+    /// been refused.
+    pub fn force_spawn_path(path: SpawnPath) {
+        crate::sys::force_spawn_path(path);
+    }
+
+    /// Spawns `cmd` into the cgroup open as `dir` (whose `cgroup.procs` is open as `procs`),
+    /// and into process group `pgid` (`Some(0)`: a new one led by the child).
+    pub fn spawn_into(
+        cmd: &Command,
+        cgroup: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
+        pgid: Option<i32>,
+    ) -> Result<Child, Error> {
+        let target = SpawnTarget {
+            cgroup: cgroup.map(|(dir, procs)| CgroupTarget { dir, procs }),
+            process_group: match pgid {
+                None => ProcessGroup::Inherit,
+                Some(0) => ProcessGroup::New,
+                Some(pgid) => ProcessGroup::Join(pgid),
+            },
+        };
+        crate::sys::spawn(cmd, &target).map(Child::new)
+    }
+}

@@ -1,0 +1,167 @@
+//! `ExitStatus`: how a process ended, with the resources it used.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::signal::Signal;
+
+/// How a process ended: it exited with a code, or a signal killed it.
+///
+/// Comes with the [`ResourceUsage`] the kernel reported when the process was reaped.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let status = sheepdog::Command::new("false").spawn()?.wait().await?;
+/// assert_eq!(status.code(), Some(1));
+/// assert!(!status.success());
+/// assert_eq!(status.to_string(), "exited with code 1");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    pub(crate) end: End,
+    pub(crate) usage: ResourceUsage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    Exited(i32),
+    Signaled { signal: Signal, core_dumped: bool },
+}
+
+impl ExitStatus {
+    /// Whether the process exited with code 0.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert!(sheepdog::Command::new("true").spawn()?.wait().await?.success());
+    /// # Ok(()) }
+    /// ```
+    pub fn success(&self) -> bool {
+        self.end == End::Exited(0)
+    }
+
+    /// The exit code, or `None` when a signal ended the process.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let status = sheepdog::Command::new("sh").args(["-c", "exit 3"]).spawn()?.wait().await?;
+    /// assert_eq!(status.code(), Some(3));
+    /// # Ok(()) }
+    /// ```
+    pub fn code(&self) -> Option<i32> {
+        match self.end {
+            End::Exited(code) => Some(code),
+            End::Signaled { .. } => None,
+        }
+    }
+
+    /// The signal that ended the process, or `None` when it exited.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut child = sheepdog::Command::new("sleep").arg("10").spawn()?;
+    /// child.kill()?;
+    /// assert_eq!(child.wait().await?.signal(), Some(sheepdog::Signal::KILL));
+    /// # Ok(()) }
+    /// ```
+    pub fn signal(&self) -> Option<Signal> {
+        match self.end {
+            End::Signaled { signal, .. } => Some(signal),
+            End::Exited(_) => None,
+        }
+    }
+
+    /// Whether the process dumped core as it died.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let status = sheepdog::Command::new("true").spawn()?.wait().await?;
+    /// assert!(!status.core_dumped());
+    /// # Ok(()) }
+    /// ```
+    pub fn core_dumped(&self) -> bool {
+        matches!(
+            self.end,
+            End::Signaled {
+                core_dumped: true,
+                ..
+            }
+        )
+    }
+
+    /// The resources the process (and the descendants it waited for) used.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let status = sheepdog::Command::new("true").spawn()?.wait().await?;
+    /// assert!(status.usage().max_rss_bytes() > 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn usage(&self) -> ResourceUsage {
+        self.usage
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.end {
+            End::Exited(code) => write!(f, "exited with code {code}"),
+            End::Signaled {
+                signal,
+                core_dumped,
+            } => {
+                write!(f, "killed by {signal}")?;
+                if core_dumped {
+                    f.write_str(" (core dumped)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// CPU time and peak memory of a process, as `waitid(2)` reports them at reaping time.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let usage = sheepdog::Command::new("true").spawn()?.wait().await?.usage();
+/// println!("user {:?}, system {:?}, peak {} bytes",
+///     usage.user_time(), usage.system_time(), usage.max_rss_bytes());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResourceUsage {
+    pub(crate) user_time: Duration,
+    pub(crate) system_time: Duration,
+    pub(crate) max_rss_bytes: u64,
+}
+
+impl ResourceUsage {
+    /// CPU time spent in user mode.
+    ///
+    /// ```
+    /// assert_eq!(sheepdog::ResourceUsage::default().user_time(), std::time::Duration::ZERO);
+    /// ```
+    pub fn user_time(&self) -> Duration {
+        self.user_time
+    }
+
+    /// CPU time spent in the kernel on the process's behalf.
+    ///
+    /// ```
+    /// assert_eq!(sheepdog::ResourceUsage::default().system_time(), std::time::Duration::ZERO);
+    /// ```
+    pub fn system_time(&self) -> Duration {
+        self.system_time
+    }
+
+    /// Peak resident memory, in bytes.
+    ///
+    /// ```
+    /// assert_eq!(sheepdog::ResourceUsage::default().max_rss_bytes(), 0);
+    /// ```
+    pub fn max_rss_bytes(&self) -> u64 {
+        self.max_rss_bytes
+    }
+}

@@ -1,0 +1,301 @@
+//! Creating the child: a vfork-style clone that runs [`child_main`] on a stack of its own.
+//!
+//! `CLONE_VM | CLONE_VFORK` makes the cost independent of the parent's size (no page tables are
+//! copied) and suspends the calling thread until the child execs or exits, which is also what
+//! makes the child's [`ChildReport`](super::child::ChildReport) visible to the parent afterwards.
+//!
+//! Paths, strongest first; a refused one is remembered process-wide (see [`SpawnPath`]):
+//! 1. `clone3` with `CLONE_PIDFD`, and `CLONE_INTO_CGROUP` when a cgroup is the target (x86_64;
+//!    issued from inline assembly because the child must switch stacks before running any code).
+//! 2. glibc's `clone()` with `CLONE_PIDFD`; the child joins its cgroup by writing `cgroup.procs`.
+//! 3. The same without a pidfd, for kernels or sandboxes that refuse them.
+
+use core::ffi::{c_int, c_void};
+use core::mem::MaybeUninit;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::child::{child_main, ChildPlan};
+use super::raw::syscall;
+
+/// How a child was created, from the strongest path to the weakest fallback.
+///
+/// The first spawn tries the strongest path; when the kernel or a sandbox (seccomp) refuses it,
+/// the process falls back for good and says so once in a `tracing` warning.
+/// [`Child::spawn_path`](crate::Child::spawn_path) tells which one a child got.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), sheepdog::Error> {
+/// let child = sheepdog::Command::new("true").spawn()?;
+/// println!("started through {:?}", child.spawn_path());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum SpawnPath {
+    /// `clone3(CLONE_VM | CLONE_VFORK | CLONE_PIDFD [| CLONE_INTO_CGROUP])`: the child is in its
+    /// cgroup from its first instruction and is addressed by pidfd.
+    Clone3,
+    /// `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`: the child joins its cgroup by writing
+    /// `cgroup.procs` before exec (slower when spawns are spaced out) and is addressed by pidfd.
+    Clone,
+    /// `clone(CLONE_VM | CLONE_VFORK)` with no pidfd: the child is addressed by pid, which is
+    /// safe only because it stays unreaped until its `Child` collects it; waits use a thread.
+    CloneWithoutPidfd,
+}
+
+impl SpawnPath {
+    fn from_u8(v: u8) -> SpawnPath {
+        match v {
+            0 => SpawnPath::Clone3,
+            1 => SpawnPath::Clone,
+            _ => SpawnPath::CloneWithoutPidfd,
+        }
+    }
+}
+
+/// The strongest path not yet refused in this process.
+static PATH: AtomicU8 = AtomicU8::new(if cfg!(target_arch = "x86_64") {
+    SpawnPath::Clone3 as u8
+} else {
+    SpawnPath::Clone as u8
+});
+
+fn current_path() -> SpawnPath {
+    SpawnPath::from_u8(PATH.load(Ordering::Relaxed))
+}
+
+/// Never use a path stronger than `path` again in this process.
+pub(crate) fn demote(path: SpawnPath, why: &io::Error) {
+    let before = PATH.fetch_max(path as u8, Ordering::Relaxed);
+    if before < path as u8 {
+        tracing::warn!(
+            from = ?SpawnPath::from_u8(before),
+            to = ?path,
+            error = %why,
+            "sheepdog: the kernel or a sandbox refused a spawn path; falling back",
+        );
+    }
+}
+
+/// Forces this process onto `path` or a weaker one (for tests of the fallbacks).
+pub(crate) fn force(path: SpawnPath) {
+    PATH.fetch_max(path as u8, Ordering::Relaxed);
+}
+
+/// The stack the child runs on until exec. It lives in the parent's frame, which is unused while
+/// the parent is suspended; the child needs well under a page of it.
+#[repr(C, align(16))]
+struct ChildStack([MaybeUninit<u8>; 32 * 1024]);
+
+/// A created child: its pid, and its pidfd when the path gives one.
+pub(super) struct Cloned {
+    pub pid: i32,
+    pub pidfd: Option<OwnedFd>,
+    pub path: SpawnPath,
+}
+
+/// Creates the child, which runs `plan` and execs. Returns after the exec or the child's exit.
+///
+/// `cgroup_dir` (with `cgroup_procs` for the paths that need it) puts the child in that cgroup.
+pub(super) fn clone_child(
+    plan: &mut ChildPlan,
+    cgroup_dir: Option<BorrowedFd<'_>>,
+    cgroup_procs: Option<BorrowedFd<'_>>,
+) -> io::Result<Cloned> {
+    let mut stack = ChildStack([MaybeUninit::uninit(); 32 * 1024]);
+    let _blocked = BlockedSignals::new();
+
+    #[cfg(target_arch = "x86_64")]
+    if current_path() == SpawnPath::Clone3 {
+        plan.cgroup_procs = -1;
+        match clone3(plan, &mut stack, cgroup_dir) {
+            Ok(cloned) => return Ok(cloned),
+            Err(err) => match err.raw_os_error() {
+                // No clone3 (kernel < 5.3, or seccomp), or no CLONE_INTO_CGROUP (< 5.7).
+                Some(libc::ENOSYS | libc::EPERM | libc::E2BIG) => demote(SpawnPath::Clone, &err),
+                // Possibly only this cgroup; the slower path reports the real reason.
+                Some(libc::EINVAL) if cgroup_dir.is_some() => {}
+                _ => return Err(err),
+            },
+        }
+    }
+    let _ = cgroup_dir;
+
+    plan.cgroup_procs = cgroup_procs.map_or(-1, |fd| fd.as_raw_fd());
+    let want_pidfd = current_path() == SpawnPath::Clone;
+    let (pid, pidfd) = clone_legacy(plan, &mut stack, want_pidfd)?;
+    let pidfd = match pidfd {
+        Some(fd) => Some(fd),
+        // An old kernel ignores CLONE_PIDFD; our unreaped child's pid cannot be reused yet.
+        None if want_pidfd => match rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pid).ok_or_else(io::Error::last_os_error)?,
+            rustix::process::PidfdFlags::empty(),
+        ) {
+            Ok(fd) => Some(fd),
+            Err(err) => {
+                demote(SpawnPath::CloneWithoutPidfd, &err.into());
+                None
+            }
+        },
+        None => None,
+    };
+    let path = if pidfd.is_some() {
+        SpawnPath::Clone
+    } else {
+        SpawnPath::CloneWithoutPidfd
+    };
+    Ok(Cloned { pid, pidfd, path })
+}
+
+/// The kernel's `struct clone_args` (clone3(2)), version 2 (with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+#[cfg(target_arch = "x86_64")]
+fn clone3(
+    plan: &ChildPlan,
+    stack: &mut ChildStack,
+    cgroup_dir: Option<BorrowedFd<'_>>,
+) -> io::Result<Cloned> {
+    let mut pidfd: c_int = -1;
+    let mut args = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64,
+        pidfd: &mut pidfd as *mut c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.0.as_mut_ptr() as u64,
+        stack_size: stack.0.len() as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(dir) = cgroup_dir {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = dir.as_raw_fd() as u64;
+    }
+    let ret: isize;
+    // SAFETY: clone3 with CLONE_VM|CLONE_VFORK: the parent is suspended until the child execs or
+    // exits. The child starts on `stack` (its top, 16-byte aligned, so `call` leaves the ABI's
+    // alignment) and immediately calls `child_main(plan)`, which never returns; it touches no
+    // register or stack slot of the parent's frame. r12 and r13 survive the syscall in both.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") &mut args as *mut CloneArgs,
+            in("rsi") core::mem::size_of::<CloneArgs>(),
+            in("r12") plan as *const ChildPlan,
+            in("r13") child_main as unsafe extern "C" fn(*const ChildPlan) -> ! as usize,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret as i32));
+    }
+    Ok(Cloned {
+        pid: ret as i32,
+        // SAFETY: on success the kernel stored a new pidfd that nothing else owns.
+        pidfd: Some(unsafe { OwnedFd::from_raw_fd(pidfd) }),
+        path: SpawnPath::Clone3,
+    })
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7); not in every libc crate version.
+#[cfg(target_arch = "x86_64")]
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+fn clone_legacy(
+    plan: &ChildPlan,
+    stack: &mut ChildStack,
+    want_pidfd: bool,
+) -> io::Result<(i32, Option<OwnedFd>)> {
+    extern "C" fn trampoline(plan: *mut c_void) -> c_int {
+        // SAFETY: `plan` is the pointer handed to clone() below, valid until the parent resumes.
+        unsafe { child_main(plan as *const ChildPlan) }
+    }
+    let mut pidfd: c_int = -1;
+    let mut flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    if want_pidfd {
+        flags |= libc::CLONE_PIDFD;
+    }
+    // SAFETY: glibc's clone() switches to the child stack (its top, 16-byte aligned) before
+    // calling `trampoline`, which never returns. With CLONE_PIDFD the pidfd is stored through
+    // the parent_tid argument. The parent is suspended until the child execs or exits.
+    let pid = unsafe {
+        let top = stack.0.as_mut_ptr().add(stack.0.len()) as *mut c_void;
+        libc::clone(
+            trampoline,
+            top,
+            flags,
+            plan as *const ChildPlan as *mut c_void,
+            &mut pidfd as *mut c_int,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a non-negative value is a new pidfd the kernel gave us alone.
+    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    Ok((pid, pidfd))
+}
+
+/// Blocks every signal in this thread until dropped, so that no handler runs in the child while
+/// it shares our memory; the child sets its own mask before exec.
+struct BlockedSignals(u64);
+
+impl BlockedSignals {
+    fn new() -> BlockedSignals {
+        let all = !0u64;
+        let mut old = 0u64;
+        // SAFETY: rt_sigprocmask with valid pointers to 8-byte masks.
+        unsafe {
+            syscall(
+                libc::SYS_rt_sigprocmask,
+                &[
+                    libc::SIG_SETMASK as usize,
+                    &all as *const u64 as usize,
+                    &mut old as *mut u64 as usize,
+                    8,
+                ],
+            )
+        };
+        BlockedSignals(old)
+    }
+}
+
+impl Drop for BlockedSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `new`.
+        unsafe {
+            syscall(
+                libc::SYS_rt_sigprocmask,
+                &[
+                    libc::SIG_SETMASK as usize,
+                    &self.0 as *const u64 as usize,
+                    0,
+                    8,
+                ],
+            )
+        };
+    }
+}

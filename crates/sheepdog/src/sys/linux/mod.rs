@@ -1,0 +1,13 @@
+//! Linux: vfork-style clone3 spawns, pidfds, `waitid(P_PIDFD)`.
+
+mod child;
+mod clone;
+mod process;
+mod raw;
+mod reaper;
+mod spawn;
+
+pub(crate) use clone::force as force_spawn_path;
+pub use clone::SpawnPath;
+pub(crate) use process::Process;
+pub(crate) use spawn::{spawn, CgroupTarget, ProcessGroup, SpawnTarget, Spawned};

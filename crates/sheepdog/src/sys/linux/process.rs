@@ -1,0 +1,240 @@
+//! Watching one child: its exit as an event, its status from `waitid`, signals by pidfd.
+//!
+//! A pidfd becomes readable when the process exits (pidfd_open(2)), so it is registered in
+//! tokio's reactor and no SIGCHLD handler is needed. The status and rusage come from
+//! `waitid(P_PIDFD)`, which reaps exactly this child: never `waitpid(-1)`, which would steal the
+//! exit statuses of other libraries' children.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::raw::syscall;
+use super::reaper;
+use crate::signal::Signal;
+use crate::status::{End, ExitStatus, ResourceUsage};
+
+/// `P_PIDFD` (Linux 5.4).
+const P_PIDFD: usize = 3;
+
+/// One unreaped child of this process, and the means to address it safely.
+#[derive(Debug)]
+pub(crate) struct Process {
+    pid: i32,
+    handle: Handle,
+    status: Option<ExitStatus>,
+}
+
+#[derive(Debug)]
+enum Handle {
+    /// A pidfd, registered in the reactor on the first asynchronous wait.
+    Pidfd(OwnedFd),
+    Registered(AsyncFd<OwnedFd>),
+    /// No pidfd: the pid is safe to use only until the process is reaped, which only this
+    /// handle (or the reaper it is handed to on drop) does.
+    Pid,
+    /// Transitional, while the pidfd moves into the reactor.
+    Empty,
+}
+
+impl Process {
+    pub(crate) fn new(pid: i32, pidfd: Option<OwnedFd>) -> Process {
+        let handle = match pidfd {
+            Some(fd) => Handle::Pidfd(fd),
+            None => Handle::Pid,
+        };
+        Process {
+            pid,
+            handle,
+            status: None,
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Waits for the process to exit and reaps it.
+    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(status);
+            }
+            if matches!(self.handle, Handle::Pid) {
+                let pid = self.pid;
+                // Without a pidfd there is no event to await: a blocking thread waits without
+                // reaping (WNOWAIT), so reaping stays here, where signals are also sent.
+                tokio::task::spawn_blocking(move || waitid(Target::Pid(pid), libc::WNOWAIT))
+                    .await
+                    .map_err(io::Error::other)??;
+                continue;
+            }
+            let ready = self.registered()?.readable().await?;
+            // The pidfd stays readable once the process has exited; forget this edge and look.
+            let mut ready = ready;
+            ready.clear_ready();
+        }
+    }
+
+    /// Reaps the process if it has exited, without waiting.
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            let target = match &self.handle {
+                Handle::Pidfd(fd) => Target::Pidfd(fd.as_raw_fd()),
+                Handle::Registered(fd) => Target::Pidfd(fd.as_raw_fd()),
+                Handle::Pid => Target::Pid(self.pid),
+                Handle::Empty => unreachable!("the pidfd is always put back"),
+            };
+            self.status = waitid(target, libc::WNOHANG)?;
+        }
+        Ok(self.status)
+    }
+
+    /// The status, if the process has been reaped.
+    pub(crate) fn status(&self) -> Option<ExitStatus> {
+        self.status
+    }
+
+    /// Sends `signal`; fails with `ESRCH` once the process has been reaped.
+    pub(crate) fn signal(&self, signal: Signal) -> io::Result<()> {
+        if self.status.is_some() {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        let sig = signal.as_raw() as usize;
+        // SAFETY: pidfd_send_signal(2) / kill(2) with plain integers. The pid form is used only
+        // while the process is our unreaped child, so the pid cannot have been reused.
+        let ret = unsafe {
+            match &self.handle {
+                Handle::Pidfd(fd) => pidfd_send_signal(fd.as_raw_fd(), sig),
+                Handle::Registered(fd) => pidfd_send_signal(fd.as_raw_fd(), sig),
+                Handle::Pid => syscall(libc::SYS_kill, &[self.pid as usize, sig]),
+                Handle::Empty => unreachable!("the pidfd is always put back"),
+            }
+        };
+        if ret < 0 {
+            return Err(io::Error::from_raw_os_error(-ret as i32));
+        }
+        Ok(())
+    }
+
+    fn registered(&mut self) -> io::Result<&AsyncFd<OwnedFd>> {
+        if let Handle::Pidfd(_) = self.handle {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(io::Error::other(
+                    "sheepdog: waiting for a child needs a tokio runtime with IO enabled",
+                ));
+            }
+            let Handle::Pidfd(fd) = std::mem::replace(&mut self.handle, Handle::Empty) else {
+                unreachable!()
+            };
+            // SAFETY: an OwnedFd stays open and unchanged while the AsyncFd owns it.
+            // Registration hands the fd back on failure, so it is never lost.
+            match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+                Ok(registered) => self.handle = Handle::Registered(registered),
+                Err(err) => {
+                    self.handle = Handle::Pidfd(err.into_parts().0);
+                    return Err(io::Error::other("sheepdog: cannot watch the child's pidfd"));
+                }
+            }
+        }
+        match &self.handle {
+            Handle::Registered(fd) => Ok(fd),
+            _ => unreachable!("registered above"),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.status.is_some() || matches!(self.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        match std::mem::replace(&mut self.handle, Handle::Empty) {
+            Handle::Pidfd(fd) => reaper::adopt_pidfd(fd),
+            Handle::Registered(fd) => reaper::adopt_pidfd(fd.into_inner()),
+            Handle::Pid => reaper::adopt_pid(self.pid),
+            Handle::Empty => {}
+        }
+    }
+}
+
+/// # Safety
+/// `pidfd` must be an open descriptor.
+unsafe fn pidfd_send_signal(pidfd: i32, sig: usize) -> isize {
+    // SAFETY: no siginfo, no flags.
+    unsafe { syscall(libc::SYS_pidfd_send_signal, &[pidfd as usize, sig, 0, 0]) }
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Target {
+    Pidfd(i32),
+    Pid(i32),
+}
+
+/// `waitid(2)` for exited children, through the raw syscall because it also returns rusage.
+/// `Ok(None)`: nothing has exited yet (with `WNOHANG`).
+pub(super) fn waitid(target: Target, extra_flags: i32) -> io::Result<Option<ExitStatus>> {
+    let (idtype, id) = match target {
+        Target::Pidfd(fd) => (P_PIDFD, fd as usize),
+        Target::Pid(pid) => (libc::P_PID as usize, pid as usize),
+    };
+    // SAFETY: all-zero is a valid bit pattern for these plain C structs.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: waitid with valid pointers to a siginfo_t and a rusage.
+        let ret = unsafe {
+            syscall(
+                libc::SYS_waitid,
+                &[
+                    idtype,
+                    id,
+                    &mut info as *mut _ as usize,
+                    (libc::WEXITED | extra_flags) as usize,
+                    &mut usage as *mut _ as usize,
+                ],
+            )
+        };
+        match ret {
+            0 => break,
+            r if r == -(libc::EINTR as isize) => continue,
+            r => return Err(io::Error::from_raw_os_error(-r as i32)),
+        }
+    }
+    // SAFETY: waitid filled `info` for a child event (or left it zeroed with WNOHANG).
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    let end = match info.si_code {
+        libc::CLD_EXITED => End::Exited(status),
+        code => End::Signaled {
+            signal: Signal::from_raw(status).unwrap_or(Signal::KILL),
+            core_dumped: code == libc::CLD_DUMPED,
+        },
+    };
+    let time = |tv: libc::timeval| {
+        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
+    };
+    Ok(Some(ExitStatus {
+        end,
+        usage: ResourceUsage {
+            user_time: time(usage.ru_utime),
+            system_time: time(usage.ru_stime),
+            max_rss_bytes: usage.ru_maxrss as u64 * 1024,
+        },
+    }))
+}
+
+/// Reaps a child that is known to have exited (or to be about to), blocking briefly.
+pub(super) fn reap_now(pid: i32, pidfd: Option<&OwnedFd>) -> io::Result<Option<ExitStatus>> {
+    let target = match pidfd {
+        Some(fd) => Target::Pidfd(fd.as_fd().as_raw_fd()),
+        None => Target::Pid(pid),
+    };
+    waitid(target, 0)
+}

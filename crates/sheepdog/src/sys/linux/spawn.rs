@@ -1,0 +1,366 @@
+//! Spawning: everything that can fail is prepared here in the parent (C strings, `PATH`
+//! candidates, pipes), then [`clone_child`] runs the child, which only makes system calls.
+
+use std::ffi::{c_char, CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+use std::ptr;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::pipe::{pipe_with, PipeFlags};
+
+use super::child::{ChildPlan, ChildReport, Stage};
+use super::clone::{clone_child, SpawnPath};
+use super::process::{reap_now, Process};
+use crate::command::{Command, StdioKind};
+use crate::error::Error;
+
+/// Where the child goes before it execs: the hooks a `Herd` uses.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SpawnTarget<'a> {
+    pub cgroup: Option<CgroupTarget<'a>>,
+    pub process_group: ProcessGroup,
+}
+
+/// A cgroup v2 directory and its `cgroup.procs`, both opened in advance.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CgroupTarget<'a> {
+    pub dir: BorrowedFd<'a>,
+    pub procs: BorrowedFd<'a>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProcessGroup {
+    /// Stay in this process's group.
+    #[default]
+    Inherit,
+    /// Lead a new group (its id is the child's pid).
+    New,
+    /// Join an existing group.
+    Join(i32),
+}
+
+/// A started child, with this process's ends of its pipes.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub process: Process,
+    pub stdio: [Option<OwnedFd>; 3],
+    pub path: SpawnPath,
+}
+
+/// Starts `cmd` as `target` says.
+pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, Error> {
+    let exec = ExecPlan::new(cmd)?;
+    let os_err = |action: &'static str| {
+        move |err: io::Error| Error::Os {
+            program: cmd.get_program().to_owned(),
+            action,
+            source: err,
+        }
+    };
+    let mut stdio = StdioPlan::new(cmd).map_err(|(action, err)| os_err(action)(err))?;
+    let passed = passed_fds(cmd, &mut stdio.keep).map_err(os_err("prepare passed descriptors"))?;
+
+    let mut report = ChildReport::default();
+    let mut plan = ChildPlan {
+        candidates: exec.candidates.pointers(),
+        argv: exec.argv.pointers(),
+        envp: exec.envp.pointers(),
+        cwd: exec.cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
+        stdio: stdio.child_fds,
+        passed_fds: passed.as_ptr(),
+        passed_fds_len: passed.len(),
+        process_group: match target.process_group {
+            ProcessGroup::Inherit => -1,
+            ProcessGroup::New => 0,
+            ProcessGroup::Join(pgid) => pgid,
+        },
+        cgroup_procs: -1,
+        report: &mut report,
+    };
+    let cloned = clone_child(
+        &mut plan,
+        target.cgroup.map(|c| c.dir),
+        target.cgroup.map(|c| c.procs),
+    )
+    .map_err(os_err("clone"))?;
+    // SAFETY: the child has exec'd or exited, so nothing writes `report` any more.
+    let report = unsafe { ptr::read_volatile(plan.report) };
+    // The child's ends of the pipes are closed here, so reads see EOF when the child exits.
+    drop(stdio.keep);
+
+    if report.stage != Stage::None {
+        // The child exited with 127 before exec; reap it so no zombie is left.
+        if let Err(err) = reap_now(cloned.pid, cloned.pidfd.as_ref()) {
+            tracing::error!(pid = cloned.pid, %err, "sheepdog: cannot reap a failed child");
+        }
+        return Err(exec.failure(cmd, report));
+    }
+    tracing::trace!(pid = cloned.pid, path = ?cloned.path, "sheepdog: spawned");
+    Ok(Spawned {
+        process: Process::new(cloned.pid, cloned.pidfd),
+        stdio: stdio.parent_ends,
+        path: cloned.path,
+    })
+}
+
+/// A null-terminated array of C strings, owning the strings.
+struct CStringArray {
+    strings: Vec<CString>,
+    pointers: Vec<*const c_char>,
+}
+
+impl CStringArray {
+    fn new(strings: Vec<CString>) -> CStringArray {
+        let pointers = strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(ptr::null()))
+            .collect();
+        CStringArray { strings, pointers }
+    }
+
+    fn pointers(&self) -> *const *const c_char {
+        self.pointers.as_ptr()
+    }
+}
+
+/// The exec side of a spawn: paths to try, argv, envp, working directory.
+struct ExecPlan {
+    candidates: CStringArray,
+    argv: CStringArray,
+    envp: CStringArray,
+    cwd: Option<CString>,
+    /// The `PATH` searched, when the program name has no `/`.
+    searched_path: Option<OsString>,
+}
+
+/// When neither the command nor this process sets `PATH` (execvp(3)'s default).
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+impl ExecPlan {
+    fn new(cmd: &Command) -> Result<ExecPlan, Error> {
+        let program = cmd.get_program();
+        let c = |bytes: Vec<u8>, what: &dyn Fn() -> String| {
+            CString::new(bytes).map_err(|_| Error::NulByte {
+                program: program.to_owned(),
+                what: what(),
+            })
+        };
+        if program.is_empty() {
+            return Err(Error::NotFound {
+                program: program.to_owned(),
+                searched_path: None,
+                interpreter: None,
+            });
+        }
+
+        let (candidates, searched_path) = if program.as_bytes().contains(&b'/') {
+            (
+                vec![c(program.as_bytes().to_vec(), &|| {
+                    "the program name".into()
+                })?],
+                None,
+            )
+        } else {
+            let path = match cmd.get_env_override(OsStr::new("PATH")) {
+                Some(value) => value.map(OsStr::to_owned),
+                None if cmd.get_env_clear() => None,
+                None => std::env::var_os("PATH"),
+            }
+            .unwrap_or_else(|| DEFAULT_PATH.into());
+            let candidates = path
+                .as_bytes()
+                .split(|&b| b == b':')
+                .map(|dir| {
+                    let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+                    let mut full = Vec::with_capacity(dir.len() + 1 + program.len());
+                    full.extend_from_slice(dir);
+                    full.push(b'/');
+                    full.extend_from_slice(program.as_bytes());
+                    c(full, &|| "the program name".into())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (candidates, Some(path))
+        };
+
+        let argv0 = cmd.get_arg0().unwrap_or(program);
+        let argv = std::iter::once(argv0)
+            .chain(cmd.get_args())
+            .enumerate()
+            .map(|(i, arg)| c(arg.as_bytes().to_vec(), &|| format!("argument {i}")))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut vars: std::collections::BTreeMap<OsString, OsString> = if cmd.get_env_clear() {
+            Default::default()
+        } else {
+            std::env::vars_os().collect()
+        };
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(value) => vars.insert(key.to_owned(), value.to_owned()),
+                None => vars.remove(key),
+            };
+        }
+        let envp = vars
+            .into_iter()
+            .map(|(key, value)| {
+                let what = || format!("environment variable `{}`", key.to_string_lossy());
+                let mut entry = key.clone().into_vec();
+                entry.push(b'=');
+                entry.extend_from_slice(value.as_bytes());
+                c(entry, &what)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let cwd = cmd
+            .get_current_dir()
+            .map(|dir| {
+                c(dir.as_os_str().as_bytes().to_vec(), &|| {
+                    "the working directory".into()
+                })
+            })
+            .transpose()?;
+
+        Ok(ExecPlan {
+            candidates: CStringArray::new(candidates),
+            argv: CStringArray::new(argv),
+            envp: CStringArray::new(envp),
+            cwd,
+            searched_path,
+        })
+    }
+
+    /// The error for a child that reported a failure before exec.
+    fn failure(&self, cmd: &Command, report: ChildReport) -> Error {
+        let program = cmd.get_program().to_owned();
+        let source = io::Error::from_raw_os_error(report.errno);
+        let os = |action| Error::Os {
+            program: program.clone(),
+            action,
+            source: io::Error::from_raw_os_error(report.errno),
+        };
+        match report.stage {
+            Stage::WorkingDirectory => Error::WorkingDirectory {
+                dir: cmd.get_current_dir().map(PathBuf::from).unwrap_or_default(),
+                program,
+                source,
+            },
+            Stage::Exec => {
+                let tried = self
+                    .candidates
+                    .strings
+                    .get(report.candidate)
+                    .map(|c| PathBuf::from(OsStr::from_bytes(c.as_bytes())))
+                    .unwrap_or_default();
+                match report.errno {
+                    libc::ENOENT | libc::ENOTDIR => Error::NotFound {
+                        program,
+                        searched_path: self.searched_path.clone(),
+                        // ENOENT for a file that exists: its interpreter is what is missing.
+                        interpreter: (report.errno == libc::ENOENT && tried.is_file())
+                            .then_some(tried),
+                    },
+                    libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::EPERM => {
+                        Error::NotExecutable {
+                            program,
+                            path: tried,
+                            source,
+                        }
+                    }
+                    _ => os("execve"),
+                }
+            }
+            Stage::ProcessGroup => os("join the process group"),
+            Stage::Cgroup => os("join the cgroup"),
+            Stage::Stdio => os("set up stdin/stdout/stderr"),
+            Stage::PassedFd => os("pass a descriptor"),
+            Stage::SignalMask => os("reset the signal mask"),
+            Stage::None => os("spawn"),
+        }
+    }
+}
+
+/// The child's stdio descriptors, and the parent's ends of any pipes.
+struct StdioPlan {
+    child_fds: [RawFd; 3],
+    /// Descriptors owned for the child's sake, closed once it has exec'd.
+    keep: Vec<OwnedFd>,
+    parent_ends: [Option<OwnedFd>; 3],
+}
+
+impl StdioPlan {
+    fn new(cmd: &Command) -> Result<StdioPlan, (&'static str, io::Error)> {
+        const PIPE_ACTION: [&str; 3] = [
+            "create a pipe for stdin",
+            "create a pipe for stdout",
+            "create a pipe for stderr",
+        ];
+        let mut plan = StdioPlan {
+            child_fds: [-1; 3],
+            keep: Vec::new(),
+            parent_ends: [None, None, None],
+        };
+        for (i, stdio) in cmd.get_stdio().into_iter().enumerate() {
+            let child_fd = match &stdio.0 {
+                StdioKind::Inherit => continue,
+                StdioKind::Null => {
+                    let flags = OFlags::RDWR | OFlags::CLOEXEC;
+                    rustix::fs::open("/dev/null", flags, Mode::empty())
+                        .map_err(|e| ("open /dev/null", e.into()))?
+                }
+                StdioKind::Piped => {
+                    let (read, write) =
+                        pipe_with(PipeFlags::CLOEXEC).map_err(|e| (PIPE_ACTION[i], e.into()))?;
+                    let (child, parent) = if i == 0 { (read, write) } else { (write, read) };
+                    plan.parent_ends[i] = Some(parent);
+                    child
+                }
+                StdioKind::Fd(fd) => {
+                    // Moved above 0..2 so that installing one stdio fd cannot clobber another.
+                    rustix::io::fcntl_dupfd_cloexec(fd.as_fd(), 3)
+                        .map_err(|e| ("duplicate a stdio descriptor", e.into()))?
+                }
+            };
+            plan.child_fds[i] = keep_above_stdio(child_fd, &mut plan.keep)
+                .map_err(|e| ("duplicate a stdio descriptor", e))?;
+        }
+        Ok(plan)
+    }
+}
+
+/// Keeps `fd` alive for the spawn and returns its number, moving it to 3 or above first.
+fn keep_above_stdio(fd: OwnedFd, keep: &mut Vec<OwnedFd>) -> io::Result<RawFd> {
+    let fd = if fd.as_raw_fd() < 3 {
+        rustix::io::fcntl_dupfd_cloexec(&fd, 3)?
+    } else {
+        fd
+    };
+    let raw = fd.as_raw_fd();
+    keep.push(fd);
+    Ok(raw)
+}
+
+/// `(source, target)` pairs for [`Command::pass_fd`], with every source moved where no target or
+/// stdio number can clobber it before it is installed.
+fn passed_fds(cmd: &Command, keep: &mut Vec<OwnedFd>) -> io::Result<Vec<[RawFd; 2]>> {
+    let pairs: Vec<(RawFd, BorrowedFd<'_>)> = cmd.get_passed_fds().collect();
+    let Some(highest) = pairs.iter().map(|&(target, _)| target).max() else {
+        return Ok(Vec::new());
+    };
+    let mut moves = Vec::with_capacity(pairs.len());
+    for (target, source) in pairs {
+        if target < 3 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("descriptor {target} is stdio: set it with stdin/stdout/stderr"),
+            ));
+        }
+        let moved = rustix::io::fcntl_dupfd_cloexec(source, highest + 1)?;
+        moves.push([moved.as_raw_fd(), target]);
+        keep.push(moved);
+    }
+    Ok(moves)
+}
