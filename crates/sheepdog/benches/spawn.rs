@@ -1,1 +1,518 @@
-fn main() {}
+//! Spawn + wait latency of `/bin/true`: sheepdog against raw `posix_spawn`, std and tokio.
+//!
+//! One process run; the variants are interleaved round-robin (in a rotating order) so that
+//! drift in machine state hits all of them equally, and every spawn + wait is timed on its own.
+//! Reports medians and p90 in microseconds, and each median's ratio to the floor's.
+//!
+//! Phases:
+//! - A: small parent, back to back.
+//! - B: the parent holds 4 GiB of touched memory (what a fork-based spawn would pay for).
+//! - C: isolated spawns, one every 50 ms (cold caches, idle CPU).
+//!
+//! `SHEEPDOG_BENCH_ROUNDS=N` makes every phase run N rounds (warm-up N/10, at least 1) for a
+//! quick check; by default A runs 2000 rounds, B 300 and C 30.
+//!
+//! Run with `cargo bench -p sheepdog --bench spawn`.
+
+use std::error::Error;
+use std::ffi::{c_char, CString};
+use std::fs::{self, File, OpenOptions};
+use std::hint::black_box;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const PROGRAM: &str = "/bin/true";
+const PAGE: usize = 4096;
+const BIG_PARENT_BYTES: usize = 4 << 30;
+const ISOLATION_GAP: Duration = Duration::from_millis(50);
+
+type BoxResult<T> = Result<T, Box<dyn Error>>;
+
+extern "C" {
+    /// The C library's environment, passed unchanged to `posix_spawn` children.
+    static environ: *const *mut c_char;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Variants: each spawns `/bin/true` with inherited stdio, waits for it, and returns how long
+// that took. A child that does not exit with status 0 is an error: the measurement would lie.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    Floor,
+    Sheepdog,
+    SheepdogCgroup,
+    Std,
+    Tokio,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Floor => "floor",
+            Variant::Sheepdog => "sheepdog",
+            Variant::SheepdogCgroup => "sheepdog+cgroup",
+            Variant::Std => "std",
+            Variant::Tokio => "tokio",
+        }
+    }
+}
+
+/// What the variants share, prepared once.
+struct Bench {
+    program: CString,
+    sheepdog_cmd: sheepdog::Command,
+    /// `None` when cgroup v2 is unavailable here; the variant is skipped then.
+    cgroup: Option<CgroupGuard>,
+    variants: Vec<Variant>,
+}
+
+impl Bench {
+    async fn run(&self, variant: Variant) -> BoxResult<Duration> {
+        match variant {
+            Variant::Floor => self.floor(),
+            Variant::Sheepdog => self.sheepdog().await,
+            Variant::SheepdogCgroup => self.sheepdog_cgroup().await,
+            Variant::Std => std_status(),
+            Variant::Tokio => tokio_status().await,
+        }
+    }
+
+    /// Raw `posix_spawn` + `waitpid`: the floor.
+    fn floor(&self) -> BoxResult<Duration> {
+        let argv: [*mut c_char; 2] = [self.program.as_ptr().cast_mut(), std::ptr::null_mut()];
+        let mut pid: libc::pid_t = 0;
+        let start = Instant::now();
+        // SAFETY: `pid` is a valid out-pointer; the path is a NUL-terminated string that outlives
+        // the call; null file actions and attributes mean "none" (inherit everything); `argv` is
+        // a null-terminated array of NUL-terminated strings, which posix_spawn does not modify
+        // despite its `*mut` type; `environ` is the C library's own null-terminated environment,
+        // which nothing in this program modifies concurrently.
+        let rc = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                self.program.as_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                argv.as_ptr(),
+                environ,
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "posix_spawn {PROGRAM}: {}",
+                std::io::Error::from_raw_os_error(rc)
+            )
+            .into());
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: `pid` is our own unreaped child; `status` is a valid out-pointer.
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if r == pid {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("waitpid({pid}): {err}").into());
+            }
+        }
+        let elapsed = start.elapsed();
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            return Err(format!("floor: {PROGRAM} failed, wait status {status:#x}").into());
+        }
+        Ok(elapsed)
+    }
+
+    async fn sheepdog(&self) -> BoxResult<Duration> {
+        let start = Instant::now();
+        let status = self.sheepdog_cmd.spawn()?.wait().await?;
+        let elapsed = start.elapsed();
+        check("sheepdog", status.success(), &status)?;
+        Ok(elapsed)
+    }
+
+    async fn sheepdog_cgroup(&self) -> BoxResult<Duration> {
+        let cgroup = self
+            .cgroup
+            .as_ref()
+            .ok_or("sheepdog+cgroup run without a cgroup")?;
+        let start = Instant::now();
+        let status = spawn_into_cgroup(&self.sheepdog_cmd, cgroup)?
+            .wait()
+            .await?;
+        let elapsed = start.elapsed();
+        check("sheepdog+cgroup", status.success(), &status)?;
+        Ok(elapsed)
+    }
+}
+
+fn spawn_into_cgroup(
+    cmd: &sheepdog::Command,
+    cgroup: &CgroupGuard,
+) -> Result<sheepdog::Child, sheepdog::Error> {
+    sheepdog::__private::spawn_into(cmd, Some((cgroup.dir.as_fd(), cgroup.procs.as_fd())), None)
+}
+
+fn std_status() -> BoxResult<Duration> {
+    let start = Instant::now();
+    let status = std::process::Command::new(PROGRAM).status()?;
+    let elapsed = start.elapsed();
+    check("std", status.success(), &status)?;
+    Ok(elapsed)
+}
+
+async fn tokio_status() -> BoxResult<Duration> {
+    let start = Instant::now();
+    let status = tokio::process::Command::new(PROGRAM).status().await?;
+    let elapsed = start.elapsed();
+    check("tokio", status.success(), &status)?;
+    Ok(elapsed)
+}
+
+fn check(variant: &str, success: bool, status: &dyn std::fmt::Display) -> BoxResult<()> {
+    if success {
+        Ok(())
+    } else {
+        Err(format!("{variant}: {PROGRAM} failed: {status}").into())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cgroup for `sheepdog+cgroup`.
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh cgroup v2 directory, open, removed on drop (also when a panic unwinds).
+struct CgroupGuard {
+    path: PathBuf,
+    dir: File,
+    procs: File,
+}
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        // Every child was waited for (or is reaped by sheepdog in the background, which happens
+        // as soon as it exits), so the cgroup holds no process and can be removed.
+        if let Err(err) = fs::remove_dir(&self.path) {
+            eprintln!(
+                "warning: could not remove cgroup {}: {err}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// Creates `sheepdog-bench-<pid>` under this process's cgroup, or says why it cannot.
+fn make_cgroup() -> Result<CgroupGuard, String> {
+    let mount = cgroup2_mount()?;
+    let own = fs::read_to_string("/proc/self/cgroup")
+        .map_err(|err| format!("cannot read /proc/self/cgroup: {err}"))?;
+    let own = own
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .ok_or("this process is in no cgroup v2 hierarchy (no `0::` line in /proc/self/cgroup)")?;
+    let parent = mount.join(own.trim_start_matches('/'));
+    let path = parent.join(format!("sheepdog-bench-{}", std::process::id()));
+    fs::create_dir(&path).map_err(|err| format!("cannot create {}: {err}", path.display()))?;
+
+    // From here on the directory exists: a half-built guard still removes it on failure.
+    let open = || -> std::io::Result<(File, File)> {
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&path)?;
+        let procs = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path.join("cgroup.procs"))?;
+        Ok((dir, procs))
+    };
+    match open() {
+        Ok((dir, procs)) => Ok(CgroupGuard { path, dir, procs }),
+        Err(err) => {
+            let msg = format!("cannot open {}: {err}", path.display());
+            if let Err(err) = fs::remove_dir(&path) {
+                eprintln!("warning: could not remove cgroup {}: {err}", path.display());
+            }
+            Err(msg)
+        }
+    }
+}
+
+/// Where cgroup v2 is mounted, from /proc/self/mountinfo.
+fn cgroup2_mount() -> Result<PathBuf, String> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|err| format!("cannot read /proc/self/mountinfo: {err}"))?;
+    for line in mountinfo.lines() {
+        // `id parent major:minor root mount-point options [optional...] - fstype source super`
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        if after.split(' ').next() != Some("cgroup2") {
+            continue;
+        }
+        let fields: Vec<&str> = before.split(' ').collect();
+        // Only a mount of the hierarchy's root makes `0::<path>` a path below the mount point.
+        if let (Some(&"/"), Some(mount_point)) = (fields.get(3), fields.get(4)) {
+            return Ok(PathBuf::from(unescape_mountinfo(mount_point)));
+        }
+    }
+    Err("no cgroup2 mount of the hierarchy root in /proc/self/mountinfo".to_owned())
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases and statistics.
+// ---------------------------------------------------------------------------------------------
+
+struct Phase {
+    name: &'static str,
+    description: &'static str,
+    warmup_rounds: usize,
+    rounds: usize,
+    /// Pause before every spawn (isolated spawns), or none (back to back).
+    gap: Option<Duration>,
+}
+
+struct Stats {
+    median_us: f64,
+    p90_us: f64,
+}
+
+impl Stats {
+    fn of(samples: &mut [Duration]) -> Stats {
+        assert!(!samples.is_empty(), "no samples to summarize");
+        samples.sort_unstable();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let n = samples.len();
+        let median = if n % 2 == 1 {
+            us(samples[n / 2])
+        } else {
+            (us(samples[n / 2 - 1]) + us(samples[n / 2])) / 2.0
+        };
+        // Nearest-rank p90: the smallest sample with at least 90 % of samples at or below it.
+        let p90 = us(samples[(n * 9).div_ceil(10) - 1]);
+        Stats {
+            median_us: median,
+            p90_us: p90,
+        }
+    }
+}
+
+/// Runs one phase and prints its table; returns each variant's stats, in `bench.variants` order.
+async fn run_phase(bench: &Bench, phase: &Phase) -> BoxResult<Vec<(Variant, Stats)>> {
+    let variants = &bench.variants;
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(phase.rounds); variants.len()];
+    for round in 0..phase.warmup_rounds + phase.rounds {
+        // Rotate the order every round so no variant always follows the same one.
+        for k in 0..variants.len() {
+            let index = (round + k) % variants.len();
+            if let Some(gap) = phase.gap {
+                tokio::time::sleep(gap).await;
+            }
+            let elapsed = bench.run(variants[index]).await?;
+            if round >= phase.warmup_rounds {
+                samples[index].push(elapsed);
+            }
+        }
+    }
+
+    let stats: Vec<(Variant, Stats)> = variants
+        .iter()
+        .zip(&mut samples)
+        .map(|(&variant, s)| (variant, Stats::of(s)))
+        .collect();
+    let floor = stats
+        .iter()
+        .find(|(v, _)| *v == Variant::Floor)
+        .map(|(_, s)| s.median_us)
+        .ok_or("the floor variant is missing")?;
+
+    println!();
+    println!(
+        "Phase {}: {} ({} rounds after {} warm-up rounds)",
+        phase.name, phase.description, phase.rounds, phase.warmup_rounds
+    );
+    println!(
+        "  {:<16} {:>10} {:>10} {:>12}",
+        "variant", "median µs", "p90 µs", "median/floor"
+    );
+    for (variant, s) in &stats {
+        println!(
+            "  {:<16} {:>10.1} {:>10.1} {:>12.3}",
+            variant.name(),
+            s.median_us,
+            s.p90_us,
+            s.median_us / floor
+        );
+    }
+    Ok(stats)
+}
+
+fn summary_line(phase: &Phase, stats: &[(Variant, Stats)]) -> String {
+    let floor = stats
+        .iter()
+        .find(|(v, _)| *v == Variant::Floor)
+        .map_or(f64::NAN, |(_, s)| s.median_us);
+    let parts: Vec<String> = stats
+        .iter()
+        .map(|(v, s)| {
+            if *v == Variant::Floor {
+                format!("floor {:.1} µs", s.median_us)
+            } else {
+                format!("{} {:.2}x", v.name(), s.median_us / floor)
+            }
+        })
+        .collect();
+    format!("  {}: {}", phase.name, parts.join(", "))
+}
+
+/// 4 GiB, every page written once so it is really resident.
+fn big_touched_allocation() -> Vec<u8> {
+    let mut memory = vec![0u8; BIG_PARENT_BYTES];
+    for page in memory.chunks_mut(PAGE) {
+        page[0] = 1;
+    }
+    black_box(memory)
+}
+
+fn rounds_override() -> BoxResult<Option<usize>> {
+    match std::env::var("SHEEPDOG_BENCH_ROUNDS") {
+        Ok(value) => {
+            let rounds: usize = value
+                .trim()
+                .parse()
+                .map_err(|err| format!("SHEEPDOG_BENCH_ROUNDS={value:?}: {err}"))?;
+            if rounds == 0 {
+                return Err("SHEEPDOG_BENCH_ROUNDS must be at least 1".into());
+            }
+            Ok(Some(rounds))
+        }
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(err) => Err(format!("SHEEPDOG_BENCH_ROUNDS: {err}").into()),
+    }
+}
+
+fn main() -> BoxResult<()> {
+    // `cargo bench` passes `--bench`; this harness takes no options and ignores it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+async fn run() -> BoxResult<()> {
+    let rounds = rounds_override()?;
+    let phase = |name, description, warmup_rounds, default_rounds, gap| Phase {
+        name,
+        description,
+        warmup_rounds: rounds.map_or(warmup_rounds, |r: usize| (r / 10).max(1)),
+        rounds: rounds.unwrap_or(default_rounds),
+        gap,
+    };
+    let phase_a = phase("A", "small parent, back to back", 60, 2000, None);
+    let phase_b = phase(
+        "B",
+        "parent holding 4 GiB of touched memory, back to back",
+        20,
+        300,
+        None,
+    );
+    let phase_c = phase(
+        "C",
+        "isolated spawns, one every 50 ms",
+        2,
+        30,
+        Some(ISOLATION_GAP),
+    );
+
+    let sheepdog_cmd = sheepdog::Command::new(PROGRAM);
+    let mut probe = sheepdog_cmd.spawn()?;
+    println!(
+        "sheepdog spawn path: {:?} (program {PROGRAM}, pid {})",
+        probe.spawn_path(),
+        std::process::id()
+    );
+    probe.wait().await?;
+    if let Ok(thp) = fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled") {
+        println!("transparent huge pages: {}", thp.trim());
+    }
+
+    let mut variants = vec![Variant::Floor, Variant::Sheepdog];
+    let cgroup = match make_cgroup() {
+        Ok(cgroup) => match spawn_into_cgroup(&sheepdog_cmd, &cgroup) {
+            Ok(mut child) => {
+                child.wait().await?;
+                println!("cgroup for sheepdog+cgroup: {}", cgroup.path.display());
+                variants.push(Variant::SheepdogCgroup);
+                Some(cgroup)
+            }
+            Err(err) => {
+                println!(
+                    "skipping sheepdog+cgroup: cannot spawn into {}: {err}",
+                    cgroup.path.display()
+                );
+                None
+            }
+        },
+        Err(reason) => {
+            println!("skipping sheepdog+cgroup: {reason}");
+            None
+        }
+    };
+    variants.extend([Variant::Std, Variant::Tokio]);
+    let bench = Bench {
+        program: CString::new(PROGRAM)?,
+        sheepdog_cmd,
+        cgroup,
+        variants,
+    };
+
+    let stats_a = run_phase(&bench, &phase_a).await?;
+
+    let memory = big_touched_allocation();
+    let stats_b = run_phase(&bench, &phase_b).await;
+    black_box(&memory);
+    drop(memory);
+    let stats_b = stats_b?;
+
+    let stats_c = run_phase(&bench, &phase_c).await?;
+
+    println!();
+    println!("Summary (median, and each median / floor's median):");
+    for (phase, stats) in [
+        (&phase_a, &stats_a),
+        (&phase_b, &stats_b),
+        (&phase_c, &stats_c),
+    ] {
+        println!("{}", summary_line(phase, stats));
+    }
+    Ok(())
+}

@@ -25,7 +25,7 @@ trait Register: Sized {
 
 impl Register for pipe::Sender {
     fn register(fd: OwnedFd) -> io::Result<Self> {
-        pipe::Sender::from_owned_fd_unchecked(fd)
+        pipe::Sender::from_owned_fd(fd)
     }
     fn into_fd(self) -> io::Result<OwnedFd> {
         self.into_blocking_fd()
@@ -34,7 +34,7 @@ impl Register for pipe::Sender {
 
 impl Register for pipe::Receiver {
     fn register(fd: OwnedFd) -> io::Result<Self> {
-        pipe::Receiver::from_owned_fd_unchecked(fd)
+        pipe::Receiver::from_owned_fd(fd)
     }
     fn into_fd(self) -> io::Result<OwnedFd> {
         self.into_blocking_fd()

@@ -1,0 +1,106 @@
+//! Helpers shared by the integration tests: marked commands, descriptor counts, bounded polls,
+//! temporary directories that clean up after themselves.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+pub mod cgroup;
+pub mod scenarios;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Every process a test starts carries this variable, so a leak can be traced to its test.
+pub const MARK: &str = "SHEEPDOG_TEST";
+
+/// A command marked with the name of the test that runs it.
+pub fn cmd(test: &str, program: impl AsRef<OsStr>) -> sheepdog::Command {
+    let mut cmd = sheepdog::Command::new(program);
+    cmd.env(MARK, test);
+    cmd
+}
+
+/// The descriptors open in this process right now.
+pub fn open_fds() -> Vec<i32> {
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort();
+    fds
+}
+
+/// The descriptors open in this process, each with what it refers to (for failure messages).
+pub fn describe_fds() -> Vec<String> {
+    open_fds()
+        .into_iter()
+        .map(|fd| {
+            let target = std::fs::read_link(format!("/proc/self/fd/{fd}"));
+            format!(
+                "{fd} -> {}",
+                target.map_or("?".into(), |t| t.display().to_string())
+            )
+        })
+        .collect()
+}
+
+/// Polls `cond` until it holds or `limit` passes; returns whether it held.
+pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether `pid` still exists in any state, zombie included.
+pub fn pid_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The state letter of `pid` from /proc (R, S, Z, ...), if it exists.
+pub fn pid_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// A directory removed (with its contents) when dropped, also when a test fails.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(test: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("sheepdog-test-{test}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Reads a piped stdout to the end and waits: (status, bytes).
+pub async fn output(mut child: sheepdog::Child) -> (sheepdog::ExitStatus, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    if let Some(mut stdout) = child.take_stdout() {
+        stdout.read_to_end(&mut out).await.expect("read stdout");
+    }
+    let status = child.wait().await.expect("wait");
+    (status, out)
+}
