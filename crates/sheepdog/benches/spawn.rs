@@ -8,9 +8,10 @@
 //! - A: small parent, back to back.
 //! - B: the parent holds 4 GiB of touched memory (what a fork-based spawn would pay for).
 //! - C: isolated spawns, one every 50 ms (cold caches, idle CPU).
+//! - D: the spawn call and the wait timed apart, for sheepdog and the floor.
 //!
 //! `SHEEPDOG_BENCH_ROUNDS=N` makes every phase run N rounds (warm-up N/10, at least 1) for a
-//! quick check; by default A runs 2000 rounds, B 300 and C 30.
+//! quick check; by default A runs 2000 rounds, B 300, C 60 and D 1000.
 //!
 //! Run with `cargo bench -p sheepdog --bench spawn`.
 
@@ -83,9 +84,15 @@ impl Bench {
 
     /// Raw `posix_spawn` + `waitpid`: the floor.
     fn floor(&self) -> BoxResult<Duration> {
+        let start = Instant::now();
+        let pid = self.floor_spawn()?;
+        floor_wait(pid)?;
+        Ok(start.elapsed())
+    }
+
+    fn floor_spawn(&self) -> BoxResult<libc::pid_t> {
         let argv: [*mut c_char; 2] = [self.program.as_ptr().cast_mut(), std::ptr::null_mut()];
         let mut pid: libc::pid_t = 0;
-        let start = Instant::now();
         // SAFETY: `pid` is a valid out-pointer; the path is a NUL-terminated string that outlives
         // the call; null file actions and attributes mean "none" (inherit everything); `argv` is
         // a null-terminated array of NUL-terminated strings, which posix_spawn does not modify
@@ -108,23 +115,7 @@ impl Bench {
             )
             .into());
         }
-        let mut status = 0;
-        loop {
-            // SAFETY: `pid` is our own unreaped child; `status` is a valid out-pointer.
-            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-            if r == pid {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(format!("waitpid({pid}): {err}").into());
-            }
-        }
-        let elapsed = start.elapsed();
-        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-            return Err(format!("floor: {PROGRAM} failed, wait status {status:#x}").into());
-        }
-        Ok(elapsed)
+        Ok(pid)
     }
 
     async fn sheepdog(&self) -> BoxResult<Duration> {
@@ -148,6 +139,70 @@ impl Bench {
         check("sheepdog+cgroup", status.success(), &status)?;
         Ok(elapsed)
     }
+}
+
+/// Reaps the floor's child with a blocking `waitpid` and checks that it succeeded.
+fn floor_wait(pid: libc::pid_t) -> BoxResult<()> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `pid` is our own unreaped child; `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("waitpid({pid}): {err}").into());
+        }
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        return Err(format!("floor: {PROGRAM} failed, wait status {status:#x}").into());
+    }
+    Ok(())
+}
+
+/// Phase D: where the time goes. The spawn call alone (returns once the child has exec'd) and
+/// the wait alone, for sheepdog and for `posix_spawn` + blocking `waitpid`, interleaved.
+async fn split_phase(bench: &Bench, rounds: usize) -> BoxResult<()> {
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let mut child = bench.sheepdog_cmd.spawn()?;
+        times[0].push(start.elapsed());
+        let start = Instant::now();
+        let status = child.wait().await?;
+        times[1].push(start.elapsed());
+        check("sheepdog", status.success(), &status)?;
+
+        let start = Instant::now();
+        let pid = bench.floor_spawn()?;
+        times[2].push(start.elapsed());
+        let start = Instant::now();
+        floor_wait(pid)?;
+        times[3].push(start.elapsed());
+    }
+    let [sd_spawn, sd_wait, fl_spawn, fl_wait] = times.each_mut().map(|t| Stats::of(t).median_us);
+    println!();
+    println!("Phase D: spawn and wait timed apart, small parent ({rounds} rounds)");
+    println!(
+        "  {:<10} {:>14} {:>14} {:>8}",
+        "step", "sheepdog µs", "floor µs", "ratio"
+    );
+    println!(
+        "  {:<10} {:>14.1} {:>14.1} {:>8.3}",
+        "spawn",
+        sd_spawn,
+        fl_spawn,
+        sd_spawn / fl_spawn
+    );
+    println!(
+        "  {:<10} {:>14.1} {:>14.1} {:>8.3}",
+        "wait",
+        sd_wait,
+        fl_wait,
+        sd_wait / fl_wait
+    );
+    Ok(())
 }
 
 fn spawn_into_cgroup(
@@ -448,8 +503,8 @@ async fn run() -> BoxResult<()> {
     let phase_c = phase(
         "C",
         "isolated spawns, one every 50 ms",
-        2,
-        30,
+        4,
+        60,
         Some(ISOLATION_GAP),
     );
 
@@ -504,6 +559,7 @@ async fn run() -> BoxResult<()> {
     let stats_b = stats_b?;
 
     let stats_c = run_phase(&bench, &phase_c).await?;
+    split_phase(&bench, phase_a.rounds / 2).await?;
 
     println!();
     println!("Summary (median, and each median / floor's median):");

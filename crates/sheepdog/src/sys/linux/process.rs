@@ -59,23 +59,36 @@ impl Process {
 
     /// Waits for the process to exit and reaps it.
     pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        if matches!(self.handle, Handle::Pid) {
+            return self.wait_without_pidfd().await;
+        }
         loop {
-            if let Some(status) = self.try_wait()? {
-                return Ok(status);
-            }
-            if matches!(self.handle, Handle::Pid) {
-                let pid = self.pid;
-                // Without a pidfd there is no event to await: a blocking thread waits without
-                // reaping (WNOWAIT), so reaping stays here, where signals are also sent.
-                tokio::task::spawn_blocking(move || waitid(Target::Pid(pid), libc::WNOWAIT))
-                    .await
-                    .map_err(io::Error::other)??;
-                continue;
-            }
+            // Registering an exited process's pidfd reports it readable at once, so there is no
+            // need to look before the first registration (one syscall less per wait).
             let ready = self.registered()?.readable().await?;
             // The pidfd stays readable once the process has exited; forget this edge and look.
             let mut ready = ready;
             ready.clear_ready();
+            if let Some(status) = self.try_wait()? {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// Without a pidfd there is no event to await: a blocking thread waits without reaping
+    /// (`WNOWAIT`), so reaping stays here, where signals are also sent.
+    async fn wait_without_pidfd(&mut self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(status);
+            }
+            let pid = self.pid;
+            tokio::task::spawn_blocking(move || waitid(Target::Pid(pid), libc::WNOWAIT))
+                .await
+                .map_err(io::Error::other)??;
         }
     }
 

@@ -4,7 +4,7 @@
 use std::ffi::{c_char, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::ptr;
 
@@ -193,27 +193,27 @@ impl ExecPlan {
             .map(|(i, arg)| c(arg.as_bytes().to_vec(), &|| format!("argument {i}")))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let mut vars: std::collections::BTreeMap<OsString, OsString> = if cmd.get_env_clear() {
-            Default::default()
-        } else {
-            std::env::vars_os().collect()
-        };
-        for (key, value) in cmd.get_envs() {
-            match value {
-                Some(value) => vars.insert(key.to_owned(), value.to_owned()),
-                None => vars.remove(key),
-            };
-        }
-        let envp = vars
-            .into_iter()
-            .map(|(key, value)| {
-                let what = || format!("environment variable `{}`", key.to_string_lossy());
-                let mut entry = key.clone().into_vec();
-                entry.push(b'=');
-                entry.extend_from_slice(value.as_bytes());
-                c(entry, &what)
+        // This process's variables in their order, minus those the command overrides, then
+        // the command's own: one allocation per variable.
+        let entry = |key: &OsStr, value: &OsStr| {
+            let mut entry = Vec::with_capacity(key.len() + value.len() + 2);
+            entry.extend_from_slice(key.as_bytes());
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            c(entry, &|| {
+                format!("environment variable `{}`", key.to_string_lossy())
             })
-            .collect::<Result<Vec<_>, _>>()?;
+        };
+        let inherited = (!cmd.get_env_clear())
+            .then(std::env::vars_os)
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| cmd.get_env_override(key).is_none())
+            .map(|(key, value)| entry(&key, &value));
+        let overrides = cmd
+            .get_envs()
+            .filter_map(|(key, value)| Some(entry(key, value?)));
+        let envp = inherited.chain(overrides).collect::<Result<Vec<_>, _>>()?;
 
         let cwd = cmd
             .get_current_dir()
