@@ -118,6 +118,10 @@ async fn descriptor_count_is_unchanged_by_spawns_and_failures() {
             .stdout(Stdio::piped())
             .spawn()
             .expect_err("absent");
+        cmd("fd_count", "/etc/passwd")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect_err("not executable");
         cmd("fd_count", "true")
             .stdin(Stdio::null())
             .current_dir("/nonexistent")
@@ -133,11 +137,32 @@ async fn descriptor_count_is_unchanged_by_spawns_and_failures() {
     }
     let after = open_fds();
     assert_eq!(
+        zombie_children(),
+        0,
+        "a failed or finished spawn left a zombie"
+    );
+    assert_eq!(
         after,
         before,
-        "descriptors before and after 200 spawns and failures; now: {:?}",
+        "descriptors before and after 250 spawns and failures; now: {:?}",
         common::describe_fds()
     );
+}
+
+/// Children of this process that have exited but were not reaped.
+fn zombie_children() -> usize {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+                let mut fields = rest.split_whitespace();
+                fields.next() == Some("Z") && fields.next() == Some(me.as_str())
+            })
+        })
+        .count()
 }
 
 async fn output_and_stderr(child: &mut sheepdog::Child) -> (sheepdog::ExitStatus, Vec<u8>) {

@@ -58,6 +58,8 @@ const SIGSTOP: usize = libc::SIGSTOP as usize;
 const SIGPIPE: usize = libc::SIGPIPE as usize;
 /// The kernel's signal numbers go up to 64 (`_NSIG`).
 const NSIG: usize = 64;
+/// How often an exec that fails with `ETXTBSY` is retried (about 63 ms in all).
+const ETXTBSY_RETRIES: u32 = 6;
 
 /// The entry point of the new process: prepares it as `plan` says and execs, or reports why not
 /// and exits with status 127.
@@ -177,6 +179,7 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> ChildReport {
         let mut report = fail(Stage::Exec, -(libc::ENOENT as isize));
         let mut seen_eacces = false;
         let mut i = 0;
+        let mut busy_retries = 0;
         loop {
             let candidate = *plan.candidates.add(i);
             if candidate.is_null() {
@@ -187,6 +190,15 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> ChildReport {
                 &[candidate as usize, plan.argv as usize, plan.envp as usize],
             );
             let errno = -ret as i32;
+            // "Text file busy": a program just written is still open for writing, usually in
+            // the fd table of a sibling another thread is spawning, until that one execs. Wait
+            // a little (1, 2, 4, ... 32 ms) and try the same file again.
+            if errno == libc::ETXTBSY && busy_retries < ETXTBSY_RETRIES {
+                let delay = [0usize, 1_000_000 << busy_retries]; // timespec: 0 s, n ns
+                syscall(libc::SYS_nanosleep, &[delay.as_ptr() as usize, 0]);
+                busy_retries += 1;
+                continue;
+            }
             match errno {
                 libc::EACCES => {
                     if !seen_eacces {
