@@ -182,22 +182,18 @@ impl AsyncWrite for ChildStdin {
     }
 }
 
-impl AsyncRead for ChildStdout {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.0.get()?.poll_read(cx, buf)
-    }
+macro_rules! impl_async_read {
+    ($($name:ident),*) => {$(
+        impl AsyncRead for $name {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                self.0.get()?.poll_read(cx, buf)
+            }
+        }
+    )*};
 }
 
-impl AsyncRead for ChildStderr {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.0.get()?.poll_read(cx, buf)
-    }
-}
+impl_async_read!(ChildStdout, ChildStderr);

@@ -1,40 +1,12 @@
 //! Spawning through the default (strongest) path: statuses, stdio, environment, concurrency,
 //! and coexistence with other libraries' children.
 
+#[macro_use]
 mod common;
 
-use common::{cmd, scenarios};
-use sheepdog::SpawnPath;
+use common::cmd;
 
-#[tokio::test]
-async fn statuses_and_signals() {
-    scenarios::statuses_and_signals("statuses_and_signals", SpawnPath::Clone3).await;
-}
-
-#[tokio::test]
-async fn args_env_cwd_round_trip() {
-    scenarios::args_env_cwd_round_trip("args_env_cwd_round_trip").await;
-}
-
-#[tokio::test]
-async fn path_lookup_uses_child_path() {
-    scenarios::path_lookup_uses_child_path("path_lookup_uses_child_path").await;
-}
-
-#[tokio::test]
-async fn stdio_pipes() {
-    scenarios::stdio_pipes("stdio_pipes").await;
-}
-
-#[tokio::test]
-async fn dropped_child_is_reaped() {
-    scenarios::dropped_child_is_reaped("dropped_child_is_reaped").await;
-}
-
-#[tokio::test]
-async fn wait_is_cancel_safe() {
-    scenarios::wait_is_cancel_safe("wait_is_cancel_safe").await;
-}
+scenario_tests!(sheepdog::SpawnPath::Clone3, "");
 
 /// 1000 spawns from 64 concurrent tasks: every status belongs to its own child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -118,9 +90,4 @@ async fn status_reports_resource_usage() {
         usage.user_time() + usage.system_time() > std::time::Duration::ZERO,
         "{usage:?}"
     );
-}
-
-#[tokio::test]
-async fn enters_cgroup_and_process_group() {
-    scenarios::enters_cgroup_and_process_group("enters_cgroup").await;
 }

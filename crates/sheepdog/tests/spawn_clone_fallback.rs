@@ -1,53 +1,7 @@
-//! The fallback for kernels or sandboxes without clone3: glibc's clone() with CLONE_PIDFD.
-//! Forced for this whole test process.
+//! The fallback for kernels or sandboxes without clone3: glibc's clone() with CLONE_PIDFD, the
+//! cgroup joined by writing cgroup.procs. Forced for this whole test process.
 
+#[macro_use]
 mod common;
 
-use common::scenarios;
-use sheepdog::SpawnPath;
-
-fn force() {
-    sheepdog::__private::force_spawn_path(SpawnPath::Clone);
-}
-
-#[tokio::test]
-async fn statuses_and_signals() {
-    force();
-    scenarios::statuses_and_signals("clone_statuses", SpawnPath::Clone).await;
-}
-
-#[tokio::test]
-async fn args_env_cwd_round_trip() {
-    force();
-    scenarios::args_env_cwd_round_trip("clone_args_env_cwd").await;
-}
-
-#[tokio::test]
-async fn path_lookup_uses_child_path() {
-    force();
-    scenarios::path_lookup_uses_child_path("clone_path_lookup").await;
-}
-
-#[tokio::test]
-async fn stdio_pipes() {
-    force();
-    scenarios::stdio_pipes("clone_stdio_pipes").await;
-}
-
-#[tokio::test]
-async fn dropped_child_is_reaped() {
-    force();
-    scenarios::dropped_child_is_reaped("clone_dropped_child").await;
-}
-
-#[tokio::test]
-async fn wait_is_cancel_safe() {
-    force();
-    scenarios::wait_is_cancel_safe("clone_wait_cancel").await;
-}
-
-#[tokio::test]
-async fn enters_cgroup_and_process_group() {
-    force();
-    scenarios::enters_cgroup_and_process_group("clone_enters_cgroup").await;
-}
+scenario_tests!(sheepdog::SpawnPath::Clone, "clone_");

@@ -1,10 +1,65 @@
 //! Helpers shared by the integration tests: marked commands, descriptor counts, bounded polls,
 //! temporary directories that clean up after themselves.
 
-#![allow(dead_code)] // each test file uses a different subset
+#![allow(dead_code, unused_macros)] // each test file uses a different subset
 
 pub mod cgroup;
 pub mod scenarios;
+
+/// One test per scenario of [`scenarios`], run under `$path`: a fallback path is forced for the
+/// whole test process first. `$prefix` marks the processes of these tests.
+macro_rules! scenario_tests {
+    ($path:expr, $prefix:literal) => {
+        fn use_path() -> sheepdog::SpawnPath {
+            if $path != sheepdog::SpawnPath::Clone3 {
+                sheepdog::__private::force_spawn_path($path);
+            }
+            $path
+        }
+
+        #[tokio::test]
+        async fn statuses_and_signals() {
+            let path = use_path();
+            common::scenarios::statuses_and_signals(concat!($prefix, "statuses"), path).await;
+        }
+
+        #[tokio::test]
+        async fn args_env_cwd_round_trip() {
+            use_path();
+            common::scenarios::args_env_cwd_round_trip(concat!($prefix, "args_env_cwd")).await;
+        }
+
+        #[tokio::test]
+        async fn path_lookup_uses_child_path() {
+            use_path();
+            common::scenarios::path_lookup_uses_child_path(concat!($prefix, "path_lookup")).await;
+        }
+
+        #[tokio::test]
+        async fn stdio_pipes() {
+            use_path();
+            common::scenarios::stdio_pipes(concat!($prefix, "stdio_pipes")).await;
+        }
+
+        #[tokio::test]
+        async fn dropped_child_is_reaped() {
+            use_path();
+            common::scenarios::dropped_child_is_reaped(concat!($prefix, "dropped_child")).await;
+        }
+
+        #[tokio::test]
+        async fn wait_is_cancel_safe() {
+            use_path();
+            common::scenarios::wait_is_cancel_safe(concat!($prefix, "wait_cancel")).await;
+        }
+
+        #[tokio::test]
+        async fn enters_cgroup_and_process_group() {
+            use_path();
+            common::scenarios::enters_cgroup_and_process_group(concat!($prefix, "cgroup")).await;
+        }
+    };
+}
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

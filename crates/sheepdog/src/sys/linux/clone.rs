@@ -124,22 +124,21 @@ pub(super) fn clone_child(
     let _ = cgroup_dir;
 
     plan.cgroup_procs = cgroup_procs.map_or(-1, |fd| fd.as_raw_fd());
-    let want_pidfd = current_path() == SpawnPath::Clone;
+    let want_pidfd = current_path() != SpawnPath::CloneWithoutPidfd;
     let (pid, pidfd) = clone_legacy(plan, &mut stack, want_pidfd)?;
-    let pidfd = match pidfd {
-        Some(fd) => Some(fd),
+    let pidfd = match (pidfd, rustix::process::Pid::from_raw(pid)) {
+        (Some(fd), _) => Some(fd),
         // An old kernel ignores CLONE_PIDFD; our unreaped child's pid cannot be reused yet.
-        None if want_pidfd => match rustix::process::pidfd_open(
-            rustix::process::Pid::from_raw(pid).ok_or_else(io::Error::last_os_error)?,
-            rustix::process::PidfdFlags::empty(),
-        ) {
-            Ok(fd) => Some(fd),
-            Err(err) => {
-                demote(SpawnPath::CloneWithoutPidfd, &err.into());
-                None
+        (None, Some(pid)) if want_pidfd => {
+            match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+                Ok(fd) => Some(fd),
+                Err(err) => {
+                    demote(SpawnPath::CloneWithoutPidfd, &err.into());
+                    None
+                }
             }
-        },
-        None => None,
+        }
+        _ => None,
     };
     let path = if pidfd.is_some() {
         SpawnPath::Clone

@@ -78,22 +78,28 @@ fn run(reaper: &Reaper) {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .drain(..),
         );
-        // Reap whatever has exited; a pidfd whose process is gone for any reason is dropped.
-        watched.retain(|fd| {
-            matches!(
-                waitid(Target::Pidfd(fd.as_raw_fd()), libc::WNOHANG),
-                Ok(None)
-            )
-        });
+        // A pidfd turns readable when its process exits, so only those are looked at.
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(watched.len() + 1);
         fds.push(PollFd::new(&reaper.wake, PollFlags::IN));
         fds.extend(watched.iter().map(|fd| PollFd::new(fd, PollFlags::IN)));
-        let _ = poll(&mut fds, None);
-        let woken = fds[0].revents().contains(PollFlags::IN);
+        if poll(&mut fds, None).is_err() {
+            continue; // EINTR; nothing else is expected with valid descriptors
+        }
+        let woken = !fds[0].revents().is_empty();
+        let exited: Vec<bool> = fds[1..].iter().map(|fd| !fd.revents().is_empty()).collect();
         drop(fds);
         if woken {
             let mut buf = [0u8; 8];
             let _ = rustix::io::read(&reaper.wake, &mut buf);
         }
+        let mut exited = exited.into_iter();
+        // Keep a pidfd until its process is reaped (or is gone for any other reason).
+        watched.retain(|fd| {
+            !exited.next().unwrap_or(false)
+                || matches!(
+                    waitid(Target::Pidfd(fd.as_raw_fd()), libc::WNOHANG),
+                    Ok(None)
+                )
+        });
     }
 }
