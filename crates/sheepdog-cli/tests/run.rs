@@ -44,3 +44,67 @@ fn version_and_help() {
     let out = sheepdog(&["run", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
 }
+
+/// The spawn engine needs no privilege: as `nobody`, `sheepdog run` starts and waits as usual.
+#[test]
+fn run_works_as_an_unprivileged_user() {
+    let is_root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    });
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let (true, Some(setpriv)) = (is_root, setpriv) else {
+        eprintln!("skipping run_works_as_an_unprivileged_user: needs root and setpriv(1)");
+        return;
+    };
+    // A copy in a world-readable place: the build tree may sit below a directory `nobody`
+    // cannot enter.
+    let copy = TempCopy::new(env!("CARGO_BIN_EXE_sheepdog"));
+    let out = Command::new(setpriv)
+        .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
+        .arg(&copy.binary)
+        .args(["run", "--", "sh", "-c", "id -u; exit 5"])
+        .env("SHEEPDOG_TEST", "cli_unprivileged")
+        .output()
+        .expect("run setpriv");
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"65534\n");
+}
+
+/// The binary linked (or copied) into a fresh 0755 directory under the temp dir, removed on drop.
+struct TempCopy {
+    dir: std::path::PathBuf,
+    binary: std::path::PathBuf,
+}
+
+impl TempCopy {
+    fn new(binary: &str) -> TempCopy {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("sheepdog-test-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        let copy = TempCopy {
+            binary: dir.join("sheepdog"),
+            dir,
+        };
+        std::fs::set_permissions(&copy.dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // A hard link opens nothing for writing, so no sibling spawn can make the exec fail
+        // with "text file busy"; a copy only when the temp dir is on another filesystem.
+        if std::fs::hard_link(binary, &copy.binary).is_err() {
+            std::fs::copy(binary, &copy.binary).expect("copy the binary");
+        }
+        copy
+    }
+}
+
+impl Drop for TempCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
