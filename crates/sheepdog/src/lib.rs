@@ -24,6 +24,7 @@
 mod child;
 mod command;
 mod error;
+mod herd;
 mod pipe;
 mod signal;
 mod status;
@@ -32,6 +33,9 @@ mod sys;
 pub use child::Child;
 pub use command::{Command, Stdio};
 pub use error::Error;
+pub use herd::{
+    host_containment, Containment, Herd, HerdBuilder, HostContainment, Mechanism, StopReport,
+};
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
 pub use signal::Signal;
 pub use status::{ExitStatus, ResourceUsage};

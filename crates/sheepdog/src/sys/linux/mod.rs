@@ -1,7 +1,9 @@
-//! Linux: vfork-style clone3 spawns, pidfds, `waitid(P_PIDFD)`.
+//! Linux: vfork-style clone3 spawns, pidfds, `waitid(P_PIDFD)`, cgroup v2 herds.
 
+mod cgroup;
 mod child;
 mod clone;
+mod container;
 mod process;
 mod raw;
 mod reaper;
@@ -9,5 +11,6 @@ mod spawn;
 
 pub(crate) use clone::force as force_spawn_path;
 pub use clone::SpawnPath;
+pub(crate) use container::{cgroup_parent, Container};
 pub(crate) use process::Process;
 pub(crate) use spawn::{spawn, CgroupTarget, ProcessGroup, SpawnTarget, Spawned};

@@ -116,21 +116,25 @@ impl Process {
         if self.status.is_some() {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        let sig = signal.as_raw() as usize;
-        // SAFETY: pidfd_send_signal(2) / kill(2) with plain integers. The pid form is used only
-        // while the process is our unreaped child, so the pid cannot have been reused.
-        let ret = unsafe {
-            match &self.handle {
-                Handle::Pidfd(fd) => pidfd_send_signal(fd.as_raw_fd(), sig),
-                Handle::Registered(fd) => pidfd_send_signal(fd.as_raw_fd(), sig),
-                Handle::Pid => syscall(libc::SYS_kill, &[self.pid as usize, sig]),
-                Handle::Empty => unreachable!("the pidfd is always put back"),
+        match &self.handle {
+            Handle::Pidfd(fd) => pidfd_send_signal(fd, signal),
+            Handle::Registered(fd) => pidfd_send_signal(fd.get_ref(), signal),
+            Handle::Pid => {
+                // SAFETY: kill(2) with plain integers. Used only while the process is our
+                // unreaped child, so the pid cannot have been reused.
+                let ret = unsafe {
+                    syscall(
+                        libc::SYS_kill,
+                        &[self.pid as usize, signal.as_raw() as usize],
+                    )
+                };
+                if ret < 0 {
+                    return Err(io::Error::from_raw_os_error(-ret as i32));
+                }
+                Ok(())
             }
-        };
-        if ret < 0 {
-            return Err(io::Error::from_raw_os_error(-ret as i32));
+            Handle::Empty => unreachable!("the pidfd is always put back"),
         }
-        Ok(())
     }
 
     fn registered(&mut self) -> io::Result<&AsyncFd<OwnedFd>> {
@@ -174,11 +178,24 @@ impl Drop for Process {
     }
 }
 
-/// # Safety
-/// `pidfd` must be an open descriptor.
-unsafe fn pidfd_send_signal(pidfd: i32, sig: usize) -> isize {
-    // SAFETY: no siginfo, no flags.
-    unsafe { syscall(libc::SYS_pidfd_send_signal, &[pidfd as usize, sig, 0, 0]) }
+/// Sends `signal` through `pidfd` (pidfd_send_signal(2)); no siginfo, no flags.
+pub(super) fn pidfd_send_signal(pidfd: &impl AsFd, signal: Signal) -> io::Result<()> {
+    // SAFETY: the descriptor is open for the duration of the call; plain integers otherwise.
+    let ret = unsafe {
+        syscall(
+            libc::SYS_pidfd_send_signal,
+            &[
+                pidfd.as_fd().as_raw_fd() as usize,
+                signal.as_raw() as usize,
+                0,
+                0,
+            ],
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret as i32));
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]

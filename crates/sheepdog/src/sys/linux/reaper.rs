@@ -1,18 +1,77 @@
-//! Reaping children whose handles were dropped before they exited, so none stays a zombie.
+//! Finishing in the background what dropped handles leave behind: reaping children that were
+//! not waited for, so none stays a zombie, and removing herd cgroups once they are empty.
 //!
-//! One thread per process, started on first need, sleeps in poll(2) on the adopted pidfds and an
-//! eventfd that announces new ones. It does not depend on a tokio runtime, so children dropped
-//! during runtime shutdown (or outside any runtime) are reaped too.
+//! One thread per process, started on first need, sleeps in poll(2) on what it adopted (a pidfd
+//! turns readable when its process exits; `cgroup.events` raises a priority event when it
+//! changes) and on an eventfd that announces new adoptions. It does not depend on a tokio
+//! runtime, so what is dropped during runtime shutdown (or outside any runtime) is finished too.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 
+use super::cgroup::Cgroup;
 use super::process::{waitid, Target};
 
+/// Something the reaper finishes.
+enum Adopted {
+    /// A child to reap, by its pidfd.
+    Child(OwnedFd),
+    /// A killed herd's cgroup, to remove once empty.
+    Cgroup(Box<Cgroup>),
+}
+
+impl Adopted {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Adopted::Child(fd) => fd.as_fd(),
+            Adopted::Cgroup(cgroup) => cgroup.events_fd(),
+        }
+    }
+
+    fn flags(&self) -> PollFlags {
+        match self {
+            Adopted::Child(_) => PollFlags::IN,
+            Adopted::Cgroup(_) => PollFlags::PRI,
+        }
+    }
+
+    /// Finishes if it can; returns whether it must still be watched.
+    fn pending(&self) -> bool {
+        match self {
+            // Reaped, or gone for any other reason: done.
+            Adopted::Child(fd) => {
+                matches!(
+                    waitid(Target::Pidfd(fd.as_raw_fd()), libc::WNOHANG),
+                    Ok(None)
+                )
+            }
+            Adopted::Cgroup(cgroup) => match cgroup.populated() {
+                Ok(true) => true,
+                Ok(false) => {
+                    if let Err(err) = cgroup.remove() {
+                        tracing::error!(
+                            path = %cgroup.path().display(), %err,
+                            "sheepdog: cannot remove a herd's cgroup",
+                        );
+                    }
+                    false
+                }
+                Err(err) => {
+                    tracing::error!(
+                        path = %cgroup.path().display(), %err,
+                        "sheepdog: cannot read a herd's cgroup.events",
+                    );
+                    false
+                }
+            },
+        }
+    }
+}
+
 struct Reaper {
-    adopted: Mutex<Vec<OwnedFd>>,
+    adopted: Mutex<Vec<Adopted>>,
     wake: OwnedFd,
 }
 
@@ -20,15 +79,24 @@ static REAPER: OnceLock<Option<Arc<Reaper>>> = OnceLock::new();
 
 /// Reaps the process behind `pidfd` once it exits.
 pub(crate) fn adopt_pidfd(pidfd: OwnedFd) {
+    adopt(Adopted::Child(pidfd));
+}
+
+/// Removes `cgroup` (already killed) once it is empty.
+pub(crate) fn adopt_cgroup(cgroup: Cgroup) {
+    adopt(Adopted::Cgroup(Box::new(cgroup)));
+}
+
+fn adopt(what: Adopted) {
     let Some(reaper) = REAPER.get_or_init(start).as_ref() else {
-        tracing::error!("sheepdog: no reaper thread; a dropped child may stay a zombie");
+        tracing::error!("sheepdog: no reaper thread; a dropped child or cgroup is left behind");
         return;
     };
     reaper
         .adopted
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .push(pidfd);
+        .push(what);
     // Cannot fail short of an overflowing counter, which the thread's reads prevent.
     let _ = rustix::io::write(&reaper.wake, &1u64.to_ne_bytes());
 }
@@ -69,37 +137,34 @@ fn start() -> Option<Arc<Reaper>> {
 }
 
 fn run(reaper: &Reaper) {
-    let mut watched: Vec<OwnedFd> = Vec::new();
+    let mut watched: Vec<Adopted> = Vec::new();
     loop {
-        watched.extend(
-            reaper
-                .adopted
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .drain(..),
-        );
-        // A pidfd turns readable when its process exits, so only those are looked at.
+        let new: Vec<Adopted> = reaper
+            .adopted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .drain(..)
+            .collect();
+        watched.extend(new.into_iter().filter(Adopted::pending));
+
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(watched.len() + 1);
         fds.push(PollFd::new(&reaper.wake, PollFlags::IN));
-        fds.extend(watched.iter().map(|fd| PollFd::new(fd, PollFlags::IN)));
+        fds.extend(
+            watched
+                .iter()
+                .map(|a| PollFd::from_borrowed_fd(a.fd(), a.flags())),
+        );
         if poll(&mut fds, None).is_err() {
             continue; // EINTR; nothing else is expected with valid descriptors
         }
         let woken = !fds[0].revents().is_empty();
-        let exited: Vec<bool> = fds[1..].iter().map(|fd| !fd.revents().is_empty()).collect();
+        let ready: Vec<bool> = fds[1..].iter().map(|fd| !fd.revents().is_empty()).collect();
         drop(fds);
         if woken {
             let mut buf = [0u8; 8];
             let _ = rustix::io::read(&reaper.wake, &mut buf);
         }
-        let mut exited = exited.into_iter();
-        // Keep a pidfd until its process is reaped (or is gone for any other reason).
-        watched.retain(|fd| {
-            !exited.next().unwrap_or(false)
-                || matches!(
-                    waitid(Target::Pidfd(fd.as_raw_fd()), libc::WNOHANG),
-                    Ok(None)
-                )
-        });
+        let mut ready = ready.into_iter();
+        watched.retain(|a| !ready.next().unwrap_or(false) || a.pending());
     }
 }

@@ -42,6 +42,9 @@ pub(crate) enum ProcessGroup {
     Join(i32),
 }
 
+/// The action named in the error when the child cannot join its process group.
+pub(crate) const JOIN_GROUP: &str = "join the process group";
+
 /// A started child, with this process's ends of its pipes.
 #[derive(Debug)]
 pub(crate) struct Spawned {
@@ -273,7 +276,7 @@ impl ExecPlan {
                     _ => os("execve"),
                 }
             }
-            Stage::ProcessGroup => os("join the process group"),
+            Stage::ProcessGroup => os(JOIN_GROUP),
             Stage::Cgroup => os("join the cgroup"),
             Stage::Stdio => os("set up stdin/stdout/stderr"),
             Stage::PassedFd => os("pass a descriptor"),

@@ -1,0 +1,547 @@
+//! `Herd`: the container of a process tree. Everything spawned into it, and everything those
+//! processes spawn, lives and dies with it.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::child::Child;
+use crate::command::Command;
+use crate::error::Error;
+use crate::signal::Signal;
+use crate::sys;
+
+/// The container of a process tree.
+///
+/// Children enter the herd before they execute their first instruction, and whatever they start
+/// is in it too: `setsid`, new process groups and double-forking daemons do not get out.
+/// Dropping a herd kills everything in it at once, without blocking the async runtime; the rest
+/// of the clean-up (waiting for the tree to go, removing the cgroup) finishes in the background.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use sheepdog::{Command, Herd};
+///
+/// let herd = Herd::new()?;
+/// let mut server = herd.spawn(Command::new("sh").args(["-c", "sleep 1000 & sleep 1000"]))?;
+/// println!("{} processes in the herd", herd.members()?.len());
+/// let report = herd.stop(std::time::Duration::from_secs(2)).await?;
+/// println!("stopped: {report}");
+/// server.wait().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "dropping a Herd kills everything in it"]
+pub struct Herd {
+    /// Always `Some` until `Drop` hands it to the background clean-up.
+    container: Option<sys::Container>,
+    containment: Containment,
+}
+
+impl Herd {
+    /// A herd with the strongest containment this host allows.
+    ///
+    /// Today that is a cgroup v2 directory below this process's own cgroup; where none can be
+    /// created, this fails and says why (see [`host_containment`]).
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// println!("{}", herd.containment());
+    /// # Ok(()) }
+    /// ```
+    pub fn new() -> io::Result<Herd> {
+        Herd::builder().build()
+    }
+
+    /// Options for a new herd.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::builder()
+    ///     .parent_cgroup("/sys/fs/cgroup/my-service")
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> HerdBuilder {
+        HerdBuilder::default()
+    }
+
+    /// Starts `cmd` inside the herd.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// let status = herd.spawn(&sheepdog::Command::new("true"))?.wait().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn(&self, cmd: &Command) -> Result<Child, Error> {
+        self.container().spawn(cmd).map(Child::new)
+    }
+
+    /// Kills every process in the herd at once and returns when none is left.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// herd.spawn(sheepdog::Command::new("sh").args(["-c", "sleep 100 & sleep 100"]))?;
+    /// herd.kill().await?;
+    /// assert!(herd.members()?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub async fn kill(&self) -> io::Result<()> {
+        let container = self.container();
+        container.kill().map_err(|err| self.context("kill", err))?;
+        container
+            .wait_empty()
+            .await
+            .map_err(|err| self.context("wait for", err))
+    }
+
+    /// Stops the herd gracefully: resumes it if frozen, sends SIGTERM (then SIGCONT, for
+    /// stopped members) to every member, and waits up to `grace` for the whole tree to exit.
+    /// Whatever is left then is killed. The report says who was signalled and whether the kill
+    /// was needed.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// herd.spawn(&sheepdog::Command::new("sleep").arg("100"))?;
+    /// let report = herd.stop(std::time::Duration::from_secs(5)).await?;
+    /// assert!(!report.escalated());
+    /// # Ok(()) }
+    /// ```
+    pub async fn stop(&self, grace: Duration) -> io::Result<StopReport> {
+        let started = Instant::now();
+        let container = self.container();
+        container
+            .thaw_now()
+            .map_err(|err| self.context("thaw", err))?;
+        let terminated = container
+            .signal_members(Signal::TERM)
+            .map_err(|err| self.context("signal", err))?;
+        container
+            .signal_members(Signal::CONT)
+            .map_err(|err| self.context("signal", err))?;
+        let exited = tokio::time::timeout(grace, container.wait_empty()).await;
+        let left_at_kill = match exited {
+            Ok(result) => {
+                result.map_err(|err| self.context("wait for", err))?;
+                container.kill_strays();
+                None
+            }
+            Err(_elapsed) => {
+                let left = container.members().map_or(0, |m| m.len());
+                self.kill().await?;
+                Some(left)
+            }
+        };
+        Ok(StopReport {
+            terminated,
+            left_at_kill,
+            grace,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Returns when no process is left in the herd (learned by event, not by polling).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// herd.spawn(sheepdog::Command::new("sh").args(["-c", "sleep 1 &"]))?;
+    /// herd.wait_empty().await?; // the background sleep included
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_empty(&self) -> io::Result<()> {
+        self.container()
+            .wait_empty()
+            .await
+            .map_err(|err| self.context("wait for", err))
+    }
+
+    /// Whether no process is left in the herd right now.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// assert!(sheepdog::Herd::new()?.is_empty()?);
+    /// # Ok(()) }
+    /// ```
+    pub fn is_empty(&self) -> io::Result<bool> {
+        self.container()
+            .is_empty()
+            .map_err(|err| self.context("read", err))
+    }
+
+    /// The pids of every process in the herd now (a snapshot: it may change at once).
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// for pid in herd.members()? {
+    ///     println!("{pid}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn members(&self) -> io::Result<Vec<u32>> {
+        self.container()
+            .members()
+            .map_err(|err| self.context("list", err))
+    }
+
+    /// Freezes every process in the herd (`cgroup.freeze`) and returns once all are frozen.
+    /// A frozen tree can still be killed or stopped.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// herd.freeze().await?;
+    /// herd.thaw().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn freeze(&self) -> io::Result<()> {
+        self.container()
+            .set_frozen(true)
+            .await
+            .map_err(|err| self.context("freeze", err))
+    }
+
+    /// Resumes a frozen herd and returns once it runs again.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// herd.thaw().await?; // thawing a running herd does nothing
+    /// # Ok(()) }
+    /// ```
+    pub async fn thaw(&self) -> io::Result<()> {
+        self.container()
+            .set_frozen(false)
+            .await
+            .map_err(|err| self.context("thaw", err))
+    }
+
+    /// The mechanism that contains this herd, and what it cannot catch.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// assert_eq!(herd.containment().mechanism(), sheepdog::Mechanism::CgroupV2);
+    /// # Ok(()) }
+    /// ```
+    pub fn containment(&self) -> &Containment {
+        &self.containment
+    }
+
+    fn container(&self) -> &sys::Container {
+        self.container
+            .as_ref()
+            .expect("a herd's container is only taken by Drop")
+    }
+
+    fn context(&self, action: &str, err: io::Error) -> io::Error {
+        io::Error::new(
+            err.kind(),
+            format!("cannot {action} the herd in {}: {err}", self.containment),
+        )
+    }
+}
+
+impl Drop for Herd {
+    fn drop(&mut self) {
+        if let Some(container) = self.container.take() {
+            container.dispose();
+        }
+    }
+}
+
+/// Options for a [`Herd`].
+///
+/// ```no_run
+/// # fn demo() -> std::io::Result<()> {
+/// let herd = sheepdog::Herd::builder().build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct HerdBuilder {
+    parent_cgroup: Option<PathBuf>,
+}
+
+impl HerdBuilder {
+    /// Creates the herd's cgroup below this cgroup v2 directory (delegated to this user, for
+    /// example) instead of below this process's own cgroup.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::builder()
+    ///     .parent_cgroup("/sys/fs/cgroup/ci-jobs")
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn parent_cgroup(&mut self, dir: impl AsRef<Path>) -> &mut HerdBuilder {
+        self.parent_cgroup = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Creates the herd.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::builder().build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn build(&self) -> io::Result<Herd> {
+        let container = sys::Container::create(self.parent_cgroup.as_deref()).map_err(|why| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("no containment for a herd here: {why}"),
+            )
+        })?;
+        let containment = Containment {
+            mechanism: Mechanism::CgroupV2,
+            cgroup: Some(container.cgroup_path().to_owned()),
+        };
+        Ok(Herd {
+            container: Some(container),
+            containment,
+        })
+    }
+}
+
+/// A containment mechanism, strongest first.
+///
+/// ```
+/// assert_eq!(sheepdog::Mechanism::CgroupV2.to_string(), "cgroup v2");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mechanism {
+    /// A cgroup v2 directory per herd: the kernel tracks every descendant.
+    CgroupV2,
+}
+
+impl fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mechanism::CgroupV2 => f.write_str("cgroup v2"),
+        }
+    }
+}
+
+/// Which mechanism contains a herd, where, and what it cannot catch.
+///
+/// ```no_run
+/// # fn demo() -> std::io::Result<()> {
+/// let herd = sheepdog::Herd::new()?;
+/// let containment = herd.containment();
+/// println!("{containment}; cannot catch: {:?}", containment.cannot_catch());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Containment {
+    mechanism: Mechanism,
+    cgroup: Option<PathBuf>,
+}
+
+impl Containment {
+    /// The mechanism in force.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// println!("{}", herd.containment().mechanism());
+    /// # Ok(()) }
+    /// ```
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
+    /// The herd's cgroup directory, for the cgroup mechanism.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// println!("{:?}", herd.containment().cgroup());
+    /// # Ok(()) }
+    /// ```
+    pub fn cgroup(&self) -> Option<&Path> {
+        self.cgroup.as_deref()
+    }
+
+    /// The ways out this mechanism cannot close, in words.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// for gap in herd.containment().cannot_catch() {
+    ///     println!("- {gap}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn cannot_catch(&self) -> &'static [&'static str] {
+        match self.mechanism {
+            Mechanism::CgroupV2 => &[
+                "a process that moves itself into a cgroup outside the herd \
+                 (it needs write access to that cgroup)",
+                "the herd's processes when this program dies by SIGKILL \
+                 (owner-death protection is not built yet)",
+            ],
+        }
+    }
+}
+
+impl fmt::Display for Containment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cgroup {
+            Some(path) => write!(f, "{} at {}", self.mechanism, path.display()),
+            None => write!(f, "{}", self.mechanism),
+        }
+    }
+}
+
+/// What [`host_containment`] predicts for a herd made here, and why.
+///
+/// ```
+/// let host = sheepdog::host_containment();
+/// println!("{host}");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostContainment {
+    mechanism: Option<Mechanism>,
+    reason: String,
+}
+
+impl HostContainment {
+    /// The mechanism a herd would get, or `None` if `Herd::new` would fail.
+    ///
+    /// ```
+    /// let _ = sheepdog::host_containment().mechanism();
+    /// ```
+    pub fn mechanism(&self) -> Option<Mechanism> {
+        self.mechanism
+    }
+
+    /// Why: where the cgroup would go, or what is missing.
+    ///
+    /// ```
+    /// assert!(!sheepdog::host_containment().reason().is_empty());
+    /// ```
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for HostContainment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mechanism {
+            Some(mechanism) => write!(f, "{mechanism}: {}", self.reason),
+            None => write!(f, "no containment: {}", self.reason),
+        }
+    }
+}
+
+/// Predicts, without creating anything, which containment [`Herd::new`] gets on this host.
+///
+/// ```
+/// match sheepdog::host_containment().mechanism() {
+///     Some(mechanism) => println!("herds here use {mechanism}"),
+///     None => println!("no herds here: {}", sheepdog::host_containment().reason()),
+/// }
+/// ```
+pub fn host_containment() -> HostContainment {
+    match sys::cgroup_parent(None) {
+        Ok((_, parent)) => match rustix::fs::access(&parent, rustix::fs::Access::WRITE_OK) {
+            Ok(()) => HostContainment {
+                mechanism: Some(Mechanism::CgroupV2),
+                reason: format!("herd cgroups are created below {}", parent.display()),
+            },
+            Err(err) => HostContainment {
+                mechanism: None,
+                reason: format!(
+                    "cannot create cgroups below {}: {}",
+                    parent.display(),
+                    io::Error::from(err)
+                ),
+            },
+        },
+        Err(reason) => HostContainment {
+            mechanism: None,
+            reason,
+        },
+    }
+}
+
+/// What [`Herd::stop`] did.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let herd = sheepdog::Herd::new()?;
+/// let report = herd.stop(std::time::Duration::from_secs(1)).await?;
+/// println!("{report}");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopReport {
+    terminated: Vec<u32>,
+    left_at_kill: Option<usize>,
+    grace: Duration,
+    elapsed: Duration,
+}
+
+impl StopReport {
+    /// The pids that were sent SIGTERM.
+    ///
+    /// ```no_run
+    /// # fn demo(report: sheepdog::StopReport) {
+    /// println!("{} processes got SIGTERM", report.terminated().len());
+    /// # }
+    /// ```
+    pub fn terminated(&self) -> &[u32] {
+        &self.terminated
+    }
+
+    /// Whether the grace period ran out and the rest of the tree had to be killed.
+    ///
+    /// ```no_run
+    /// # fn demo(report: sheepdog::StopReport) {
+    /// if report.escalated() { println!("had to kill"); }
+    /// # }
+    /// ```
+    pub fn escalated(&self) -> bool {
+        self.left_at_kill.is_some()
+    }
+
+    /// How many processes were still there when the kill came, if it came.
+    ///
+    /// ```no_run
+    /// # fn demo(report: sheepdog::StopReport) {
+    /// println!("{:?}", report.killed());
+    /// # }
+    /// ```
+    pub fn killed(&self) -> Option<usize> {
+        self.left_at_kill
+    }
+
+    /// How long the stop took, until the tree was gone.
+    ///
+    /// ```no_run
+    /// # fn demo(report: sheepdog::StopReport) {
+    /// println!("{:?}", report.elapsed());
+    /// # }
+    /// ```
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+}
+
+impl fmt::Display for StopReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIGTERM to {} process(es); ", self.terminated.len())?;
+        match self.left_at_kill {
+            None => write!(f, "all exited within the grace period"),
+            Some(left) => write!(f, "{left} still there after {:?}, killed", self.grace),
+        }?;
+        write!(f, " ({:?} in all)", self.elapsed)
+    }
+}

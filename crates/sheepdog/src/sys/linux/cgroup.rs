@@ -1,0 +1,292 @@
+//! cgroup v2 as a herd's container: one directory per herd, below this process's own cgroup.
+//!
+//! Children enter it before exec (`CLONE_INTO_CGROUP`, see `clone.rs`), so every descendant is
+//! a member whatever it does to its session or process group. The kernel kills the whole tree
+//! with one write to `cgroup.kill` (5.14), reports emptiness in `cgroup.events` (`populated 0`,
+//! announced as a priority event on the open file), and freezes it with `cgroup.freeze` (5.2).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use rustix::fs::{Mode, OFlags};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::spawn::CgroupTarget;
+use crate::signal::Signal;
+
+/// Where the cgroup v2 hierarchy is mounted, from `/proc/self/mountinfo` (not always
+/// `/sys/fs/cgroup`: hybrid hosts mount it at `/sys/fs/cgroup/unified`).
+pub(crate) fn mount_point() -> io::Result<Option<PathBuf>> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mount_point = left.split(' ').nth(4)?;
+        (right.split(' ').next()? == "cgroup2").then(|| unescape(mount_point))
+    }))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 8).ok())
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(OsStr::from_bytes(&out))
+}
+
+/// This process's own cgroup v2 directory (the `0::` line of `/proc/self/cgroup`).
+pub(crate) fn own_cgroup(mount: &Path) -> io::Result<PathBuf> {
+    let cgroup = fs::read_to_string("/proc/self/cgroup")?;
+    let relative = cgroup
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .ok_or_else(|| io::Error::other("/proc/self/cgroup has no cgroup v2 (`0::`) line"))?;
+    Ok(mount.join(relative.trim_start_matches('/')))
+}
+
+/// One herd's cgroup, with the files it needs opened once.
+#[derive(Debug)]
+pub(crate) struct Cgroup {
+    path: PathBuf,
+    /// The path as `/proc/PID/cgroup` shows it: below the mount, with a leading `/`.
+    relative: String,
+    dir: OwnedFd,
+    procs: OwnedFd,
+    events: OwnedFd,
+    /// `cgroup.kill` (Linux 5.14); without it, members are killed one by one while frozen.
+    kill: Option<OwnedFd>,
+    /// `events` registered in the reactor, on the first asynchronous wait.
+    watch: OnceLock<AsyncFd<OwnedFd>>,
+}
+
+impl Cgroup {
+    /// Creates a new cgroup below `parent` (inside the v2 hierarchy mounted at `mount`),
+    /// readable and writable by this user only.
+    pub(crate) fn create(mount: &Path, parent: &Path) -> io::Result<Cgroup> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "sheepdog-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = parent.join(name);
+        let relative = path
+            .strip_prefix(mount)
+            .map(|r| format!("/{}", r.display()))
+            .map_err(|_| io::Error::other("the parent cgroup is outside the cgroup2 mount"))?;
+        rustix::fs::mkdir(&path, Mode::from_raw_mode(0o700))?;
+        Cgroup::open(path.clone(), relative).inspect_err(|_| {
+            let _ = fs::remove_dir(&path);
+        })
+    }
+
+    fn open(path: PathBuf, relative: String) -> io::Result<Cgroup> {
+        let open = |name: &str, flags: OFlags| -> io::Result<OwnedFd> {
+            Ok(rustix::fs::open(
+                path.join(name),
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?)
+        };
+        let dir = open(".", OFlags::RDONLY | OFlags::DIRECTORY)?;
+        let procs = open("cgroup.procs", OFlags::WRONLY)?;
+        let events = open("cgroup.events", OFlags::RDONLY)?;
+        let kill = match open("cgroup.kill", OFlags::WRONLY) {
+            Ok(fd) => Some(fd),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+            Err(err) => return Err(err),
+        };
+        Ok(Cgroup {
+            path,
+            relative,
+            dir,
+            procs,
+            events,
+            kill,
+            watch: OnceLock::new(),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn target(&self) -> CgroupTarget<'_> {
+        CgroupTarget {
+            dir: self.dir.as_fd(),
+            procs: self.procs.as_fd(),
+        }
+    }
+
+    /// Whether any process is in the cgroup or below it.
+    pub(crate) fn populated(&self) -> io::Result<bool> {
+        Ok(self.event_field("populated")? == Some(true))
+    }
+
+    /// Reads `cgroup.events` from the start; reading also re-arms its priority event.
+    fn event_field(&self, key: &str) -> io::Result<Option<bool>> {
+        let mut buf = [0u8; 256];
+        let n = rustix::io::pread(&self.events, &mut buf, 0)?;
+        let text = std::str::from_utf8(&buf[..n]).map_err(io::Error::other)?;
+        Ok(text.lines().find_map(|line| {
+            let (k, v) = line.split_once(' ')?;
+            (k == key).then_some(v.trim() == "1")
+        }))
+    }
+
+    /// The events file, for `poll(2)` with `POLLPRI` (used by the background cleaner).
+    pub(crate) fn events_fd(&self) -> BorrowedFd<'_> {
+        self.events.as_fd()
+    }
+
+    /// Waits until `cgroup.events` says `key` is `want`, by event.
+    pub(crate) async fn wait_for(&self, key: &str, want: bool) -> io::Result<()> {
+        let watch = match self.watch.get() {
+            Some(watch) => watch,
+            None => {
+                if tokio::runtime::Handle::try_current().is_err() {
+                    return Err(io::Error::other(
+                        "sheepdog: waiting for a herd needs a tokio runtime with IO enabled",
+                    ));
+                }
+                let fd = self.events.try_clone()?;
+                // SAFETY: an OwnedFd stays open and unchanged while the AsyncFd owns it.
+                let watch = unsafe { AsyncFd::register_with_interest(fd, Interest::PRIORITY) }
+                    .map_err(|err| err.into_parts().1)?;
+                let _ = self.watch.set(watch);
+                self.watch
+                    .get()
+                    .ok_or_else(|| io::Error::other("lost watch"))?
+            }
+        };
+        loop {
+            if self.event_field(key)?.unwrap_or(!want) == want {
+                return Ok(());
+            }
+            let mut ready = watch.ready(Interest::PRIORITY).await?;
+            ready.clear_ready();
+        }
+    }
+
+    /// Kills every process in the cgroup and below: one write to `cgroup.kill`, or, on kernels
+    /// without it, SIGKILL to each member while the cgroup is frozen (so none can fork away).
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        if let Some(kill) = &self.kill {
+            rustix::io::write(kill, b"1")?;
+            return Ok(());
+        }
+        self.set_frozen(true)?;
+        let result = self.signal_members(Signal::KILL).map(drop);
+        self.set_frozen(false)?;
+        result
+    }
+
+    /// Writes `cgroup.freeze`; the freeze completes asynchronously (see `frozen`).
+    pub(crate) fn set_frozen(&self, frozen: bool) -> io::Result<()> {
+        fs::write(
+            self.path.join("cgroup.freeze"),
+            if frozen { "1" } else { "0" },
+        )
+    }
+
+    /// Every process in the cgroup and in the cgroups its members made below it.
+    pub(crate) fn members(&self) -> io::Result<Vec<u32>> {
+        let mut pids = Vec::new();
+        collect_members(&self.path, &mut pids)?;
+        Ok(pids)
+    }
+
+    /// Sends `signal` to every member, each addressed through a pidfd that is verified to belong
+    /// to this cgroup after it was opened, so a pid reused by a stranger is never signalled.
+    /// Returns the pids that were signalled.
+    pub(crate) fn signal_members(&self, signal: Signal) -> io::Result<Vec<u32>> {
+        let mut signalled = Vec::new();
+        for pid in self.members()? {
+            let Some(pidfd) = self.open_member(pid) else {
+                continue;
+            };
+            let sent = super::process::pidfd_send_signal(&pidfd, signal);
+            if sent.is_ok() {
+                signalled.push(pid);
+            }
+        }
+        Ok(signalled)
+    }
+
+    /// A pidfd for `pid` if, once opened, it is still a member of this cgroup (or below it).
+    fn open_member(&self, pid: u32) -> Option<OwnedFd> {
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pid as i32)?,
+            rustix::process::PidfdFlags::empty(),
+        )
+        .ok()?;
+        let mut cgroup = String::new();
+        fs::File::open(format!("/proc/{pid}/cgroup"))
+            .and_then(|mut f| f.read_to_string(&mut cgroup))
+            .ok()?;
+        let theirs = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+        let inside = theirs == self.relative
+            || theirs
+                .strip_prefix(self.relative.as_str())
+                .is_some_and(|rest| rest.starts_with('/'));
+        inside.then_some(pidfd)
+    }
+
+    /// Removes the cgroup and any cgroups members made below it; all must be empty.
+    pub(crate) fn remove(&self) -> io::Result<()> {
+        remove_tree(&self.path)
+    }
+}
+
+fn collect_members(dir: &Path, pids: &mut Vec<u32>) -> io::Result<()> {
+    let procs = match fs::read_to_string(dir.join("cgroup.procs")) {
+        Ok(procs) => procs,
+        // A nested cgroup removed while we walk.
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            collect_members(&entry.path(), pids)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_tree(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_tree(&entry.path())?;
+        }
+    }
+    match fs::remove_dir(dir) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}

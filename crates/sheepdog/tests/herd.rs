@@ -1,0 +1,355 @@
+//! Herds with real process trees: every escape trick real programs use, ended by `kill`,
+//! `stop` and drop, and then a count of what is still alive in /proc.
+//!
+//! Every process of a test carries a unique `SHEEPDOG_TEST` value (descendants inherit it), so
+//! "nothing is left" is checked by scanning /proc for live processes with that value.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cgroup::TestCgroup;
+use sheepdog::{Command, Herd, Stdio};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// How a test ends its herd.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Kill,
+    Stop,
+    Drop,
+}
+
+const ENDS: [End; 3] = [End::Kill, End::Stop, End::Drop];
+
+/// A herd running `script` under `sh -c`, started once the script printed `ready`.
+struct Tree {
+    herd: Herd,
+    leader: sheepdog::Child,
+    marker: String,
+    /// Pids the script printed (processes that may not be in the cgroup).
+    printed: Vec<u32>,
+}
+
+/// Starts the tree, or `None` (with a printed reason) where no herd can be made.
+async fn start(test: &str, end: End, script: &str) -> Option<Tree> {
+    let herd = match Herd::new() {
+        Ok(herd) => herd,
+        Err(err) => {
+            eprintln!("skipping {test}: {err}");
+            return None;
+        }
+    };
+    let marker = format!("{test}-{end:?}-{}", std::process::id());
+    let mut leader = herd
+        .spawn(
+            Command::new("sh")
+                .args(["-c", script])
+                .env(common::MARK, &marker)
+                .stdout(Stdio::piped()),
+        )
+        .expect("spawn the tree");
+    let mut lines = BufReader::new(leader.take_stdout().expect("stdout")).lines();
+    let mut printed = Vec::new();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the tree said `ready` in time")
+            .expect("read stdout")
+            .expect("the tree said `ready` before closing stdout");
+        if line == "ready" {
+            break;
+        }
+        printed.push(line.trim().parse().expect("a pid"));
+    }
+    // Whatever is still written goes nowhere; nothing in these trees writes again.
+    drop(lines);
+    Some(Tree {
+        herd,
+        leader,
+        marker,
+        printed,
+    })
+}
+
+impl Tree {
+    /// Ends the herd as `end` says and checks that nothing of the tree is alive.
+    async fn end(self, end: End, grace: Duration) -> Option<sheepdog::StopReport> {
+        let Tree {
+            herd,
+            mut leader,
+            marker,
+            printed,
+        } = self;
+        assert!(!alive(&marker).is_empty(), "the tree is running");
+        let report = match end {
+            End::Kill => {
+                herd.kill().await.expect("kill");
+                None
+            }
+            End::Stop => Some(herd.stop(grace).await.expect("stop")),
+            End::Drop => {
+                let cgroup = herd.containment().cgroup().map(|p| p.to_owned());
+                drop(herd);
+                // Drop returns at once; the tree goes, and the cgroup is removed, shortly after.
+                let gone = common::poll_until(Duration::from_secs(10), || {
+                    alive(&marker).is_empty() && cgroup.as_ref().is_none_or(|c| !c.exists())
+                });
+                assert!(gone, "left after drop: {:?}", alive(&marker));
+                None
+            }
+        };
+        let left = alive(&marker);
+        assert!(left.is_empty(), "alive after {end:?}: {left:?}");
+        for pid in printed {
+            assert!(
+                common::pid_state(pid).is_none_or(|s| s == 'Z'),
+                "{pid} survived {end:?}"
+            );
+        }
+        leader.wait().await.expect("reap the leader");
+        report
+    }
+}
+
+/// Live (non-zombie) processes carrying `marker` in their environment.
+fn alive(marker: &str) -> Vec<u32> {
+    let needle = format!("{}={marker}", common::MARK);
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| common::pid_state(pid).is_some_and(|s| s != 'Z'))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// Runs `script` under every way of ending a herd.
+async fn each_end(test: &str, script: &str) {
+    for end in ENDS {
+        if let Some(tree) = start(test, end, script).await {
+            tree.end(end, Duration::from_secs(5)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn background_children_die_with_the_herd() {
+    each_end(
+        "background_children",
+        "sleep 1000 & sleep 1000 & echo ready; wait",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn grandchild_in_a_new_process_group_dies_with_the_herd() {
+    each_end(
+        "new_process_group",
+        "python3 -c 'import os; os.setpgid(0, 0); os.execvp(\"sleep\", [\"sleep\", \"1000\"])' &
+         echo $!; echo ready; wait",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn setsid_grandchild_dies_with_the_herd() {
+    each_end(
+        "setsid",
+        "python3 -c 'import os; os.setsid(); os.execvp(\"sleep\", [\"sleep\", \"1000\"])' &
+         echo $!; echo ready; wait",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn double_fork_daemon_dies_with_the_herd() {
+    each_end(
+        "double_fork",
+        "python3 -c '
+import os
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        print(os.getpid(), flush=True)
+        os.execvp(\"sleep\", [\"sleep\", \"1000\"])
+    os._exit(0)
+os.wait()
+'; echo ready; sleep 1000",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn children_of_a_leader_that_exited_die_with_the_herd() {
+    each_end(
+        "leader_exits_first",
+        "sleep 1000 & echo $!; sleep 1000 & echo $!; echo ready",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stop_escalates_when_the_tree_ignores_sigterm() {
+    let script = "trap '' TERM; sleep 1000 & sleep 1000 & echo ready; wait";
+    let Some(tree) = start("ignores_term", End::Stop, script).await else {
+        return;
+    };
+    let report = tree
+        .end(End::Stop, Duration::from_millis(300))
+        .await
+        .expect("a report");
+    assert!(report.escalated(), "{report}");
+    assert_eq!(report.killed(), Some(3), "{report}");
+    assert_eq!(report.terminated().len(), 3, "{report}");
+    assert!(report.elapsed() >= Duration::from_millis(300), "{report}");
+}
+
+#[tokio::test]
+async fn stop_does_not_escalate_when_the_tree_exits_on_sigterm() {
+    let Some(tree) = start("exits_on_term", End::Stop, "sleep 1000 & echo ready; wait").await
+    else {
+        return;
+    };
+    let report = tree
+        .end(End::Stop, Duration::from_secs(30))
+        .await
+        .expect("a report");
+    assert!(!report.escalated(), "{report}");
+    assert_eq!(report.terminated().len(), 2, "{report}");
+}
+
+#[tokio::test]
+async fn fork_storm_during_the_kill_does_not_escape() {
+    // Forks as fast as it can (bounded, should the kill fail) while the herd is ended.
+    each_end(
+        "fork_storm",
+        "i=0; while [ $i -lt 5000 ]; do sleep 1000 & i=$((i+1));
+         if [ $i = 20 ]; then echo ready; fi; done; wait",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stopped_tree_is_ended() {
+    for end in ENDS {
+        let Some(tree) = start(
+            "sigstopped",
+            end,
+            "sleep 1000 & sleep 1000 & echo ready; wait",
+        )
+        .await
+        else {
+            return;
+        };
+        for pid in tree.herd.members().expect("members") {
+            let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+            rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+        }
+        tree.end(end, Duration::from_secs(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn frozen_tree_is_ended() {
+    for end in ENDS {
+        let Some(tree) = start("frozen", end, "sleep 1000 & sleep 1000 & echo ready; wait").await
+        else {
+            return;
+        };
+        tree.herd.freeze().await.expect("freeze");
+        tree.end(end, Duration::from_secs(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn processes_in_new_user_and_pid_namespaces_die_with_the_herd() {
+    each_end(
+        "namespaces",
+        "unshare --user --map-root-user --pid --fork --mount-proc sh -c 'sleep 1000 & sleep 1000 & wait' &
+         while [ $(cat /proc/$!/task/*/children 2>/dev/null | wc -w) -lt 1 ]; do :; done
+         echo ready; wait",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn member_that_moves_to_another_cgroup_is_caught_by_the_process_group() {
+    let other = match TestCgroup::new("elsewhere") {
+        Ok(other) => other,
+        Err(reason) => {
+            eprintln!("skipping: {reason}");
+            return;
+        }
+    };
+    let script = format!(
+        "sleep 1000 & sh -c 'echo $$ > {}/cgroup.procs; echo $$; echo ready; exec sleep 1000' & wait",
+        other.path.display()
+    );
+    for end in ENDS {
+        if let Some(tree) = start("moved_out", end, &script).await {
+            tree.end(end, Duration::from_secs(5)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn members_freeze_and_thaw() {
+    let Some(tree) = start("freeze_thaw", End::Kill, "sleep 1000 & echo ready; wait").await else {
+        return;
+    };
+    let members = tree.herd.members().expect("members");
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert!(members.contains(&tree.leader.pid()));
+    let events = tree
+        .herd
+        .containment()
+        .cgroup()
+        .expect("a cgroup")
+        .join("cgroup.events");
+    let frozen = || std::fs::read_to_string(&events).expect("read cgroup.events");
+    tree.herd.freeze().await.expect("freeze");
+    assert!(frozen().contains("frozen 1"), "{}", frozen());
+    tree.herd.thaw().await.expect("thaw");
+    assert!(frozen().contains("frozen 0"), "{}", frozen());
+    assert!(!tree.herd.is_empty().expect("is_empty"));
+    tree.end(End::Kill, Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn wait_empty_waits_for_background_descendants() {
+    let Some(tree) = start("wait_empty", End::Kill, "sleep 0.3 & echo ready").await else {
+        return;
+    };
+    tree.herd.wait_empty().await.expect("wait_empty");
+    assert!(tree.herd.is_empty().expect("is_empty"));
+    assert!(alive(&tree.marker).is_empty());
+}
+
+#[tokio::test]
+async fn host_containment_agrees_with_herd_new() {
+    let host = sheepdog::host_containment();
+    match Herd::new() {
+        Ok(herd) => {
+            assert_eq!(
+                host.mechanism(),
+                Some(herd.containment().mechanism()),
+                "{host}"
+            );
+            let cgroup = herd.containment().cgroup().expect("a cgroup path");
+            assert!(cgroup.exists());
+            let name = cgroup
+                .file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
+            assert!(name.starts_with("sheepdog-"), "{name}");
+        }
+        Err(err) => {
+            assert_eq!(host.mechanism(), None, "{host} but Herd::new failed: {err}");
+            assert!(err.to_string().contains("no containment"), "{err}");
+        }
+    }
+}
