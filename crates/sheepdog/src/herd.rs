@@ -301,6 +301,7 @@ impl HerdBuilder {
         let containment = Containment {
             mechanism: Mechanism::CgroupV2,
             cgroup: Some(container.cgroup_path().to_owned()),
+            survives_owner_kill: !container.guarded(),
         };
         Ok(Herd {
             container: Some(container),
@@ -342,6 +343,8 @@ impl fmt::Display for Mechanism {
 pub struct Containment {
     mechanism: Mechanism,
     cgroup: Option<PathBuf>,
+    /// The owner-death sentinel could not take this herd (see the `tracing` warning).
+    survives_owner_kill: bool,
 }
 
 impl Containment {
@@ -379,15 +382,20 @@ impl Containment {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn cannot_catch(&self) -> &'static [&'static str] {
-        match self.mechanism {
-            Mechanism::CgroupV2 => &[
-                "a process that moves itself into a cgroup outside the herd \
-                 (it needs write access to that cgroup)",
-                "the herd's processes when this program dies by SIGKILL \
-                 (owner-death protection is not built yet)",
+    pub fn cannot_catch(&self) -> Vec<&'static str> {
+        let mut gaps = match self.mechanism {
+            Mechanism::CgroupV2 => vec![
+                "a process that moves itself into a cgroup outside the herd and also leaves the \
+                 herd's process group (it needs write access to that cgroup)",
             ],
+        };
+        if self.survives_owner_kill {
+            gaps.push(
+                "the herd's processes when this program is killed by SIGKILL: the owner-death \
+                 sentinel could not take this herd",
+            );
         }
+        gaps
     }
 }
 

@@ -81,7 +81,7 @@ impl Tree {
             marker,
             printed,
         } = self;
-        assert!(!alive(&marker).is_empty(), "the tree is running");
+        assert!(!common::alive(&marker).is_empty(), "the tree is running");
         let report = match end {
             End::Kill => {
                 herd.kill().await.expect("kill");
@@ -93,13 +93,13 @@ impl Tree {
                 drop(herd);
                 // Drop returns at once; the tree goes, and the cgroup is removed, shortly after.
                 let gone = common::poll_until(Duration::from_secs(10), || {
-                    alive(&marker).is_empty() && cgroup.as_ref().is_none_or(|c| !c.exists())
+                    common::alive(&marker).is_empty() && cgroup.as_ref().is_none_or(|c| !c.exists())
                 });
-                assert!(gone, "left after drop: {:?}", alive(&marker));
+                assert!(gone, "left after drop: {:?}", common::alive(&marker));
                 None
             }
         };
-        let left = alive(&marker);
+        let left = common::alive(&marker);
         assert!(left.is_empty(), "alive after {end:?}: {left:?}");
         for pid in printed {
             assert!(
@@ -110,20 +110,6 @@ impl Tree {
         leader.wait().await.expect("reap the leader");
         report
     }
-}
-
-/// Live (non-zombie) processes carrying `marker` in their environment.
-fn alive(marker: &str) -> Vec<u32> {
-    let needle = format!("{}={marker}", common::MARK);
-    std::fs::read_dir("/proc")
-        .expect("read /proc")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| common::pid_state(pid).is_some_and(|s| s != 'Z'))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
-        })
-        .collect()
 }
 
 /// Runs `script` under every way of ending a herd.
@@ -325,7 +311,7 @@ async fn wait_empty_waits_for_background_descendants() {
     };
     tree.herd.wait_empty().await.expect("wait_empty");
     assert!(tree.herd.is_empty().expect("is_empty"));
-    assert!(alive(&tree.marker).is_empty());
+    assert!(common::alive(&tree.marker).is_empty());
 }
 
 #[tokio::test]

@@ -124,6 +124,21 @@ pub fn pid_state(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
+/// Live (non-zombie) processes carrying `MARK=marker` in their environment (descendants inherit
+/// it), to check that nothing of a test's process tree is left.
+pub fn alive(marker: &str) -> Vec<u32> {
+    let needle = format!("{MARK}={marker}");
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid_state(pid).is_some_and(|s| s != 'Z'))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
+        })
+        .collect()
+}
+
 /// A directory removed (with its contents) when dropped, also when a test fails.
 pub struct TempDir(pub PathBuf);
 

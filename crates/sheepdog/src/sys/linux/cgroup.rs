@@ -134,6 +134,11 @@ impl Cgroup {
         &self.path
     }
 
+    /// `cgroup.kill`, where the kernel has it.
+    pub(crate) fn kill_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.kill.as_ref().map(|fd| fd.as_fd())
+    }
+
     pub(crate) fn target(&self) -> CgroupTarget<'_> {
         CgroupTarget {
             dir: self.dir.as_fd(),

@@ -1,13 +1,17 @@
 //! A herd's container on Linux: its cgroup, and the process group its children share.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{Mode, OFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::cgroup::{self, Cgroup};
 use super::process::pidfd_send_signal;
 use super::reaper;
+use super::sentinel::{self, Guarded};
 use super::spawn::{spawn, ProcessGroup, SpawnTarget, Spawned, JOIN_GROUP};
 use crate::command::Command;
 use crate::error::Error;
@@ -32,6 +36,8 @@ pub(crate) fn cgroup_parent(requested: Option<&Path>) -> Result<(PathBuf, PathBu
 #[derive(Debug)]
 pub(crate) struct Container {
     cgroup: Cgroup,
+    /// The herd's registration with the owner-death sentinel, if it is protected.
+    guard: Option<u64>,
     /// The process group the herd's children join; led by the first child.
     process_group: Mutex<Option<i32>>,
 }
@@ -42,10 +48,17 @@ impl Container {
         let (mount, parent) = cgroup_parent(parent)?;
         let cgroup = Cgroup::create(&mount, &parent)
             .map_err(|err| format!("cannot create a cgroup below {}: {err}", parent.display()))?;
+        let guard = guard(&cgroup, &parent);
         Ok(Container {
             cgroup,
+            guard,
             process_group: Mutex::new(None),
         })
+    }
+
+    /// Whether the herd dies with this process even when it is killed (SIGKILL, abort).
+    pub(crate) fn guarded(&self) -> bool {
+        self.guard.is_some()
     }
 
     pub(crate) fn cgroup_path(&self) -> &Path {
@@ -178,7 +191,7 @@ impl Container {
                 "sheepdog: cannot kill a dropped herd",
             );
         }
-        reaper::adopt_cgroup(self.cgroup);
+        reaper::adopt_cgroup(self.cgroup, self.guard);
     }
 }
 
@@ -191,4 +204,22 @@ fn process_group_of(pid: u32) -> Option<i32> {
         .nth(2)?
         .parse()
         .ok()
+}
+
+/// Registers the cgroup with the owner-death sentinel.
+fn guard(cgroup: &Cgroup, parent: &Path) -> Option<u64> {
+    let kill = cgroup.kill_fd()?;
+    let parent = rustix::fs::open(
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let name = cgroup.path().file_name()?;
+    sentinel::register(Guarded {
+        kill,
+        events: cgroup.events_fd(),
+        parent: parent.as_fd(),
+        name: name.as_bytes(),
+    })
 }

@@ -7,6 +7,7 @@ mod container;
 mod process;
 mod raw;
 mod reaper;
+mod sentinel;
 mod spawn;
 
 pub(crate) use clone::force as force_spawn_path;

@@ -18,22 +18,22 @@ use super::process::{waitid, Target};
 enum Adopted {
     /// A child to reap, by its pidfd.
     Child(OwnedFd),
-    /// A killed herd's cgroup, to remove once empty.
-    Cgroup(Box<Cgroup>),
+    /// A killed herd's cgroup, to remove once empty, and its owner-death registration.
+    Cgroup(Box<Cgroup>, Option<u64>),
 }
 
 impl Adopted {
     fn fd(&self) -> BorrowedFd<'_> {
         match self {
             Adopted::Child(fd) => fd.as_fd(),
-            Adopted::Cgroup(cgroup) => cgroup.events_fd(),
+            Adopted::Cgroup(cgroup, _) => cgroup.events_fd(),
         }
     }
 
     fn flags(&self) -> PollFlags {
         match self {
             Adopted::Child(_) => PollFlags::IN,
-            Adopted::Cgroup(_) => PollFlags::PRI,
+            Adopted::Cgroup(..) => PollFlags::PRI,
         }
     }
 
@@ -47,7 +47,7 @@ impl Adopted {
                     Ok(None)
                 )
             }
-            Adopted::Cgroup(cgroup) => match cgroup.populated() {
+            Adopted::Cgroup(cgroup, guard) => match cgroup.populated() {
                 Ok(true) => true,
                 Ok(false) => {
                     if let Err(err) = cgroup.remove() {
@@ -55,6 +55,9 @@ impl Adopted {
                             path = %cgroup.path().display(), %err,
                             "sheepdog: cannot remove a herd's cgroup",
                         );
+                    }
+                    if let Some(id) = guard {
+                        super::sentinel::unregister(*id);
                     }
                     false
                 }
@@ -82,9 +85,9 @@ pub(crate) fn adopt_pidfd(pidfd: OwnedFd) {
     adopt(Adopted::Child(pidfd));
 }
 
-/// Removes `cgroup` (already killed) once it is empty.
-pub(crate) fn adopt_cgroup(cgroup: Cgroup) {
-    adopt(Adopted::Cgroup(Box::new(cgroup)));
+/// Removes `cgroup` (already killed) once it is empty, then releases its sentinel `guard`.
+pub(crate) fn adopt_cgroup(cgroup: Cgroup, guard: Option<u64>) {
+    adopt(Adopted::Cgroup(Box::new(cgroup), guard));
 }
 
 fn adopt(what: Adopted) {

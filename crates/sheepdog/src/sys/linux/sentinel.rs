@@ -1,0 +1,399 @@
+//! Owner death: when this process dies — SIGKILL and abort included — every live herd dies too,
+//! and its cgroup is removed.
+//!
+//! A sentinel process is forked once, on the first herd. It holds each herd's `cgroup.kill`,
+//! `cgroup.events` and parent directory, received over a `SOCK_SEQPACKET` socket whose other end
+//! only this process holds. When that end closes (this process is gone, however it went), the
+//! sentinel kills every herd it holds, removes their cgroups once empty, and exits.
+//! `PR_SET_PDEATHSIG` would not do: it reaches only the direct child, and fires when the
+//! spawning *thread* exits.
+//!
+//! The sentinel is a fork of a possibly multi-threaded process, so it follows the rules of
+//! fork(2) in such a process: raw system calls only, no allocation (its table is its own mmap),
+//! no locks. It leaves the owner's session (no terminal signals reach it) and closes every
+//! inherited descriptor, so it never holds a pipe open on anybody's behalf.
+
+use std::io::{self, IoSlice};
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use rustix::net::{
+    sendmsg, socketpair, AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+    SocketFlags, SocketType,
+};
+
+use super::raw::syscall;
+
+const REGISTER: u8 = 1;
+const UNREGISTER: u8 = 2;
+/// Longest cgroup name the sentinel stores (ours are `sheepdog-<pid>-<n>`).
+const NAME_MAX: usize = 64;
+/// How many herds one sentinel holds at once.
+const CAPACITY: usize = 65536;
+
+struct Sentinel {
+    /// The owner's end; sends are serialised so that messages never interleave.
+    socket: Mutex<OwnedFd>,
+}
+
+static SENTINEL: OnceLock<Option<Sentinel>> = OnceLock::new();
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What the sentinel needs to kill a herd and remove its cgroup.
+pub(crate) struct Guarded<'a> {
+    pub kill: BorrowedFd<'a>,
+    pub events: BorrowedFd<'a>,
+    pub parent: BorrowedFd<'a>,
+    pub name: &'a [u8],
+}
+
+/// Hands a herd to the sentinel; returns its registration, or `None` (logged) if the herd is
+/// not protected against the owner's death.
+pub(crate) fn register(herd: Guarded<'_>) -> Option<u64> {
+    let sentinel = SENTINEL.get_or_init(start).as_ref()?;
+    if herd.name.len() > NAME_MAX {
+        return None;
+    }
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut message = Vec::with_capacity(9 + herd.name.len());
+    message.extend_from_slice(&id.to_ne_bytes());
+    message.push(REGISTER);
+    message.extend_from_slice(herd.name);
+    let fds = [herd.kill, herd.events, herd.parent];
+    match sentinel.send(&message, &fds) {
+        Ok(()) => Some(id),
+        Err(err) => {
+            tracing::warn!(%err, "sheepdog: the sentinel is gone; herds outlive a killed owner");
+            None
+        }
+    }
+}
+
+/// The herd was removed normally: the sentinel forgets it.
+pub(crate) fn unregister(id: u64) {
+    if let Some(Some(sentinel)) = SENTINEL.get() {
+        let mut message = id.to_ne_bytes().to_vec();
+        message.push(UNREGISTER);
+        let _ = sentinel.send(&message, &[]);
+    }
+}
+
+impl Sentinel {
+    fn send(&self, message: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(io::Error::other("ancillary buffer too small"));
+        }
+        let socket = self
+            .socket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        sendmsg(
+            &*socket,
+            &[IoSlice::new(message)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        )?;
+        Ok(())
+    }
+}
+
+fn start() -> Option<Sentinel> {
+    match fork_sentinel() {
+        Ok(sentinel) => Some(sentinel),
+        Err(err) => {
+            tracing::warn!(%err, "sheepdog: cannot start the sentinel; herds outlive a killed owner");
+            None
+        }
+    }
+}
+
+fn fork_sentinel() -> io::Result<Sentinel> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let all = !0u64;
+    let mut old = 0u64;
+    // SAFETY: rt_sigprocmask with valid 8-byte masks: no handler may run in the new process
+    // before it has reset them.
+    unsafe {
+        syscall(
+            libc::SYS_rt_sigprocmask,
+            &[
+                libc::SIG_SETMASK as usize,
+                &all as *const u64 as usize,
+                &mut old as *mut u64 as usize,
+                8,
+            ],
+        )
+    };
+    // SAFETY: clone(2) with only SIGCHLD is fork(2) without the C library's atfork handlers. The
+    // child runs `sentinel_main`, which makes raw system calls only and never returns.
+    let pid = unsafe { syscall(libc::SYS_clone, &[libc::SIGCHLD as usize, 0, 0, 0, 0]) };
+    if pid == 0 {
+        // SAFETY: in the new process; `theirs` is open in it.
+        unsafe { sentinel_main(theirs.as_raw_fd()) }
+    }
+    // SAFETY: restores the mask saved above.
+    unsafe {
+        syscall(
+            libc::SYS_rt_sigprocmask,
+            &[
+                libc::SIG_SETMASK as usize,
+                &old as *const u64 as usize,
+                0,
+                8,
+            ],
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::from_raw_os_error(-pid as i32));
+    }
+    drop(theirs);
+    // The sentinel is our child: if it ever exits before us, the reaper collects it.
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        if let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            super::reaper::adopt_pidfd(pidfd);
+        }
+    }
+    Ok(Sentinel {
+        socket: Mutex::new(ours),
+    })
+}
+
+/// One herd, as the sentinel holds it.
+#[derive(Clone, Copy)]
+struct Entry {
+    id: u64,
+    kill: i32,
+    events: i32,
+    parent: i32,
+    /// NUL-terminated.
+    name: [u8; NAME_MAX + 1],
+}
+
+/// The sentinel process: collects registrations until the owner's end closes, then kills.
+///
+/// # Safety
+/// Must run in a freshly forked process, on the parent thread's copied stack, with all signals
+/// blocked; `socket` must be open.
+unsafe fn sentinel_main(socket: i32) -> ! {
+    // SAFETY (whole function): raw system calls on descriptors this process owns and on memory
+    // it mapped itself; nothing here allocates, locks or touches thread-local state.
+    unsafe {
+        syscall(libc::SYS_setsid, &[]);
+        let ignore = [libc::SIG_IGN, 0, 0, 0]; // handler, flags, restorer, mask
+        for sig in [
+            libc::SIGHUP,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGPIPE,
+            libc::SIGTSTP,
+        ] {
+            syscall(
+                libc::SYS_rt_sigaction,
+                &[sig as usize, ignore.as_ptr() as usize, 0, 8],
+            );
+        }
+        let empty = 0u64;
+        syscall(
+            libc::SYS_rt_sigprocmask,
+            &[
+                libc::SIG_SETMASK as usize,
+                &empty as *const u64 as usize,
+                0,
+                8,
+            ],
+        );
+        // Keep only the socket: holding anything else (a child's stdin pipe, say) would change
+        // what other processes see.
+        if socket > 0 {
+            syscall(libc::SYS_close_range, &[0, socket as usize - 1, 0]);
+        }
+        syscall(
+            libc::SYS_close_range,
+            &[socket as usize + 1, u32::MAX as usize, 0],
+        );
+        let name = b"sheepdog-guard\0";
+        syscall(
+            libc::SYS_prctl,
+            &[libc::PR_SET_NAME as usize, name.as_ptr() as usize],
+        );
+
+        let table = syscall(
+            libc::SYS_mmap,
+            &[
+                0,
+                CAPACITY * size_of::<Entry>(),
+                (libc::PROT_READ | libc::PROT_WRITE) as usize,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE) as usize,
+                usize::MAX, // fd -1
+                0,
+            ],
+        );
+        if table < 0 {
+            syscall(libc::SYS_exit_group, &[1]);
+        }
+        let table = table as *mut Entry;
+        let mut len = 0usize;
+
+        loop {
+            let mut payload = [0u8; 9 + NAME_MAX];
+            let mut control = [0u64; 16]; // aligned room for one SCM_RIGHTS with 3 fds
+            let mut iov = libc::iovec {
+                iov_base: payload.as_mut_ptr().cast(),
+                iov_len: payload.len(),
+            };
+            let mut msg: libc::msghdr = core::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = size_of::<[u64; 16]>();
+            let n = syscall(
+                libc::SYS_recvmsg,
+                &[
+                    socket as usize,
+                    &mut msg as *mut _ as usize,
+                    libc::MSG_CMSG_CLOEXEC as usize,
+                ],
+            );
+            if n == -(libc::EINTR as isize) {
+                continue;
+            }
+            if n <= 0 {
+                break; // the owner is gone
+            }
+            let n = n as usize;
+            if n < 9 {
+                continue;
+            }
+            let mut id_bytes = [0u8; 8];
+            id_bytes.copy_from_slice(&payload[..8]);
+            let id = u64::from_ne_bytes(id_bytes);
+            match payload[8] {
+                REGISTER => {
+                    let cmsg = libc::CMSG_FIRSTHDR(&msg);
+                    if cmsg.is_null()
+                        || (*cmsg).cmsg_level != libc::SOL_SOCKET
+                        || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+                    {
+                        continue;
+                    }
+                    let fds = libc::CMSG_DATA(cmsg) as *const i32;
+                    let name_len = n - 9;
+                    let mut entry = Entry {
+                        id,
+                        kill: *fds,
+                        events: *fds.add(1),
+                        parent: *fds.add(2),
+                        name: [0; NAME_MAX + 1],
+                    };
+                    entry.name[..name_len].copy_from_slice(&payload[9..n]);
+                    if len < CAPACITY {
+                        *table.add(len) = entry;
+                        len += 1;
+                    } else {
+                        close_entry(&entry);
+                    }
+                }
+                UNREGISTER => {
+                    let mut i = 0;
+                    while i < len {
+                        if (*table.add(i)).id == id {
+                            close_entry(&*table.add(i));
+                            len -= 1;
+                            *table.add(i) = *table.add(len);
+                        } else {
+                            i += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        // The owner died: kill every herd first, then clean up each once it is empty.
+        for i in 0..len {
+            let entry = &*table.add(i);
+            syscall(
+                libc::SYS_write,
+                &[entry.kill as usize, b"1".as_ptr() as usize, 1],
+            );
+        }
+        for i in 0..len {
+            let entry = &*table.add(i);
+            if wait_empty(entry.events) {
+                syscall(
+                    libc::SYS_unlinkat,
+                    &[
+                        entry.parent as usize,
+                        entry.name.as_ptr() as usize,
+                        libc::AT_REMOVEDIR as usize,
+                    ],
+                );
+            }
+        }
+        loop {
+            syscall(libc::SYS_exit_group, &[0]);
+        }
+    }
+}
+
+unsafe fn close_entry(entry: &Entry) {
+    // SAFETY: the sentinel owns these descriptors.
+    unsafe {
+        for fd in [entry.kill, entry.events, entry.parent] {
+            syscall(libc::SYS_close, &[fd as usize]);
+        }
+    }
+}
+
+/// Waits (by `POLLPRI` on `cgroup.events`, at most about 10 s) until `populated 0`.
+unsafe fn wait_empty(events: i32) -> bool {
+    for _ in 0..100 {
+        let mut buf = [0u8; 256];
+        // SAFETY: pread into a stack buffer of the given size.
+        let n = unsafe {
+            syscall(
+                libc::SYS_pread64,
+                &[events as usize, buf.as_mut_ptr() as usize, buf.len(), 0],
+            )
+        };
+        if n <= 0 {
+            return false;
+        }
+        if contains(&buf[..n as usize], b"populated 0") {
+            return true;
+        }
+        let mut pollfd = libc::pollfd {
+            fd: events,
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        let timeout = [0usize, 100_000_000]; // 100 ms
+                                             // SAFETY: ppoll with one valid pollfd and a timespec.
+        unsafe {
+            syscall(
+                libc::SYS_ppoll,
+                &[
+                    &mut pollfd as *mut _ as usize,
+                    1,
+                    timeout.as_ptr() as usize,
+                    0,
+                    8,
+                ],
+            )
+        };
+    }
+    false
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,150 @@
+//! When the program that owns a herd dies — by SIGKILL or abort, no destructor running — every
+//! process of the herd dies too and its cgroup is removed (the sentinel's job).
+//!
+//! The owner is this test binary itself, run again as `owner_helper` with
+//! `SHEEPDOG_OWNER_HELPER` set: it makes a herd, starts a tree, reports, and then is killed or
+//! aborts.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const HELPER: &str = "SHEEPDOG_OWNER_HELPER";
+
+/// The owner's side; does nothing unless run as the helper.
+#[test]
+fn owner_helper() {
+    let Some(mode) = std::env::var_os(HELPER) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let herd = match sheepdog::Herd::new() {
+            Ok(herd) => herd,
+            Err(err) => {
+                println!("skip {err}");
+                return;
+            }
+        };
+        let mut tree = sheepdog::Command::new("sh");
+        tree.args([
+            "-c",
+            "sleep 1000 & setsid sleep 1000 & (sleep 1000 &) ; echo ready; wait",
+        ])
+        .stdout(sheepdog::Stdio::piped());
+        let mut child = herd.spawn(&tree).expect("spawn the tree");
+        let mut out = String::new();
+        use tokio::io::AsyncReadExt;
+        let mut stdout = child.take_stdout().expect("stdout");
+        let mut buf = [0u8; 64];
+        while !out.contains("ready") {
+            let n = stdout.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the tree ended early");
+            out.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let cgroup = herd
+            .containment()
+            .cgroup()
+            .expect("a cgroup")
+            .display()
+            .to_string();
+        println!("cgroup {cgroup}");
+        println!("ready");
+        // Wait for the word (a line on stdin), then abort; or be killed while waiting. The herd
+        // is never dropped normally.
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        if mode == "abort" {
+            std::process::abort();
+        }
+        std::future::pending::<()>().await;
+        drop(herd);
+    });
+}
+
+/// The owner process, killed and reaped when dropped (also when an assertion fails).
+struct Owner(std::process::Child);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_owner(mode: &str, marker: &str) {
+    let mut owner = Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["--exact", "owner_helper", "--nocapture", "--test-threads=1"])
+        .env(HELPER, mode)
+        .env(common::MARK, marker)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the owner");
+    let stdout = owner.stdout.take().expect("stdout");
+    let mut owner = Owner(owner);
+    let mut cgroup = None;
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("read the owner's output");
+        if let Some(reason) = line.strip_prefix("skip ") {
+            eprintln!("skipping owner death ({mode}): {reason}");
+            return;
+        }
+        // libtest prints "test owner_helper ... " without a newline before it.
+        if let Some((_, path)) = line.split_once("cgroup ") {
+            cgroup = Some(PathBuf::from(path));
+        }
+        if line == "ready" {
+            break;
+        }
+    }
+    let cgroup = cgroup.expect("the owner reported its herd's cgroup");
+    // The owner itself carries the marker too; the tree is everything else.
+    let owner_pid = owner.0.id();
+    let tree = || {
+        common::alive(marker)
+            .into_iter()
+            .filter(|&pid| pid != owner_pid)
+            .collect::<Vec<_>>()
+    };
+    assert!(tree().len() >= 4, "the tree is running: {:?}", tree());
+    if mode == "kill" {
+        owner.0.kill().expect("SIGKILL the owner");
+    } else {
+        use std::io::Write;
+        let mut stdin = owner.0.stdin.take().expect("stdin");
+        stdin.write_all(b"go\n").expect("tell the owner to abort");
+    }
+    let status = owner.0.wait().expect("reap the owner");
+    assert!(!status.success(), "{status}");
+    let gone = common::poll_until(Duration::from_secs(10), || {
+        tree().is_empty() && !cgroup.exists()
+    });
+    assert!(
+        gone,
+        "after the owner died: alive {:?}, cgroup {} exists: {}",
+        tree(),
+        cgroup.display(),
+        cgroup.exists()
+    );
+    drop(lines);
+}
+
+#[test]
+fn herd_dies_when_its_owner_is_sigkilled() {
+    if std::env::var_os(HELPER).is_none() {
+        run_owner("kill", &format!("owner-kill-{}", std::process::id()));
+    }
+}
+
+#[test]
+fn herd_dies_when_its_owner_aborts() {
+    if std::env::var_os(HELPER).is_none() {
+        run_owner("abort", &format!("owner-abort-{}", std::process::id()));
+    }
+}
