@@ -266,6 +266,7 @@ impl Drop for Herd {
 #[derive(Debug, Default, Clone)]
 pub struct HerdBuilder {
     parent_cgroup: Option<PathBuf>,
+    mechanism: Option<Mechanism>,
 }
 
 impl HerdBuilder {
@@ -284,7 +285,24 @@ impl HerdBuilder {
         self
     }
 
-    /// Creates the herd.
+    /// Uses `mechanism` or fails, instead of the strongest one available (to test a fallback,
+    /// or to refuse one).
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::builder()
+    ///     .mechanism(sheepdog::Mechanism::ProcessGroup)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn mechanism(&mut self, mechanism: Mechanism) -> &mut HerdBuilder {
+        self.mechanism = Some(mechanism);
+        self
+    }
+
+    /// Creates the herd. Without a forced mechanism a cgroup is tried first; where none can be
+    /// made, the herd falls back to a process group, says why in
+    /// [`Containment::fallback_reason`], and logs a `tracing` warning.
     ///
     /// ```no_run
     /// # fn demo() -> std::io::Result<()> {
@@ -292,22 +310,53 @@ impl HerdBuilder {
     /// # Ok(()) }
     /// ```
     pub fn build(&self) -> io::Result<Herd> {
-        let container = sys::Container::create(self.parent_cgroup.as_deref()).map_err(|why| {
-            io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("no containment for a herd here: {why}"),
-            )
-        })?;
+        let parent = self.parent_cgroup.as_deref();
+        let (container, fallback_reason) = match self.mechanism {
+            Some(Mechanism::CgroupV2) => (
+                sys::Container::cgroup(parent).map_err(|why| {
+                    io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!("no cgroup v2 herd here: {why}"),
+                    )
+                })?,
+                None,
+            ),
+            Some(Mechanism::ProcessGroup) => (group()?, None),
+            None => match sys::Container::cgroup(parent) {
+                Ok(container) => (container, None),
+                Err(why) => {
+                    tracing::warn!(
+                        reason = %why,
+                        "sheepdog: no cgroup for a herd; falling back to a process group",
+                    );
+                    (group()?, Some(why))
+                }
+            },
+        };
         let containment = Containment {
-            mechanism: Mechanism::CgroupV2,
-            cgroup: Some(container.cgroup_path().to_owned()),
+            mechanism: match container.cgroup_path() {
+                Some(_) => Mechanism::CgroupV2,
+                None => Mechanism::ProcessGroup,
+            },
+            cgroup: container.cgroup_path().map(Path::to_owned),
+            process_group: container.process_group(),
             survives_owner_kill: !container.guarded(),
+            fallback_reason,
         };
         Ok(Herd {
             container: Some(container),
             containment,
         })
     }
+}
+
+fn group() -> io::Result<sys::Container> {
+    sys::Container::group().map_err(|err| {
+        io::Error::new(
+            err.kind(),
+            format!("cannot start a process group for a herd: {err}"),
+        )
+    })
 }
 
 /// A containment mechanism, strongest first.
@@ -320,12 +369,17 @@ impl HerdBuilder {
 pub enum Mechanism {
     /// A cgroup v2 directory per herd: the kernel tracks every descendant.
     CgroupV2,
+    /// A process group per herd, for hosts where no cgroup can be made (no cgroup v2 mount, no
+    /// write access: unprivileged users, many containers). Descendants that start a new session
+    /// or process group get out.
+    ProcessGroup,
 }
 
 impl fmt::Display for Mechanism {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Mechanism::CgroupV2 => f.write_str("cgroup v2"),
+            Mechanism::ProcessGroup => f.write_str("process group"),
         }
     }
 }
@@ -343,6 +397,9 @@ impl fmt::Display for Mechanism {
 pub struct Containment {
     mechanism: Mechanism,
     cgroup: Option<PathBuf>,
+    process_group: Option<i32>,
+    /// Why a weaker mechanism than cgroup v2 is in force, when it was not asked for.
+    fallback_reason: Option<String>,
     /// The owner-death sentinel could not take this herd (see the `tracing` warning).
     survives_owner_kill: bool,
 }
@@ -372,6 +429,32 @@ impl Containment {
         self.cgroup.as_deref()
     }
 
+    /// The process group the herd's children are in (its id), when there is one yet.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// println!("{:?}", herd.containment().process_group());
+    /// # Ok(()) }
+    /// ```
+    pub fn process_group(&self) -> Option<i32> {
+        self.process_group
+    }
+
+    /// Why this herd got a weaker mechanism than cgroup v2 without asking for it.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// if let Some(why) = herd.containment().fallback_reason() {
+    ///     eprintln!("warning: weaker containment: {why}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback_reason.as_deref()
+    }
+
     /// The ways out this mechanism cannot close, in words.
     ///
     /// ```no_run
@@ -388,6 +471,10 @@ impl Containment {
                 "a process that moves itself into a cgroup outside the herd and also leaves the \
                  herd's process group (it needs write access to that cgroup)",
             ],
+            Mechanism::ProcessGroup => vec![
+                "a process that starts a new session (setsid) or process group, and everything \
+                 it starts: daemons that double-fork escape this way",
+            ],
         };
         if self.survives_owner_kill {
             gaps.push(
@@ -401,10 +488,15 @@ impl Containment {
 
 impl fmt::Display for Containment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.cgroup {
-            Some(path) => write!(f, "{} at {}", self.mechanism, path.display()),
-            None => write!(f, "{}", self.mechanism),
+        match (&self.cgroup, self.process_group) {
+            (Some(path), _) => write!(f, "{} at {}", self.mechanism, path.display())?,
+            (None, Some(pgid)) => write!(f, "{} {pgid}", self.mechanism)?,
+            (None, None) => write!(f, "{}", self.mechanism)?,
         }
+        if let Some(why) = &self.fallback_reason {
+            write!(f, " (fallback: {why})")?;
+        }
+        Ok(())
     }
 }
 
@@ -458,24 +550,25 @@ impl fmt::Display for HostContainment {
 /// }
 /// ```
 pub fn host_containment() -> HostContainment {
-    match sys::cgroup_parent(None) {
-        Ok((_, parent)) => match rustix::fs::access(&parent, rustix::fs::Access::WRITE_OK) {
-            Ok(()) => HostContainment {
-                mechanism: Some(Mechanism::CgroupV2),
-                reason: format!("herd cgroups are created below {}", parent.display()),
-            },
-            Err(err) => HostContainment {
-                mechanism: None,
-                reason: format!(
+    let cgroup = sys::cgroup_parent(None).and_then(|(_, parent)| {
+        rustix::fs::access(&parent, rustix::fs::Access::WRITE_OK)
+            .map(|()| parent.clone())
+            .map_err(|err| {
+                format!(
                     "cannot create cgroups below {}: {}",
                     parent.display(),
                     io::Error::from(err)
-                ),
-            },
+                )
+            })
+    });
+    match cgroup {
+        Ok(parent) => HostContainment {
+            mechanism: Some(Mechanism::CgroupV2),
+            reason: format!("herd cgroups are created below {}", parent.display()),
         },
-        Err(reason) => HostContainment {
-            mechanism: None,
-            reason,
+        Err(why) => HostContainment {
+            mechanism: Some(Mechanism::ProcessGroup),
+            reason: format!("falling back to a process group per herd: {why}"),
         },
     }
 }

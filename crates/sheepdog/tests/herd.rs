@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::cgroup::TestCgroup;
-use sheepdog::{Command, Herd, Stdio};
+use sheepdog::{Command, Herd, Mechanism, Stdio};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How a test ends its herd.
@@ -21,6 +21,7 @@ enum End {
 }
 
 const ENDS: [End; 3] = [End::Kill, End::Stop, End::Drop];
+const MECHANISMS: [Mechanism; 2] = [Mechanism::CgroupV2, Mechanism::ProcessGroup];
 
 /// A herd running `script` under `sh -c`, started once the script printed `ready`.
 struct Tree {
@@ -31,16 +32,18 @@ struct Tree {
     printed: Vec<u32>,
 }
 
-/// Starts the tree, or `None` (with a printed reason) where no herd can be made.
-async fn start(test: &str, end: End, script: &str) -> Option<Tree> {
-    let herd = match Herd::new() {
+/// Starts the tree in a herd of `mechanism`, or `None` (with a printed reason) where no such
+/// herd can be made.
+async fn start(test: &str, mechanism: Mechanism, end: End, script: &str) -> Option<Tree> {
+    let herd = match Herd::builder().mechanism(mechanism).build() {
         Ok(herd) => herd,
         Err(err) => {
-            eprintln!("skipping {test}: {err}");
+            eprintln!("skipping {test} with {mechanism}: {err}");
             return None;
         }
     };
-    let marker = format!("{test}-{end:?}-{}", std::process::id());
+    assert_eq!(herd.containment().mechanism(), mechanism);
+    let marker = format!("{test}-{mechanism:?}-{end:?}-{}", std::process::id());
     let mut leader = herd
         .spawn(
             Command::new("sh")
@@ -112,10 +115,17 @@ impl Tree {
     }
 }
 
-/// Runs `script` under every way of ending a herd.
+/// Runs `script` in a herd of each mechanism, under every way of ending a herd.
 async fn each_end(test: &str, script: &str) {
+    for mechanism in MECHANISMS {
+        each_end_with(test, mechanism, script).await;
+    }
+}
+
+/// Runs `script` in a herd of `mechanism`, under every way of ending a herd.
+async fn each_end_with(test: &str, mechanism: Mechanism, script: &str) {
     for end in ENDS {
-        if let Some(tree) = start(test, end, script).await {
+        if let Some(tree) = start(test, mechanism, end, script).await {
             tree.end(end, Duration::from_secs(5)).await;
         }
     }
@@ -132,8 +142,9 @@ async fn background_children_die_with_the_herd() {
 
 #[tokio::test]
 async fn grandchild_in_a_new_process_group_dies_with_the_herd() {
-    each_end(
+    each_end_with(
         "new_process_group",
+        Mechanism::CgroupV2,
         "python3 -c 'import os; os.setpgid(0, 0); os.execvp(\"sleep\", [\"sleep\", \"1000\"])' &
          echo $!; echo ready; wait",
     )
@@ -142,8 +153,9 @@ async fn grandchild_in_a_new_process_group_dies_with_the_herd() {
 
 #[tokio::test]
 async fn setsid_grandchild_dies_with_the_herd() {
-    each_end(
+    each_end_with(
         "setsid",
+        Mechanism::CgroupV2,
         "python3 -c 'import os; os.setsid(); os.execvp(\"sleep\", [\"sleep\", \"1000\"])' &
          echo $!; echo ready; wait",
     )
@@ -152,8 +164,9 @@ async fn setsid_grandchild_dies_with_the_herd() {
 
 #[tokio::test]
 async fn double_fork_daemon_dies_with_the_herd() {
-    each_end(
+    each_end_with(
         "double_fork",
+        Mechanism::CgroupV2,
         "python3 -c '
 import os
 if os.fork() == 0:
@@ -180,31 +193,35 @@ async fn children_of_a_leader_that_exited_die_with_the_herd() {
 #[tokio::test]
 async fn stop_escalates_when_the_tree_ignores_sigterm() {
     let script = "trap '' TERM; sleep 1000 & sleep 1000 & echo ready; wait";
-    let Some(tree) = start("ignores_term", End::Stop, script).await else {
-        return;
-    };
-    let report = tree
-        .end(End::Stop, Duration::from_millis(300))
-        .await
-        .expect("a report");
-    assert!(report.escalated(), "{report}");
-    assert_eq!(report.killed(), Some(3), "{report}");
-    assert_eq!(report.terminated().len(), 3, "{report}");
-    assert!(report.elapsed() >= Duration::from_millis(300), "{report}");
+    for mechanism in MECHANISMS {
+        let Some(tree) = start("ignores_term", mechanism, End::Stop, script).await else {
+            continue;
+        };
+        let report = tree
+            .end(End::Stop, Duration::from_millis(300))
+            .await
+            .expect("a report");
+        assert!(report.escalated(), "{mechanism}: {report}");
+        assert_eq!(report.killed(), Some(3), "{mechanism}: {report}");
+        assert_eq!(report.terminated().len(), 3, "{mechanism}: {report}");
+        assert!(report.elapsed() >= Duration::from_millis(300), "{report}");
+    }
 }
 
 #[tokio::test]
 async fn stop_does_not_escalate_when_the_tree_exits_on_sigterm() {
-    let Some(tree) = start("exits_on_term", End::Stop, "sleep 1000 & echo ready; wait").await
-    else {
-        return;
-    };
-    let report = tree
-        .end(End::Stop, Duration::from_secs(30))
-        .await
-        .expect("a report");
-    assert!(!report.escalated(), "{report}");
-    assert_eq!(report.terminated().len(), 2, "{report}");
+    for mechanism in MECHANISMS {
+        let script = "sleep 1000 & echo ready; wait";
+        let Some(tree) = start("exits_on_term", mechanism, End::Stop, script).await else {
+            continue;
+        };
+        let report = tree
+            .end(End::Stop, Duration::from_secs(30))
+            .await
+            .expect("a report");
+        assert!(!report.escalated(), "{mechanism}: {report}");
+        assert_eq!(report.terminated().len(), 2, "{mechanism}: {report}");
+    }
 }
 
 #[tokio::test]
@@ -220,15 +237,10 @@ async fn fork_storm_during_the_kill_does_not_escape() {
 
 #[tokio::test]
 async fn stopped_tree_is_ended() {
-    for end in ENDS {
-        let Some(tree) = start(
-            "sigstopped",
-            end,
-            "sleep 1000 & sleep 1000 & echo ready; wait",
-        )
-        .await
-        else {
-            return;
+    for (mechanism, end) in MECHANISMS.into_iter().flat_map(|m| ENDS.map(|e| (m, e))) {
+        let script = "sleep 1000 & sleep 1000 & echo ready; wait";
+        let Some(tree) = start("sigstopped", mechanism, end, script).await else {
+            continue;
         };
         for pid in tree.herd.members().expect("members") {
             let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
@@ -240,10 +252,10 @@ async fn stopped_tree_is_ended() {
 
 #[tokio::test]
 async fn frozen_tree_is_ended() {
-    for end in ENDS {
-        let Some(tree) = start("frozen", end, "sleep 1000 & sleep 1000 & echo ready; wait").await
-        else {
-            return;
+    for (mechanism, end) in MECHANISMS.into_iter().flat_map(|m| ENDS.map(|e| (m, e))) {
+        let script = "sleep 1000 & sleep 1000 & echo ready; wait";
+        let Some(tree) = start("frozen", mechanism, end, script).await else {
+            continue;
         };
         tree.herd.freeze().await.expect("freeze");
         tree.end(end, Duration::from_secs(5)).await;
@@ -274,16 +286,13 @@ async fn member_that_moves_to_another_cgroup_is_caught_by_the_process_group() {
         "sleep 1000 & sh -c 'echo $$ > {}/cgroup.procs; echo $$; echo ready; exec sleep 1000' & wait",
         other.path.display()
     );
-    for end in ENDS {
-        if let Some(tree) = start("moved_out", end, &script).await {
-            tree.end(end, Duration::from_secs(5)).await;
-        }
-    }
+    each_end_with("moved_out", Mechanism::CgroupV2, &script).await;
 }
 
 #[tokio::test]
 async fn members_freeze_and_thaw() {
-    let Some(tree) = start("freeze_thaw", End::Kill, "sleep 1000 & echo ready; wait").await else {
+    let script = "sleep 1000 & echo ready; wait";
+    let Some(tree) = start("freeze_thaw", Mechanism::CgroupV2, End::Kill, script).await else {
         return;
     };
     let members = tree.herd.members().expect("members");
@@ -306,12 +315,15 @@ async fn members_freeze_and_thaw() {
 
 #[tokio::test]
 async fn wait_empty_waits_for_background_descendants() {
-    let Some(tree) = start("wait_empty", End::Kill, "sleep 0.3 & echo ready").await else {
-        return;
-    };
-    tree.herd.wait_empty().await.expect("wait_empty");
-    assert!(tree.herd.is_empty().expect("is_empty"));
-    assert!(common::alive(&tree.marker).is_empty());
+    for mechanism in MECHANISMS {
+        let Some(tree) = start("wait_empty", mechanism, End::Kill, "sleep 0.3 & echo ready").await
+        else {
+            continue;
+        };
+        tree.herd.wait_empty().await.expect("wait_empty");
+        assert!(tree.herd.is_empty().expect("is_empty"));
+        assert!(common::alive(&tree.marker).is_empty(), "{mechanism}");
+    }
 }
 
 #[tokio::test]
@@ -333,9 +345,57 @@ async fn host_containment_agrees_with_herd_new() {
                 .into_owned();
             assert!(name.starts_with("sheepdog-"), "{name}");
         }
-        Err(err) => {
-            assert_eq!(host.mechanism(), None, "{host} but Herd::new failed: {err}");
-            assert!(err.to_string().contains("no containment"), "{err}");
+        Err(err) => panic!("Herd::new failed although a process group is always possible: {err}"),
+    }
+}
+
+/// The fallback says what it cannot catch, and that is exactly what gets out: a grandchild that
+/// starts its own session survives the herd (and is ended here by pid).
+#[tokio::test]
+async fn process_group_fallback_reports_what_escapes() {
+    // The escapee says `ready` itself, once it has its own session.
+    let script = "python3 -c 'import os; os.setsid(); print(os.getpid()); print(\"ready\", flush=True); os.execvp(\"sleep\", [\"sleep\", \"1000\"])' & wait";
+    let tree = start("group_escape", Mechanism::ProcessGroup, End::Kill, script)
+        .await
+        .expect("a process group herd is always possible");
+    let gaps = tree.herd.containment().cannot_catch().join("; ");
+    assert!(gaps.contains("setsid"), "{gaps}");
+    let escapee = *tree.printed.first().expect("the escapee's pid");
+    let _cleanup = KillOnDrop(escapee);
+    tree.herd.kill().await.expect("kill");
+    assert!(
+        common::pid_state(escapee).is_some_and(|s| s != 'Z'),
+        "the setsid grandchild is out of the group, as documented"
+    );
+}
+
+/// Ends a process by pid when dropped (the escapee of a fallback test).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0 as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     }
+}
+
+#[tokio::test]
+async fn forced_process_group_reports_itself() {
+    let herd = Herd::builder()
+        .mechanism(Mechanism::ProcessGroup)
+        .build()
+        .expect("a process group herd");
+    let containment = herd.containment();
+    assert_eq!(containment.mechanism(), Mechanism::ProcessGroup);
+    assert_eq!(containment.cgroup(), None);
+    assert_eq!(containment.fallback_reason(), None, "it was asked for");
+    let pgid = containment.process_group().expect("a group id");
+    assert!(containment
+        .to_string()
+        .starts_with(&format!("process group {pgid}")));
+    assert!(
+        herd.is_empty().expect("is_empty"),
+        "only the anchor, which does not count"
+    );
 }

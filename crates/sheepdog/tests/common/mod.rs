@@ -139,6 +139,30 @@ pub fn alive(marker: &str) -> Vec<u32> {
         .collect()
 }
 
+/// This test binary, hard-linked (or copied) into a fresh world-readable directory, so that
+/// another user (`nobody`) can run it although the build tree may be closed to them.
+pub struct SharedExe {
+    pub dir: TempDir,
+    pub path: PathBuf,
+}
+
+impl SharedExe {
+    pub fn new(test: &str) -> SharedExe {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new(test);
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the directory");
+        let path = dir.path().join("test-binary");
+        let exe = std::env::current_exe().expect("this test binary");
+        // A link opens nothing for writing, so no concurrent spawn can make exec fail with
+        // "text file busy"; a copy only across filesystems.
+        if std::fs::hard_link(&exe, &path).is_err() {
+            std::fs::copy(&exe, &path).expect("copy the test binary");
+        }
+        SharedExe { dir, path }
+    }
+}
+
 /// A directory removed (with its contents) when dropped, also when a test fails.
 pub struct TempDir(pub PathBuf);
 

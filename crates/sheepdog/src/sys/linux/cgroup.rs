@@ -18,6 +18,7 @@ use rustix::fs::{Mode, OFlags};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use super::process::open_pidfd;
 use super::spawn::CgroupTarget;
 use crate::signal::Signal;
 
@@ -243,11 +244,7 @@ impl Cgroup {
 
     /// A pidfd for `pid` if, once opened, it is still a member of this cgroup (or below it).
     fn open_member(&self, pid: u32) -> Option<OwnedFd> {
-        let pidfd = rustix::process::pidfd_open(
-            rustix::process::Pid::from_raw(pid as i32)?,
-            rustix::process::PidfdFlags::empty(),
-        )
-        .ok()?;
+        let pidfd = open_pidfd(pid)?;
         let mut cgroup = String::new();
         fs::File::open(format!("/proc/{pid}/cgroup"))
             .and_then(|mut f| f.read_to_string(&mut cgroup))

@@ -12,7 +12,8 @@ use super::raw::syscall;
 
 /// What the child must do before exec. Every pointer stays valid until the parent resumes.
 pub(super) struct ChildPlan {
-    /// Paths to try with execve, in order; null-terminated.
+    /// Paths to try with execve, in order; null-terminated. Null for an anchor: a child that
+    /// only takes its process group and exits with 0.
     pub candidates: *const *const c_char,
     pub argv: *const *const c_char,
     pub envp: *const *const c_char,
@@ -117,6 +118,10 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> ChildReport {
             if ret < 0 {
                 return fail(Stage::ProcessGroup, ret);
             }
+        }
+
+        if plan.candidates.is_null() {
+            syscall(libc::SYS_exit_group, &[0]);
         }
 
         if plan.cgroup_procs >= 0 {

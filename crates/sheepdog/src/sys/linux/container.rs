@@ -1,4 +1,5 @@
-//! A herd's container on Linux: its cgroup, and the process group its children share.
+//! A herd's container on Linux: a cgroup (with the process group its children share as a
+//! second net), or, where no cgroup can be had, a process group alone (`group.rs`).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -9,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::cgroup::{self, Cgroup};
-use super::process::pidfd_send_signal;
+use super::group::Group;
+use super::process::{open_pidfd, pidfd_send_signal};
 use super::reaper;
 use super::sentinel::{self, Guarded};
 use super::spawn::{spawn, ProcessGroup, SpawnTarget, Spawned, JOIN_GROUP};
@@ -32,9 +34,9 @@ pub(crate) fn cgroup_parent(requested: Option<&Path>) -> Result<(PathBuf, PathBu
     Ok((mount, parent))
 }
 
-/// The container of one herd.
+/// A herd's cgroup, with the process group its children share as a second net.
 #[derive(Debug)]
-pub(crate) struct Container {
+pub(crate) struct CgroupHerd {
     cgroup: Cgroup,
     /// The herd's registration with the owner-death sentinel, if it is protected.
     guard: Option<u64>,
@@ -42,14 +44,14 @@ pub(crate) struct Container {
     process_group: Mutex<Option<i32>>,
 }
 
-impl Container {
+impl CgroupHerd {
     /// A new cgroup below `parent` (see [`cgroup_parent`]).
-    pub(crate) fn create(parent: Option<&Path>) -> Result<Container, String> {
+    pub(crate) fn create(parent: Option<&Path>) -> Result<CgroupHerd, String> {
         let (mount, parent) = cgroup_parent(parent)?;
         let cgroup = Cgroup::create(&mount, &parent)
             .map_err(|err| format!("cannot create a cgroup below {}: {err}", parent.display()))?;
         let guard = guard(&cgroup, &parent);
-        Ok(Container {
+        Ok(CgroupHerd {
             cgroup,
             guard,
             process_group: Mutex::new(None),
@@ -152,11 +154,7 @@ impl Container {
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
             .filter(|pid| !members.contains(pid) && process_group_of(*pid) == Some(pgid))
             .filter_map(|pid| {
-                let pidfd = rustix::process::pidfd_open(
-                    rustix::process::Pid::from_raw(pid as i32)?,
-                    rustix::process::PidfdFlags::empty(),
-                )
-                .ok()?;
+                let pidfd = open_pidfd(pid)?;
                 (process_group_of(pid) == Some(pgid)).then_some((pid, pidfd))
             })
             .collect()
@@ -222,4 +220,114 @@ fn guard(cgroup: &Cgroup, parent: &Path) -> Option<u64> {
         parent: parent.as_fd(),
         name: name.as_bytes(),
     })
+}
+
+/// The container of one herd: the strongest mechanism available, or the one asked for.
+#[derive(Debug)]
+pub(crate) enum Container {
+    Cgroup(CgroupHerd),
+    Group(Group),
+}
+
+impl Container {
+    /// A new cgroup below `parent`, or below this process's own cgroup; `Err` says why not.
+    pub(crate) fn cgroup(parent: Option<&Path>) -> Result<Container, String> {
+        CgroupHerd::create(parent).map(Container::Cgroup)
+    }
+
+    /// A new process group, led by an anchor.
+    pub(crate) fn group() -> io::Result<Container> {
+        Group::create().map(Container::Group)
+    }
+
+    pub(crate) fn cgroup_path(&self) -> Option<&Path> {
+        match self {
+            Container::Cgroup(herd) => Some(herd.cgroup_path()),
+            Container::Group(_) => None,
+        }
+    }
+
+    pub(crate) fn process_group(&self) -> Option<i32> {
+        match self {
+            Container::Cgroup(herd) => *herd.lock_group(),
+            Container::Group(group) => Some(group.pgid()),
+        }
+    }
+
+    pub(crate) fn guarded(&self) -> bool {
+        match self {
+            Container::Cgroup(herd) => herd.guarded(),
+            Container::Group(_) => false,
+        }
+    }
+
+    pub(crate) fn spawn(&self, cmd: &Command) -> Result<Spawned, Error> {
+        match self {
+            Container::Cgroup(herd) => herd.spawn(cmd),
+            Container::Group(group) => spawn(cmd, &group.target()),
+        }
+    }
+
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        match self {
+            Container::Cgroup(herd) => herd.kill(),
+            Container::Group(group) => group.signal_group(Signal::KILL),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> io::Result<bool> {
+        match self {
+            Container::Cgroup(herd) => herd.is_empty(),
+            Container::Group(group) => Ok(group.members()?.is_empty()),
+        }
+    }
+
+    pub(crate) async fn wait_empty(&self) -> io::Result<()> {
+        match self {
+            Container::Cgroup(herd) => herd.wait_empty().await,
+            Container::Group(group) => group.wait_empty().await,
+        }
+    }
+
+    pub(crate) fn members(&self) -> io::Result<Vec<u32>> {
+        match self {
+            Container::Cgroup(herd) => herd.members(),
+            Container::Group(group) => group.members(),
+        }
+    }
+
+    pub(crate) fn signal_members(&self, signal: Signal) -> io::Result<Vec<u32>> {
+        match self {
+            Container::Cgroup(herd) => herd.signal_members(signal),
+            Container::Group(group) => group.signal_members(signal),
+        }
+    }
+
+    pub(crate) fn kill_strays(&self) {
+        if let Container::Cgroup(herd) = self {
+            herd.kill_strays();
+        }
+    }
+
+    pub(crate) async fn set_frozen(&self, frozen: bool) -> io::Result<()> {
+        match self {
+            Container::Cgroup(herd) => herd.set_frozen(frozen).await,
+            Container::Group(group) => group.set_frozen(frozen).await,
+        }
+    }
+
+    pub(crate) fn thaw_now(&self) -> io::Result<()> {
+        match self {
+            Container::Cgroup(herd) => herd.thaw_now(),
+            Container::Group(group) => group.signal_group(Signal::CONT),
+        }
+    }
+
+    /// Kills everything at once; the rest of the clean-up happens in the background.
+    pub(crate) fn dispose(self) {
+        match self {
+            Container::Cgroup(herd) => herd.dispose(),
+            Container::Group(group) => group.dispose(),
+        }
+    }
 }

@@ -4,6 +4,7 @@ mod cgroup;
 mod child;
 mod clone;
 mod container;
+mod group;
 mod process;
 mod raw;
 mod reaper;

@@ -178,6 +178,15 @@ impl Drop for Process {
     }
 }
 
+/// A pidfd for `pid`, if it still exists. The caller checks that it is the process it meant.
+pub(super) fn open_pidfd(pid: u32) -> Option<OwnedFd> {
+    rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid as i32)?,
+        rustix::process::PidfdFlags::empty(),
+    )
+    .ok()
+}
+
 /// Sends `signal` through `pidfd` (pidfd_send_signal(2)); no siginfo, no flags.
 pub(super) fn pidfd_send_signal(pidfd: &impl AsFd, signal: Signal) -> io::Result<()> {
     // SAFETY: the descriptor is open for the duration of the call; plain integers otherwise.

@@ -109,6 +109,32 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
     })
 }
 
+/// Starts an anchor: a child that leads a new process group and exits at once, without exec.
+/// Kept unreaped, its zombie holds the group id, so the id cannot be reused while it is kept.
+pub(crate) fn spawn_anchor() -> io::Result<Process> {
+    let mut report = ChildReport::default();
+    let mut plan = ChildPlan {
+        candidates: ptr::null(),
+        argv: ptr::null(),
+        envp: ptr::null(),
+        cwd: ptr::null(),
+        stdio: [-1; 3],
+        passed_fds: ptr::null(),
+        passed_fds_len: 0,
+        process_group: 0,
+        cgroup_procs: -1,
+        report: &mut report,
+    };
+    let cloned = clone_child(&mut plan, None, None)?;
+    // SAFETY: the child has exited, so nothing writes `report` any more.
+    let report = unsafe { ptr::read_volatile(plan.report) };
+    let process = Process::new(cloned.pid, cloned.pidfd);
+    if report.stage != Stage::None {
+        return Err(io::Error::from_raw_os_error(report.errno));
+    }
+    Ok(process)
+}
+
 /// A null-terminated array of C strings, owning the strings.
 struct CStringArray {
     strings: Vec<CString>,

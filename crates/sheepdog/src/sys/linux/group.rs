@@ -1,0 +1,150 @@
+//! The fallback container where no cgroup can be had: one process group per herd.
+//!
+//! The group is led by an *anchor*: a child that takes a new process group and exits at once.
+//! Its zombie is kept unreaped until the herd ends, so the group id cannot be reused by anybody
+//! else while the herd lives, and `kill(-pgid)` can never reach a stranger. A group-wide
+//! SIGKILL is atomic with respect to forks inside the group (the kernel aborts a fork whose
+//! parent has a group signal pending), so one `kill(-pgid, SIGKILL)` ends the whole group.
+//! What leaves the group (a new session or process group) is not caught; `Containment` says so.
+
+use std::io;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::process::{open_pidfd, pidfd_send_signal, Process};
+use super::raw::syscall;
+use super::spawn::{spawn_anchor, ProcessGroup, SpawnTarget};
+use crate::signal::Signal;
+
+#[derive(Debug)]
+pub(crate) struct Group {
+    /// The exited, unreaped leader: it holds the group id.
+    anchor: Process,
+    pgid: i32,
+}
+
+impl Group {
+    pub(crate) fn create() -> io::Result<Group> {
+        let anchor = spawn_anchor()?;
+        let pgid = anchor.pid() as i32;
+        Ok(Group { anchor, pgid })
+    }
+
+    pub(crate) fn pgid(&self) -> i32 {
+        self.pgid
+    }
+
+    pub(crate) fn target(&self) -> SpawnTarget<'static> {
+        SpawnTarget {
+            cgroup: None,
+            process_group: ProcessGroup::Join(self.pgid),
+        }
+    }
+
+    /// Sends `signal` to the whole group at once (`kill(-pgid)`), which is safe while the
+    /// anchor holds the id.
+    pub(crate) fn signal_group(&self, signal: Signal) -> io::Result<()> {
+        // SAFETY: kill(2) with plain integers; the group id is ours (see the module docs).
+        let ret = unsafe {
+            syscall(
+                libc::SYS_kill,
+                &[(-self.pgid) as isize as usize, signal.as_raw() as usize],
+            )
+        };
+        match ret {
+            0 => Ok(()),
+            // Only the anchor's zombie is left: nothing to signal.
+            r if r == -(libc::ESRCH as isize) => Ok(()),
+            r => Err(io::Error::from_raw_os_error(-r as i32)),
+        }
+    }
+
+    /// Live members: every process of the group that has not exited.
+    pub(crate) fn members(&self) -> io::Result<Vec<u32>> {
+        Ok(std::fs::read_dir("/proc")?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&pid| self.is_live_member(pid))
+            .collect())
+    }
+
+    fn is_live_member(&self, pid: u32) -> bool {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let mut fields = stat.rsplit_once(')').map_or("", |r| r.1).split_whitespace();
+        let state = fields.next();
+        let pgid = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        state != Some("Z") && state != Some("X") && pgid == Some(self.pgid)
+    }
+
+    /// Sends `signal` to each live member through a pidfd checked after it was opened; returns
+    /// the pids signalled.
+    pub(crate) fn signal_members(&self, signal: Signal) -> io::Result<Vec<u32>> {
+        let mut signalled = Vec::new();
+        for pid in self.members()? {
+            let Some(pidfd) = open_pidfd(pid) else {
+                continue;
+            };
+            if self.is_live_member(pid) && pidfd_send_signal(&pidfd, signal).is_ok() {
+                signalled.push(pid);
+            }
+        }
+        Ok(signalled)
+    }
+
+    /// Returns when no live member is left: waits for each member's pidfd to turn readable
+    /// (its exit), then looks again for members forked meanwhile.
+    pub(crate) async fn wait_empty(&self) -> io::Result<()> {
+        loop {
+            let members = self.members()?;
+            if members.is_empty() {
+                return Ok(());
+            }
+            for pid in members {
+                let Some(pidfd) = open_pidfd(pid) else {
+                    continue;
+                };
+                if !self.is_live_member(pid) {
+                    continue;
+                }
+                // SAFETY: an OwnedFd stays open and unchanged while the AsyncFd owns it.
+                let watch = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+                    .map_err(|err| err.into_parts().1)?;
+                let _ = watch.readable().await?;
+            }
+        }
+    }
+
+    /// Stops (`frozen`) or continues every member, and returns once all are in that state.
+    pub(crate) async fn set_frozen(&self, frozen: bool) -> io::Result<()> {
+        let signal = if frozen { Signal::STOP } else { Signal::CONT };
+        self.signal_group(signal)?;
+        // Stopping is asynchronous; the state shows in /proc within a scheduling round.
+        for _ in 0..1000 {
+            let pending = self.members()?.into_iter().any(|pid| {
+                let stopped = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? == "T"))
+                    .unwrap_or(frozen);
+                stopped != frozen
+            });
+            if !pending {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the process group did not reach the requested state within a second",
+        ))
+    }
+
+    /// Kills the group, then lets the anchor go (the id is free once the group is gone).
+    pub(crate) fn dispose(self) {
+        if let Err(err) = self.signal_group(Signal::KILL) {
+            tracing::error!(pgid = self.pgid, %err, "sheepdog: cannot kill a dropped herd");
+        }
+        drop(self.anchor);
+    }
+}

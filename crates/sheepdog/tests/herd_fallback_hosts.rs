@@ -1,0 +1,154 @@
+//! Hosts where a herd cannot have a cgroup: an unprivileged user (run as `nobody` through
+//! setpriv) and a host without a cgroup v2 mount (hidden in a private mount namespace). The herd
+//! falls back to a process group, says why, and still ends its tree.
+//!
+//! The herd's side runs in this test binary started again as `fallback_helper`.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+const HELPER: &str = "SHEEPDOG_FALLBACK_HELPER";
+
+/// The herd's side; does nothing unless run as the helper. Prints one line:
+/// `mechanism=<m> reason=<r>` and `left=<n>` after killing a tree.
+#[test]
+fn fallback_helper() {
+    if std::env::var_os(HELPER).is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let herd = sheepdog::Herd::new().expect("a herd, whatever the host");
+        let containment = herd.containment();
+        println!(
+            "mechanism={} reason={}",
+            containment.mechanism(),
+            containment.fallback_reason().unwrap_or("-")
+        );
+        let mut cmd = sheepdog::Command::new("sh");
+        cmd.args(["-c", "sleep 1000 & sleep 1000 & echo ready; wait"])
+            .stdout(sheepdog::Stdio::piped());
+        let mut child = herd.spawn(&cmd).expect("spawn");
+        let mut out = String::new();
+        use tokio::io::AsyncReadExt;
+        let mut stdout = child.take_stdout().expect("stdout");
+        let mut buf = [0u8; 16];
+        while !out.contains("ready") {
+            let n = stdout.read(&mut buf).await.expect("read");
+            assert!(n > 0);
+            out.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let before = herd.members().expect("members").len();
+        herd.kill().await.expect("kill");
+        child.wait().await.expect("wait");
+        println!(
+            "before={before} left={}",
+            herd.members().expect("members").len()
+        );
+    });
+}
+
+/// Runs the helper under `wrapper` (a command line that ends by running the binary) and returns
+/// its two report lines, or `None` to skip.
+fn run_helper(test: &str, wrapper: &[&str]) -> Option<(String, String)> {
+    let exe = common::SharedExe::new(test);
+    let marker = format!("{test}-{}", std::process::id());
+    let out = Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .arg(&exe.path)
+        .args([
+            "--exact",
+            "fallback_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER, "1")
+        .env(common::MARK, &marker)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the helper");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mechanism = stdout
+        .lines()
+        .find_map(|l| l.split_once("mechanism=").map(|r| r.1));
+    let counts = stdout
+        .lines()
+        .find_map(|l| l.split_once("before=").map(|r| r.1));
+    assert!(
+        out.status.success(),
+        "{test}: helper failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        common::alive(&marker).is_empty(),
+        "{test}: left {:?}",
+        common::alive(&marker)
+    );
+    Some((mechanism?.to_owned(), counts?.to_owned()))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+#[test]
+fn unprivileged_user_gets_a_process_group_herd() {
+    if std::env::var_os(HELPER).is_some() {
+        return;
+    }
+    if !is_root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipping: needs root and setpriv(1) to become nobody");
+        return;
+    }
+    let wrapper = [
+        "/usr/bin/setpriv",
+        "--reuid",
+        "nobody",
+        "--regid",
+        "nogroup",
+        "--clear-groups",
+    ];
+    let (mechanism, counts) = run_helper("as_nobody", &wrapper).expect("the helper's report");
+    if common::cgroup::cgroup2_mount().is_some() {
+        assert!(
+            mechanism.starts_with("process group reason=cannot create a cgroup below"),
+            "{mechanism}"
+        );
+    }
+    assert_eq!(counts, "3 left=0");
+}
+
+#[test]
+fn host_without_cgroup2_mount_gets_a_process_group_herd() {
+    if std::env::var_os(HELPER).is_some() {
+        return;
+    }
+    let Some(mount) = common::cgroup::cgroup2_mount() else {
+        eprintln!("skipping: no cgroup v2 mount to hide");
+        return;
+    };
+    if !is_root() || !std::path::Path::new("/usr/bin/unshare").exists() {
+        eprintln!("skipping: needs root and unshare(1) for a private mount namespace");
+        return;
+    }
+    let script = format!("umount -l '{}' && exec \"$0\" \"$@\"", mount.display());
+    let wrapper = [
+        "/usr/bin/unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ];
+    let (mechanism, counts) = run_helper("no_mount", &wrapper).expect("the helper's report");
+    assert_eq!(
+        mechanism,
+        "process group reason=no cgroup v2 hierarchy is mounted"
+    );
+    assert_eq!(counts, "3 left=0");
+}
