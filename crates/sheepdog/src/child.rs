@@ -2,6 +2,7 @@
 
 use std::io;
 
+use crate::herd::Herd;
 use crate::pipe::{ChildStderr, ChildStdin, ChildStdout};
 use crate::signal::Signal;
 use crate::status::ExitStatus;
@@ -10,8 +11,10 @@ use crate::sys::{self, SpawnPath};
 /// A started process.
 ///
 /// It is addressed by pidfd, so a signal can never reach another process that reused its pid.
-/// Dropping a `Child` does not kill it; if it was not waited for, it is reaped in the background
-/// once it exits, so it never stays a zombie.
+/// Dropping a `Child` started by [`Command::spawn`](crate::Command::spawn) kills it and
+/// everything it started (its private herd), with a `tracing` warning if it was still running;
+/// one started by [`Herd::spawn`](crate::Herd::spawn) lives as long as its herd. Either way a
+/// child that was not waited for is reaped in the background, so it never stays a zombie.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,12 +25,15 @@ use crate::sys::{self, SpawnPath};
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping a Child started by Command::spawn kills its process tree"]
 pub struct Child {
     process: sys::Process,
     stdin: Option<ChildStdin>,
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
     path: SpawnPath,
+    /// The private herd of a child started by `Command::spawn`, killed with it.
+    herd: Option<Herd>,
 }
 
 impl Child {
@@ -39,7 +45,13 @@ impl Child {
             stdout: stdout.map(ChildStdout::new),
             stderr: stderr.map(ChildStderr::new),
             path: spawned.path,
+            herd: None,
         }
+    }
+
+    pub(crate) fn in_private_herd(mut self, herd: Herd) -> Child {
+        self.herd = Some(herd);
+        self
     }
 
     /// The process id. Use it for display and for `/proc`; address the process through this
@@ -215,5 +227,17 @@ impl Child {
     /// ```
     pub fn spawn_path(&self) -> SpawnPath {
         self.path
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.herd.is_some() && matches!(self.process.try_wait(), Ok(None)) {
+            tracing::warn!(
+                pid = self.pid(),
+                "sheepdog: a running child was dropped without waiting; its tree is killed and \
+                 its exit status is lost",
+            );
+        }
     }
 }

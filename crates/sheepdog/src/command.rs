@@ -224,7 +224,9 @@ impl Command {
         self
     }
 
-    /// Starts the program; the returned [`Child`] watches it.
+    /// Starts the program in a private [`Herd`](crate::Herd); the returned [`Child`] watches
+    /// it. Everything the program starts stays in that herd, and dropping the `Child` kills the
+    /// whole tree. Use [`Herd::spawn`](crate::Herd::spawn) to put several programs in one herd.
     ///
     /// Fails before anything runs if the program cannot be found or executed, the working
     /// directory is unusable, or a string holds a NUL byte; nothing is left behind then.
@@ -236,7 +238,14 @@ impl Command {
     /// # Ok(()) }
     /// ```
     pub fn spawn(&self) -> Result<Child, Error> {
-        crate::sys::spawn(self, &crate::sys::SpawnTarget::default()).map(Child::new)
+        let herd = crate::Herd::builder()
+            .build_or_os_error()
+            .map_err(|(_, source)| Error::Os {
+                program: self.program.clone(),
+                action: "create a herd",
+                source,
+            })?;
+        Ok(herd.spawn(self)?.in_private_herd(herd))
     }
 
     /// The program, as given to [`Command::new`].

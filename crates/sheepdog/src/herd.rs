@@ -310,27 +310,36 @@ impl HerdBuilder {
     /// # Ok(()) }
     /// ```
     pub fn build(&self) -> io::Result<Herd> {
+        self.build_or_os_error().map_err(|(context, source)| {
+            io::Error::new(source.kind(), format!("{context}: {source}"))
+        })
+    }
+
+    /// `build`, keeping the OS error apart from its context (for `Command::spawn`'s errors).
+    pub(crate) fn build_or_os_error(&self) -> Result<Herd, (String, io::Error)> {
         let parent = self.parent_cgroup.as_deref();
         let (container, fallback_reason) = match self.mechanism {
-            Some(Mechanism::CgroupV2) => (
-                sys::Container::cgroup(parent).map_err(|why| {
-                    io::Error::new(
-                        io::ErrorKind::Unsupported,
+            Some(Mechanism::CgroupV2) => match sys::Container::cgroup(parent) {
+                Ok(container) => (container, None),
+                Err(sys::CgroupError::Unavailable(why)) => {
+                    return Err((
                         format!("no cgroup v2 herd here: {why}"),
-                    )
-                })?,
-                None,
-            ),
+                        io::ErrorKind::Unsupported.into(),
+                    ))
+                }
+                Err(sys::CgroupError::Failed { context, source }) => return Err((context, source)),
+            },
             Some(Mechanism::ProcessGroup) => (group()?, None),
             None => match sys::Container::cgroup(parent) {
                 Ok(container) => (container, None),
-                Err(why) => {
+                Err(sys::CgroupError::Unavailable(why)) => {
                     tracing::warn!(
                         reason = %why,
                         "sheepdog: no cgroup for a herd; falling back to a process group",
                     );
                     (group()?, Some(why))
                 }
+                Err(sys::CgroupError::Failed { context, source }) => return Err((context, source)),
             },
         };
         let containment = Containment {
@@ -350,13 +359,9 @@ impl HerdBuilder {
     }
 }
 
-fn group() -> io::Result<sys::Container> {
-    sys::Container::group().map_err(|err| {
-        io::Error::new(
-            err.kind(),
-            format!("cannot start a process group for a herd: {err}"),
-        )
-    })
+fn group() -> Result<sys::Container, (String, io::Error)> {
+    sys::Container::group()
+        .map_err(|err| ("cannot start a process group for a herd".to_owned(), err))
 }
 
 /// A containment mechanism, strongest first.

@@ -87,8 +87,9 @@ async fn child_inherits_only_stdio() {
 }
 
 async fn descriptor_count_is_unchanged_by_spawns_and_failures() {
-    // Warm up the lazily started pieces: the runtime's registrations, and the reaper thread,
-    // which starts when a child is dropped while it still runs (this one waits for stdin).
+    // Warm up the lazily started pieces: the runtime's registrations, the owner-death sentinel
+    // (first herd), and the reaper thread, which starts when a child is dropped while it still
+    // runs (this one waits for stdin) and removes dropped herds' cgroups.
     let mut warm = cmd("fd_count", "true").spawn().expect("spawn");
     warm.wait().await.expect("wait");
     let mut running = cmd("fd_count", "cat")
@@ -101,6 +102,16 @@ async fn descriptor_count_is_unchanged_by_spawns_and_failures() {
     assert!(common::poll_until(
         std::time::Duration::from_secs(10),
         || !common::pid_exists(pid)
+    ));
+    drop(warm);
+    // Until the reaper has removed those two herds, their cgroup files are still open here.
+    assert!(common::poll_until(
+        std::time::Duration::from_secs(10),
+        || {
+            !common::describe_fds()
+                .iter()
+                .any(|fd| fd.contains("/sheepdog-"))
+        }
     ));
 
     let before = open_fds();
@@ -135,7 +146,13 @@ async fn descriptor_count_is_unchanged_by_spawns_and_failures() {
             .await
             .expect("wait");
     }
-    let after = open_fds();
+    // Each Command::spawn made a private herd; dropped herds finish in the background (the
+    // reaper removes their cgroups once empty, then closes their descriptors).
+    let mut after = open_fds();
+    common::poll_until(std::time::Duration::from_secs(10), || {
+        after = open_fds();
+        after == before
+    });
     assert_eq!(
         zombie_children(),
         0,

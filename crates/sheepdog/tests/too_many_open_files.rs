@@ -18,13 +18,22 @@ impl Drop for RestoreLimit {
 
 #[tokio::test]
 async fn too_many_open_files() {
-    // Start the lazily created pieces first so they do not count against the lowered limit.
+    // Start the lazily created pieces first so they do not count against the lowered limit,
+    // and let the reaper remove that first herd.
     cmd("emfile", "true")
         .spawn()
         .expect("spawn")
         .wait()
         .await
         .expect("wait");
+    assert!(common::poll_until(
+        std::time::Duration::from_secs(10),
+        || {
+            !common::describe_fds()
+                .iter()
+                .any(|fd| fd.contains("/sheepdog-"))
+        }
+    ));
 
     let original = getrlimit(Resource::Nofile);
     let _restore = RestoreLimit(original);
@@ -51,11 +60,39 @@ async fn too_many_open_files() {
         .expect_err("no descriptor left for a pipe");
     assert_eq!(err.raw_os_error(), Some(24), "{err}"); // EMFILE
     let text = err.to_string();
+    // Whichever runs out first: the private herd's cgroup files, or the pipe.
     assert!(
-        text.starts_with("cannot run `echo`: create a pipe for stdout failed: "),
+        text.starts_with("cannot run `echo`: create a herd failed: ")
+            || text.starts_with("cannot run `echo`: create a pipe for stdout failed: "),
         "{text}"
     );
     assert!(text.contains("too many open files"), "{text}");
+    // The same with a herd made beforehand: then the pipe is what fails.
+    drop(filler.pop());
+    drop(filler.pop());
+    drop(filler.pop());
+    drop(filler.pop());
+    drop(filler.pop());
+    let herd = sheepdog::Herd::new().expect("a herd, with five descriptors free");
+    filler.extend(std::iter::from_fn(|| std::fs::File::open("/dev/null").ok()));
+    filler.pop();
+    let err = herd
+        .spawn(cmd("emfile", "echo").stdout(Stdio::piped()))
+        .expect_err("no descriptor left for a pipe");
+    assert_eq!(
+        err.to_string(),
+        "cannot run `echo`: create a pipe for stdout failed: Too many open files (os error 24) \
+         (too many open files: close descriptors or raise the limit, `ulimit -n`)"
+    );
+    drop(herd);
+    assert!(common::poll_until(
+        std::time::Duration::from_secs(10),
+        || {
+            !common::describe_fds()
+                .iter()
+                .any(|fd| fd.contains("/sheepdog-"))
+        }
+    ));
 
     drop(filler);
     drop(_restore);

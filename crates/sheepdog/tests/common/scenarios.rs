@@ -171,17 +171,39 @@ pub async fn stdio_pipes(test: &str) {
     assert_eq!(err, b"done\n");
 }
 
-/// A dropped child is reaped in the background: it does not stay a zombie.
+/// A dropped child never stays a zombie. Dropped from `Command::spawn` (its private herd) it is
+/// killed with its tree; dropped from a herd's `spawn` it lives on and is reaped once it exits.
 pub async fn dropped_child_is_reaped(test: &str) {
-    let mut child = cmd(test, "sh")
-        .args(["-c", "read line"])
-        .stdin(Stdio::piped())
+    let child = cmd(test, "sh")
+        .args(["-c", "sleep 1000 & echo started; wait"])
+        .stdout(Stdio::piped())
         .spawn()
+        .expect("spawn");
+    let pid = child.pid();
+    drop(child);
+    assert!(
+        poll_until(Duration::from_secs(10), || !pid_exists(pid)),
+        "the dropped child {pid} was not killed and reaped (state {:?})",
+        super::pid_state(pid)
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || super::alive(test).is_empty()),
+        "its tree was not killed: {:?}",
+        super::alive(test)
+    );
+
+    let herd = sheepdog::Herd::new().expect("a herd");
+    let mut child = herd
+        .spawn(
+            cmd(test, "sh")
+                .args(["-c", "read line"])
+                .stdin(Stdio::piped()),
+        )
         .expect("spawn");
     let pid = child.pid();
     let stdin = child.take_stdin();
     drop(child);
-    assert!(pid_exists(pid), "dropping a Child does not kill it");
+    assert!(pid_exists(pid), "dropping a herd's Child does not kill it");
     drop(stdin); // EOF: the shell exits now
     assert!(
         poll_until(Duration::from_secs(10), || !pid_exists(pid)),

@@ -24,13 +24,20 @@ use crate::signal::Signal;
 
 /// Where the cgroup v2 hierarchy is mounted, from `/proc/self/mountinfo` (not always
 /// `/sys/fs/cgroup`: hybrid hosts mount it at `/sys/fs/cgroup/unified`).
+/// Read once per process: mounts do not move under a running program in practice, and every
+/// `Command::spawn` asks.
 pub(crate) fn mount_point() -> io::Result<Option<PathBuf>> {
+    static MOUNT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    if let Some(mount) = MOUNT.get() {
+        return Ok(mount.clone());
+    }
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(mountinfo.lines().find_map(|line| {
+    let mount = mountinfo.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
         let mount_point = left.split(' ').nth(4)?;
         (right.split(' ').next()? == "cgroup2").then(|| unescape(mount_point))
-    }))
+    });
+    Ok(MOUNT.get_or_init(|| mount).clone())
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -280,7 +287,14 @@ fn collect_members(dir: &Path, pids: &mut Vec<u32>) -> io::Result<()> {
     Ok(())
 }
 
+/// Removes `dir`, first alone (no descriptor needed, the usual case), then with the cgroups that
+/// members made inside it.
 fn remove_tree(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {

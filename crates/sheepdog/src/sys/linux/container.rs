@@ -34,6 +34,15 @@ pub(crate) fn cgroup_parent(requested: Option<&Path>) -> Result<(PathBuf, PathBu
     Ok((mount, parent))
 }
 
+/// Why no cgroup herd was made.
+#[derive(Debug)]
+pub(crate) enum CgroupError {
+    /// No cgroup can be had here (no mount, no permission): a reason to fall back.
+    Unavailable(String),
+    /// Making one failed (too many open files, out of memory, ...): an error to report.
+    Failed { context: String, source: io::Error },
+}
+
 /// A herd's cgroup, with the process group its children share as a second net.
 #[derive(Debug)]
 pub(crate) struct CgroupHerd {
@@ -46,10 +55,24 @@ pub(crate) struct CgroupHerd {
 
 impl CgroupHerd {
     /// A new cgroup below `parent` (see [`cgroup_parent`]).
-    pub(crate) fn create(parent: Option<&Path>) -> Result<CgroupHerd, String> {
-        let (mount, parent) = cgroup_parent(parent)?;
-        let cgroup = Cgroup::create(&mount, &parent)
-            .map_err(|err| format!("cannot create a cgroup below {}: {err}", parent.display()))?;
+    pub(crate) fn create(parent: Option<&Path>) -> Result<CgroupHerd, CgroupError> {
+        let (mount, parent) = cgroup_parent(parent).map_err(CgroupError::Unavailable)?;
+        let cgroup = Cgroup::create(&mount, &parent).map_err(|source| {
+            let context = format!("cannot create a cgroup below {}", parent.display());
+            match source.raw_os_error() {
+                // This host or user may not make cgroups there: a fact, not a failure.
+                Some(
+                    libc::EACCES
+                    | libc::EPERM
+                    | libc::EROFS
+                    | libc::ENOENT
+                    | libc::ENOTDIR
+                    | libc::EOPNOTSUPP,
+                ) => CgroupError::Unavailable(format!("{context}: {source}")),
+                // Out of descriptors, memory, or cgroups: this attempt failed.
+                _ => CgroupError::Failed { context, source },
+            }
+        })?;
         let guard = guard(&cgroup, &parent);
         Ok(CgroupHerd {
             cgroup,
@@ -231,7 +254,7 @@ pub(crate) enum Container {
 
 impl Container {
     /// A new cgroup below `parent`, or below this process's own cgroup; `Err` says why not.
-    pub(crate) fn cgroup(parent: Option<&Path>) -> Result<Container, String> {
+    pub(crate) fn cgroup(parent: Option<&Path>) -> Result<Container, CgroupError> {
         CgroupHerd::create(parent).map(Container::Cgroup)
     }
 

@@ -13,6 +13,6 @@ mod spawn;
 
 pub(crate) use clone::force as force_spawn_path;
 pub use clone::SpawnPath;
-pub(crate) use container::{cgroup_parent, Container};
+pub(crate) use container::{cgroup_parent, CgroupError, Container};
 pub(crate) use process::Process;
 pub(crate) use spawn::{spawn, CgroupTarget, ProcessGroup, SpawnTarget, Spawned};

@@ -50,14 +50,17 @@ impl Adopted {
             Adopted::Cgroup(cgroup, guard) => match cgroup.populated() {
                 Ok(true) => true,
                 Ok(false) => {
-                    if let Err(err) = cgroup.remove() {
-                        tracing::error!(
+                    match cgroup.remove() {
+                        Ok(()) => {
+                            if let Some(id) = guard {
+                                super::sentinel::unregister(*id);
+                            }
+                        }
+                        // Left registered: the sentinel removes it when this process exits.
+                        Err(err) => tracing::error!(
                             path = %cgroup.path().display(), %err,
                             "sheepdog: cannot remove a herd's cgroup",
-                        );
-                    }
-                    if let Some(id) = guard {
-                        super::sentinel::unregister(*id);
+                        ),
                     }
                     false
                 }
