@@ -1,4 +1,6 @@
-//! Spawn + wait latency of `/bin/true`: sheepdog against raw `posix_spawn`, std and tokio.
+//! Spawn + wait latency of `/bin/true`: sheepdog's spawn engine (no herd, and into a given
+//! cgroup) against raw `posix_spawn`, std and tokio. `Command::spawn`, which makes a private
+//! herd per child, is measured in `benches/herd.rs`.
 //!
 //! One process run; the variants are interleaved round-robin (in a rotating order) so that
 //! drift in machine state hits all of them equally, and every spawn + wait is timed on its own.
@@ -118,9 +120,13 @@ impl Bench {
         Ok(pid)
     }
 
+    /// The spawn engine alone: no herd, no cgroup (what `Herd::spawn` costs on top of a
+    /// herd that already exists, minus the cgroup).
     async fn sheepdog(&self) -> BoxResult<Duration> {
         let start = Instant::now();
-        let status = self.sheepdog_cmd.spawn()?.wait().await?;
+        let status = sheepdog::__private::spawn_into(&self.sheepdog_cmd, None, None)?
+            .wait()
+            .await?;
         let elapsed = start.elapsed();
         check("sheepdog", status.success(), &status)?;
         Ok(elapsed)
@@ -167,7 +173,7 @@ async fn split_phase(bench: &Bench, rounds: usize) -> BoxResult<()> {
     let mut times: [Vec<Duration>; 4] = Default::default();
     for _ in 0..rounds {
         let start = Instant::now();
-        let mut child = bench.sheepdog_cmd.spawn()?;
+        let mut child = sheepdog::__private::spawn_into(&bench.sheepdog_cmd, None, None)?;
         times[0].push(start.elapsed());
         let start = Instant::now();
         let status = child.wait().await?;
@@ -509,7 +515,7 @@ async fn run() -> BoxResult<()> {
     );
 
     let sheepdog_cmd = sheepdog::Command::new(PROGRAM);
-    let mut probe = sheepdog_cmd.spawn()?;
+    let mut probe = sheepdog::__private::spawn_into(&sheepdog_cmd, None, None)?;
     println!(
         "sheepdog spawn path: {:?} (program {PROGRAM}, pid {})",
         probe.spawn_path(),

@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const HELPER: &str = "SHEEPDOG_OWNER_HELPER";
+const MECHANISM: &str = "SHEEPDOG_OWNER_MECHANISM";
 
 /// The owner's side; does nothing unless run as the helper.
 #[test]
@@ -22,19 +23,27 @@ fn owner_helper() {
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let herd = match sheepdog::Herd::new() {
+        let group = std::env::var_os(MECHANISM).is_some_and(|m| m == "group");
+        let mechanism = if group {
+            sheepdog::Mechanism::ProcessGroup
+        } else {
+            sheepdog::Mechanism::CgroupV2
+        };
+        let herd = match sheepdog::Herd::builder().mechanism(mechanism).build() {
             Ok(herd) => herd,
             Err(err) => {
                 println!("skip {err}");
                 return;
             }
         };
+        // A process group cannot hold a setsid escapee; a cgroup can.
+        let script = if group {
+            "sleep 1000 & sleep 1000 & (sleep 1000 &) ; echo ready; wait"
+        } else {
+            "sleep 1000 & setsid sleep 1000 & (sleep 1000 &) ; echo ready; wait"
+        };
         let mut tree = sheepdog::Command::new("sh");
-        tree.args([
-            "-c",
-            "sleep 1000 & setsid sleep 1000 & (sleep 1000 &) ; echo ready; wait",
-        ])
-        .stdout(sheepdog::Stdio::piped());
+        tree.args(["-c", script]).stdout(sheepdog::Stdio::piped());
         let mut child = herd.spawn(&tree).expect("spawn the tree");
         let mut out = String::new();
         use tokio::io::AsyncReadExt;
@@ -45,13 +54,10 @@ fn owner_helper() {
             assert!(n > 0, "the tree ended early");
             out.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
-        let cgroup = herd
-            .containment()
-            .cgroup()
-            .expect("a cgroup")
-            .display()
-            .to_string();
-        println!("cgroup {cgroup}");
+        match herd.containment().cgroup() {
+            Some(cgroup) => println!("cgroup {}", cgroup.display()),
+            None => println!("cgroup none"),
+        }
         println!("ready");
         // Wait for the word (a line on stdin), then abort; or be killed while waiting. The herd
         // is never dropped normally.
@@ -75,10 +81,12 @@ impl Drop for Owner {
     }
 }
 
-fn run_owner(mode: &str, marker: &str) {
+fn run_owner(mode: &str, mechanism: &str) {
+    let marker = &format!("owner-{mode}-{mechanism}-{}", std::process::id());
     let mut owner = Command::new(std::env::current_exe().expect("this test binary"))
         .args(["--exact", "owner_helper", "--nocapture", "--test-threads=1"])
         .env(HELPER, mode)
+        .env(MECHANISM, mechanism)
         .env(common::MARK, marker)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -104,6 +112,7 @@ fn run_owner(mode: &str, marker: &str) {
         }
     }
     let cgroup = cgroup.expect("the owner reported its herd's cgroup");
+    let cgroup = (cgroup.as_os_str() != "none").then_some(cgroup);
     // The owner itself carries the marker too; the tree is everything else.
     let owner_pid = owner.0.id();
     let tree = || {
@@ -123,14 +132,13 @@ fn run_owner(mode: &str, marker: &str) {
     let status = owner.0.wait().expect("reap the owner");
     assert!(!status.success(), "{status}");
     let gone = common::poll_until(Duration::from_secs(10), || {
-        tree().is_empty() && !cgroup.exists()
+        tree().is_empty() && cgroup.as_ref().is_none_or(|c| !c.exists())
     });
     assert!(
         gone,
-        "after the owner died: alive {:?}, cgroup {} exists: {}",
+        "after the owner died: alive {:?}, cgroup {cgroup:?} left: {}",
         tree(),
-        cgroup.display(),
-        cgroup.exists()
+        cgroup.as_ref().is_some_and(|c| c.exists())
     );
     drop(lines);
 }
@@ -138,13 +146,27 @@ fn run_owner(mode: &str, marker: &str) {
 #[test]
 fn herd_dies_when_its_owner_is_sigkilled() {
     if std::env::var_os(HELPER).is_none() {
-        run_owner("kill", &format!("owner-kill-{}", std::process::id()));
+        run_owner("kill", "cgroup");
     }
 }
 
 #[test]
 fn herd_dies_when_its_owner_aborts() {
     if std::env::var_os(HELPER).is_none() {
-        run_owner("abort", &format!("owner-abort-{}", std::process::id()));
+        run_owner("abort", "cgroup");
+    }
+}
+
+#[test]
+fn process_group_herd_dies_when_its_owner_is_sigkilled() {
+    if std::env::var_os(HELPER).is_none() {
+        run_owner("kill", "group");
+    }
+}
+
+#[test]
+fn process_group_herd_dies_when_its_owner_aborts() {
+    if std::env::var_os(HELPER).is_none() {
+        run_owner("abort", "group");
     }
 }

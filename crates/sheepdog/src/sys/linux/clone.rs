@@ -14,7 +14,7 @@ use core::ffi::{c_int, c_void};
 use core::mem::MaybeUninit;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use super::child::{child_main, ChildPlan};
 use super::raw::syscall;
@@ -66,14 +66,26 @@ fn current_path() -> SpawnPath {
     SpawnPath::from_u8(PATH.load(Ordering::Relaxed))
 }
 
-/// Never use a path stronger than `path` again in this process.
-pub(crate) fn demote(path: SpawnPath, why: &io::Error) {
+/// A demotion not yet logged: `(path << 32) | errno`, 0 for none.
+static NOTICE: AtomicU64 = AtomicU64::new(0);
+
+/// Never use a path stronger than `path` again in this process. Only records the fact: this
+/// also runs in the sentinel, a fork where logging (which allocates) is not allowed.
+fn demote(path: SpawnPath, why: &io::Error) {
     let before = PATH.fetch_max(path as u8, Ordering::Relaxed);
     if before < path as u8 {
+        let errno = why.raw_os_error().unwrap_or(0) as u32 as u64;
+        NOTICE.store(((path as u64) << 32) | errno, Ordering::Relaxed);
+    }
+}
+
+/// Logs a demotion recorded since the last call, once.
+pub(super) fn log_demotion() {
+    let notice = NOTICE.swap(0, Ordering::Relaxed);
+    if notice != 0 {
         tracing::warn!(
-            from = ?SpawnPath::from_u8(before),
-            to = ?path,
-            error = %why,
+            to = ?SpawnPath::from_u8((notice >> 32) as u8),
+            error = %io::Error::from_raw_os_error(notice as u32 as i32),
             "sheepdog: the kernel or a sandbox refused a spawn path; falling back",
         );
     }

@@ -280,7 +280,7 @@ impl Container {
     pub(crate) fn guarded(&self) -> bool {
         match self {
             Container::Cgroup(herd) => herd.guarded(),
-            Container::Group(_) => false,
+            Container::Group(group) => group.guarded(),
         }
     }
 

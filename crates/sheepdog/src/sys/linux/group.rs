@@ -2,7 +2,9 @@
 //!
 //! The group is led by an *anchor*: a child that takes a new process group and exits at once.
 //! Its zombie is kept unreaped until the herd ends, so the group id cannot be reused by anybody
-//! else while the herd lives, and `kill(-pgid)` can never reach a stranger. A group-wide
+//! else while the herd lives, and `kill(-pgid)` can never reach a stranger. The owner-death
+//! sentinel makes and holds the anchor (so it can kill the group when this process dies);
+//! without a sentinel this process holds it. A group-wide
 //! SIGKILL is atomic with respect to forks inside the group (the kernel aborts a fork whose
 //! parent has a group signal pending), so one `kill(-pgid, SIGKILL)` ends the whole group.
 //! What leaves the group (a new session or process group) is not caught; `Containment` says so.
@@ -14,21 +16,44 @@ use tokio::io::Interest;
 
 use super::process::{open_pidfd, pidfd_send_signal, Process};
 use super::raw::syscall;
+use super::sentinel;
 use super::spawn::{spawn_anchor, ProcessGroup, SpawnTarget};
 use crate::signal::Signal;
 
 #[derive(Debug)]
 pub(crate) struct Group {
-    /// The exited, unreaped leader: it holds the group id.
-    anchor: Process,
+    anchor: Anchor,
     pgid: i32,
+}
+
+/// Who holds the exited, unreaped leader that holds the group id.
+#[derive(Debug)]
+enum Anchor {
+    /// The owner-death sentinel (registration id): the group is killed when this process dies.
+    Sentinel(u64),
+    /// This process, when no sentinel could be had.
+    Own(Process),
 }
 
 impl Group {
     pub(crate) fn create() -> io::Result<Group> {
+        if let Some((id, pgid)) = sentinel::anchor() {
+            return Ok(Group {
+                anchor: Anchor::Sentinel(id),
+                pgid,
+            });
+        }
         let anchor = spawn_anchor()?;
         let pgid = anchor.pid() as i32;
-        Ok(Group { anchor, pgid })
+        Ok(Group {
+            anchor: Anchor::Own(anchor),
+            pgid,
+        })
+    }
+
+    /// Whether the group dies with this process even when it is killed.
+    pub(crate) fn guarded(&self) -> bool {
+        matches!(self.anchor, Anchor::Sentinel(_))
     }
 
     pub(crate) fn pgid(&self) -> i32 {
@@ -145,6 +170,9 @@ impl Group {
         if let Err(err) = self.signal_group(Signal::KILL) {
             tracing::error!(pgid = self.pgid, %err, "sheepdog: cannot kill a dropped herd");
         }
-        drop(self.anchor);
+        match self.anchor {
+            Anchor::Sentinel(id) => sentinel::unregister(id),
+            Anchor::Own(anchor) => drop(anchor),
+        }
     }
 }

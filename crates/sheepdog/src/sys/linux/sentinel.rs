@@ -1,17 +1,21 @@
 //! Owner death: when this process dies — SIGKILL and abort included — every live herd dies too,
 //! and its cgroup is removed.
 //!
-//! A sentinel process is forked once, on the first herd. It holds each herd's `cgroup.kill`,
-//! `cgroup.events` and parent directory, received over a `SOCK_SEQPACKET` socket whose other end
-//! only this process holds. When that end closes (this process is gone, however it went), the
-//! sentinel kills every herd it holds, removes their cgroups once empty, and exits.
+//! A sentinel process is forked once, on the first herd. For a cgroup herd it holds the herd's
+//! `cgroup.kill`, `cgroup.events` and parent directory, received over a `SOCK_SEQPACKET` socket
+//! whose other end only this process holds. For a process-group herd it makes the group's
+//! anchor itself (see `group.rs`), so the anchor's zombie — and with it the group id — is held
+//! by the sentinel, and outlives this process. When the socket's other end closes (this process
+//! is gone, however it went), the sentinel kills every herd it holds, removes their cgroups once
+//! empty, releases the anchors, and exits.
 //! `PR_SET_PDEATHSIG` would not do: it reaches only the direct child, and fires when the
 //! spawning *thread* exits.
 //!
 //! The sentinel is a fork of a possibly multi-threaded process, so it follows the rules of
 //! fork(2) in such a process: raw system calls only, no allocation (its table is its own mmap),
-//! no locks. It leaves the owner's session (no terminal signals reach it) and closes every
-//! inherited descriptor, so it never holds a pipe open on anybody's behalf.
+//! no locks. It stays in the owner's session and process group (children must be able to join
+//! the groups it anchors) but ignores the signals a terminal or a group-wide stop sends, and it
+//! closes every inherited descriptor, so it never holds a pipe open on anybody's behalf.
 
 use std::io::{self, IoSlice};
 use std::mem::{size_of, MaybeUninit};
@@ -25,9 +29,12 @@ use rustix::net::{
 };
 
 use super::raw::syscall;
+use super::spawn::clone_anchor;
 
 const REGISTER: u8 = 1;
 const UNREGISTER: u8 = 2;
+/// Make an anchor; the sentinel answers with its pid (the group id), or `-errno`.
+const ANCHOR: u8 = 3;
 /// Longest cgroup name the sentinel stores (ours are `sheepdog-<pid>-<n>`).
 const NAME_MAX: usize = 64;
 /// How many herds one sentinel holds at once.
@@ -71,6 +78,31 @@ pub(crate) fn register(herd: Guarded<'_>) -> Option<u64> {
     }
 }
 
+/// Asks the sentinel for a process-group anchor; returns the registration and the group id,
+/// or `None` (then the caller anchors the group itself, unprotected against its own death).
+pub(crate) fn anchor() -> Option<(u64, i32)> {
+    let sentinel = SENTINEL.get_or_init(start).as_ref()?;
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut message = id.to_ne_bytes().to_vec();
+    message.push(ANCHOR);
+    let mut reply = [0u8; 4];
+    match sentinel.ask(&message, &mut reply) {
+        Ok(()) => {
+            let pgid = i32::from_ne_bytes(reply);
+            if pgid > 0 {
+                return Some((id, pgid));
+            }
+            let err = io::Error::from_raw_os_error(-pgid);
+            tracing::warn!(%err, "sheepdog: the sentinel cannot make an anchor");
+            None
+        }
+        Err(err) => {
+            tracing::warn!(%err, "sheepdog: the sentinel is gone; herds outlive a killed owner");
+            None
+        }
+    }
+}
+
 /// The herd was removed normally: the sentinel forgets it.
 pub(crate) fn unregister(id: u64) {
     if let Some(Some(sentinel)) = SENTINEL.get() {
@@ -81,16 +113,35 @@ pub(crate) fn unregister(id: u64) {
 }
 
 impl Sentinel {
+    /// Sends `message` and waits for the sentinel's answer, holding the socket throughout so
+    /// that no other thread's message comes in between.
+    fn ask(&self, message: &[u8], reply: &mut [u8]) -> io::Result<()> {
+        let socket = self.lock();
+        rustix::net::send(&*socket, message, SendFlags::NOSIGNAL)?;
+        let want = reply.len();
+        let (n, _) = rustix::net::recv(&*socket, reply, rustix::net::RecvFlags::empty())?;
+        if n != want {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the sentinel is gone",
+            ));
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OwnedFd> {
+        self.socket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn send(&self, message: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
         let mut control = SendAncillaryBuffer::new(&mut space);
         if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
             return Err(io::Error::other("ancillary buffer too small"));
         }
-        let socket = self
-            .socket
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let socket = self.lock();
         sendmsg(
             &*socket,
             &[IoSlice::new(message)],
@@ -167,13 +218,15 @@ fn fork_sentinel() -> io::Result<Sentinel> {
     })
 }
 
-/// One herd, as the sentinel holds it.
+/// One herd, as the sentinel holds it: a cgroup (`kill`, `events`, `parent`, `name`) or a
+/// process group (`pgid`, whose anchor is the sentinel's unreaped child); unused fields are -1.
 #[derive(Clone, Copy)]
 struct Entry {
     id: u64,
     kill: i32,
     events: i32,
     parent: i32,
+    pgid: i32,
     /// NUL-terminated.
     name: [u8; NAME_MAX + 1],
 }
@@ -187,14 +240,16 @@ unsafe fn sentinel_main(socket: i32) -> ! {
     // SAFETY (whole function): raw system calls on descriptors this process owns and on memory
     // it mapped itself; nothing here allocates, locks or touches thread-local state.
     unsafe {
-        syscall(libc::SYS_setsid, &[]);
         let ignore = [libc::SIG_IGN, 0, 0, 0]; // handler, flags, restorer, mask
         for sig in [
             libc::SIGHUP,
             libc::SIGINT,
             libc::SIGQUIT,
             libc::SIGPIPE,
+            libc::SIGTERM,
             libc::SIGTSTP,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
         ] {
             syscall(
                 libc::SYS_rt_sigaction,
@@ -292,6 +347,7 @@ unsafe fn sentinel_main(socket: i32) -> ! {
                         kill: *fds,
                         events: *fds.add(1),
                         parent: *fds.add(2),
+                        pgid: -1,
                         name: [0; NAME_MAX + 1],
                     };
                     entry.name[..name_len].copy_from_slice(&payload[9..n]);
@@ -301,6 +357,41 @@ unsafe fn sentinel_main(socket: i32) -> ! {
                     } else {
                         close_entry(&entry);
                     }
+                }
+                ANCHOR => {
+                    let answer = match clone_anchor() {
+                        Ok(cloned) if len < CAPACITY => {
+                            // The pid is what we keep; the pidfd would only be one more fd.
+                            drop(cloned.pidfd);
+                            *table.add(len) = Entry {
+                                id,
+                                kill: -1,
+                                events: -1,
+                                parent: -1,
+                                pgid: cloned.pid,
+                                name: [0; NAME_MAX + 1],
+                            };
+                            len += 1;
+                            cloned.pid
+                        }
+                        Ok(cloned) => {
+                            release_anchor(cloned.pid);
+                            -libc::ENOSPC
+                        }
+                        Err(err) => -err.raw_os_error().unwrap_or(libc::EIO),
+                    };
+                    let bytes = answer.to_ne_bytes();
+                    syscall(
+                        libc::SYS_sendto,
+                        &[
+                            socket as usize,
+                            bytes.as_ptr() as usize,
+                            bytes.len(),
+                            libc::MSG_NOSIGNAL as usize,
+                            0,
+                            0,
+                        ],
+                    );
                 }
                 UNREGISTER => {
                     let mut i = 0;
@@ -321,14 +412,24 @@ unsafe fn sentinel_main(socket: i32) -> ! {
         // The owner died: kill every herd first, then clean up each once it is empty.
         for i in 0..len {
             let entry = &*table.add(i);
-            syscall(
-                libc::SYS_write,
-                &[entry.kill as usize, b"1".as_ptr() as usize, 1],
-            );
+            if entry.pgid > 0 {
+                // Safe: the anchor, our unreaped child, holds the group id.
+                syscall(
+                    libc::SYS_kill,
+                    &[(-entry.pgid) as isize as usize, libc::SIGKILL as usize],
+                );
+            } else {
+                syscall(
+                    libc::SYS_write,
+                    &[entry.kill as usize, b"1".as_ptr() as usize, 1],
+                );
+            }
         }
         for i in 0..len {
             let entry = &*table.add(i);
-            if wait_empty(entry.events) {
+            if entry.pgid > 0 {
+                release_anchor(entry.pgid);
+            } else if wait_empty(entry.events) {
                 syscall(
                     libc::SYS_unlinkat,
                     &[
@@ -345,12 +446,35 @@ unsafe fn sentinel_main(socket: i32) -> ! {
     }
 }
 
+/// Lets go of a herd: closes its descriptors, or reaps its anchor (freeing the group id).
 unsafe fn close_entry(entry: &Entry) {
+    if entry.pgid > 0 {
+        release_anchor(entry.pgid);
+        return;
+    }
     // SAFETY: the sentinel owns these descriptors.
     unsafe {
         for fd in [entry.kill, entry.events, entry.parent] {
             syscall(libc::SYS_close, &[fd as usize]);
         }
+    }
+}
+
+/// Reaps an anchor (it exited at once, so this does not block).
+fn release_anchor(pid: i32) {
+    // SAFETY: waitid(2) for our own child, with a zeroed siginfo to write into.
+    unsafe {
+        let mut info: libc::siginfo_t = core::mem::zeroed();
+        syscall(
+            libc::SYS_waitid,
+            &[
+                libc::P_PID as usize,
+                pid as usize,
+                &mut info as *mut _ as usize,
+                libc::WEXITED as usize,
+                0,
+            ],
+        );
     }
 }
 

@@ -12,7 +12,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::pipe::{pipe_with, PipeFlags};
 
 use super::child::{ChildPlan, ChildReport, Stage};
-use super::clone::{clone_child, SpawnPath};
+use super::clone::{clone_child, log_demotion, Cloned, SpawnPath};
 use super::process::{reap_now, Process};
 use crate::command::{Command, StdioKind};
 use crate::error::Error;
@@ -89,6 +89,7 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
         target.cgroup.map(|c| c.procs),
     )
     .map_err(os_err("clone"))?;
+    log_demotion();
     // SAFETY: the child has exec'd or exited, so nothing writes `report` any more.
     let report = unsafe { ptr::read_volatile(plan.report) };
     // The child's ends of the pipes are closed here, so reads see EOF when the child exits.
@@ -111,7 +112,15 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
 
 /// Starts an anchor: a child that leads a new process group and exits at once, without exec.
 /// Kept unreaped, its zombie holds the group id, so the id cannot be reused while it is kept.
+///
+/// Allocates nothing and logs nothing: the sentinel, a fork, makes anchors too.
 pub(crate) fn spawn_anchor() -> io::Result<Process> {
+    let cloned = clone_anchor()?;
+    Ok(Process::new(cloned.pid, cloned.pidfd))
+}
+
+/// The anchor's clone, for callers that keep it their own way (the sentinel keeps the pid).
+pub(super) fn clone_anchor() -> io::Result<Cloned> {
     let mut report = ChildReport::default();
     let mut plan = ChildPlan {
         candidates: ptr::null(),
@@ -128,11 +137,12 @@ pub(crate) fn spawn_anchor() -> io::Result<Process> {
     let cloned = clone_child(&mut plan, None, None)?;
     // SAFETY: the child has exited, so nothing writes `report` any more.
     let report = unsafe { ptr::read_volatile(plan.report) };
-    let process = Process::new(cloned.pid, cloned.pidfd);
     if report.stage != Stage::None {
+        // It could not take a group and exited with 127: reap it.
+        let _ = reap_now(cloned.pid, cloned.pidfd.as_ref());
         return Err(io::Error::from_raw_os_error(report.errno));
     }
-    Ok(process)
+    Ok(cloned)
 }
 
 /// A null-terminated array of C strings, owning the strings.
