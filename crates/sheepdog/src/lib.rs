@@ -49,6 +49,12 @@ pub mod __private {
     use crate::sys::{CgroupTarget, ProcessGroup, SpawnTarget};
     use crate::{Child, Command, Error, SpawnPath};
 
+    /// How much background work (reaping, cgroup removal, cgroups made ahead) is still to do;
+    /// tests that count this process's descriptors wait for 0.
+    pub fn background_work() -> usize {
+        crate::sys::background_work()
+    }
+
     /// Makes this process use `path` (or a weaker one) from now on, as if stronger ones had
     /// been refused.
     pub fn force_spawn_path(path: SpawnPath) {

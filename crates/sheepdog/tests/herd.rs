@@ -338,12 +338,12 @@ async fn host_containment_agrees_with_herd_new() {
             );
             let cgroup = herd.containment().cgroup().expect("a cgroup path");
             assert!(cgroup.exists());
-            let name = cgroup
-                .file_name()
-                .expect("a name")
-                .to_string_lossy()
-                .into_owned();
-            assert!(name.starts_with("sheepdog-"), "{name}");
+            // Herds live in this process's home cgroup, which the sentinel removes at exit.
+            let home = cgroup.parent().and_then(|p| p.file_name()).expect("a home");
+            assert_eq!(
+                home.to_string_lossy(),
+                format!("sheepdog-{}", std::process::id())
+            );
         }
         Err(err) => panic!("Herd::new failed although a process group is always possible: {err}"),
     }

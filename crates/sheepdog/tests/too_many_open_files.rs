@@ -28,11 +28,7 @@ async fn too_many_open_files() {
         .expect("wait");
     assert!(common::poll_until(
         std::time::Duration::from_secs(10),
-        || {
-            !common::describe_fds()
-                .iter()
-                .any(|fd| fd.contains("/sheepdog-"))
-        }
+        || sheepdog::__private::background_work() == 0
     ));
 
     let original = getrlimit(Resource::Nofile);
@@ -87,14 +83,14 @@ async fn too_many_open_files() {
     drop(herd);
     assert!(common::poll_until(
         std::time::Duration::from_secs(10),
-        || {
-            !common::describe_fds()
-                .iter()
-                .any(|fd| fd.contains("/sheepdog-"))
-        }
+        || sheepdog::__private::background_work() == 0
     ));
 
     drop(filler);
     drop(_restore);
-    assert_eq!(open_fds(), before);
+    assert!(common::poll_until(
+        std::time::Duration::from_secs(10),
+        || sheepdog::__private::background_work() == 0
+    ));
+    assert_eq!(open_fds().len(), before.len());
 }

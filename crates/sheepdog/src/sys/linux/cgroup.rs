@@ -65,14 +65,21 @@ fn unescape(field: &str) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(&out))
 }
 
-/// This process's own cgroup v2 directory (the `0::` line of `/proc/self/cgroup`).
+/// This process's own cgroup v2 directory (the `0::` line of `/proc/self/cgroup`), read once:
+/// herds are made below the cgroup this process started in, even if it is moved later.
 pub(crate) fn own_cgroup(mount: &Path) -> io::Result<PathBuf> {
+    static OWN: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(own) = OWN.get() {
+        return Ok(own.clone());
+    }
     let cgroup = fs::read_to_string("/proc/self/cgroup")?;
     let relative = cgroup
         .lines()
         .find_map(|line| line.strip_prefix("0::"))
         .ok_or_else(|| io::Error::other("/proc/self/cgroup has no cgroup v2 (`0::`) line"))?;
-    Ok(mount.join(relative.trim_start_matches('/')))
+    Ok(OWN
+        .get_or_init(|| mount.join(relative.trim_start_matches('/')))
+        .clone())
 }
 
 /// One herd's cgroup, with the files it needs opened once.
@@ -91,35 +98,45 @@ pub(crate) struct Cgroup {
 }
 
 impl Cgroup {
-    /// Creates a new cgroup below `parent` (inside the v2 hierarchy mounted at `mount`),
-    /// readable and writable by this user only.
-    pub(crate) fn create(mount: &Path, parent: &Path) -> io::Result<Cgroup> {
+    /// Creates a new cgroup `<prefix>-<n>` below `parent` (inside the v2 hierarchy mounted at
+    /// `mount`), readable and writable by this user only.
+    pub(crate) fn create(mount: &Path, parent: &Path, prefix: &str) -> io::Result<Cgroup> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "sheepdog-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        Cgroup::create_named(mount, parent, &name)
+    }
+
+    /// Creates (or, left over by an earlier process with this name, reuses) cgroup `name`.
+    pub(crate) fn create_named(mount: &Path, parent: &Path, name: &str) -> io::Result<Cgroup> {
         let path = parent.join(name);
         let relative = path
             .strip_prefix(mount)
             .map(|r| format!("/{}", r.display()))
             .map_err(|_| io::Error::other("the parent cgroup is outside the cgroup2 mount"))?;
-        rustix::fs::mkdir(&path, Mode::from_raw_mode(0o700))?;
+        match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o700)) {
+            Err(rustix::io::Errno::EXIST) => {}
+            other => other?,
+        }
         Cgroup::open(path.clone(), relative).inspect_err(|_| {
             let _ = fs::remove_dir(&path);
         })
     }
 
     fn open(path: PathBuf, relative: String) -> io::Result<Cgroup> {
+        let dir = rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        // Relative to the directory: one path walk instead of one per file.
         let open = |name: &str, flags: OFlags| -> io::Result<OwnedFd> {
-            Ok(rustix::fs::open(
-                path.join(name),
+            Ok(rustix::fs::openat(
+                &dir,
+                name,
                 flags | OFlags::CLOEXEC,
                 Mode::empty(),
             )?)
         };
-        let dir = open(".", OFlags::RDONLY | OFlags::DIRECTORY)?;
         let procs = open("cgroup.procs", OFlags::WRONLY)?;
         let events = open("cgroup.events", OFlags::RDONLY)?;
         let kill = match open("cgroup.kill", OFlags::WRONLY) {
@@ -140,6 +157,11 @@ impl Cgroup {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The cgroup's directory.
+    pub(crate) fn dir_fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
     }
 
     /// `cgroup.kill`, where the kernel has it.

@@ -3,7 +3,6 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 
 use rustix::fs::{Mode, OFlags};
 use std::path::{Path, PathBuf};
@@ -14,7 +13,7 @@ use super::group::Group;
 use super::process::{open_pidfd, pidfd_send_signal};
 use super::reaper;
 use super::sentinel::{self, Guarded};
-use super::spawn::{spawn, ProcessGroup, SpawnTarget, Spawned, JOIN_GROUP};
+use super::spawn::{spawn, ProcessGroup, SpawnTarget, Spawned};
 use crate::command::Command;
 use crate::error::Error;
 use crate::signal::Signal;
@@ -43,22 +42,23 @@ pub(crate) enum CgroupError {
     Failed { context: String, source: io::Error },
 }
 
-/// A herd's cgroup, with the process group its children share as a second net.
+/// A herd's cgroup. Each child it starts leads a process group of its own (so a terminal's
+/// Ctrl-C reaches the owner, not the children); those groups are the second net.
 #[derive(Debug)]
 pub(crate) struct CgroupHerd {
     cgroup: Cgroup,
-    /// The herd's registration with the owner-death sentinel, if it is protected.
-    guard: Option<u64>,
-    /// The process group the herd's children join; led by the first child.
-    process_group: Mutex<Option<i32>>,
+    /// Whether this process's home cgroup, and with it this herd, is held by the sentinel.
+    guarded: bool,
+    /// The process groups the herd's children lead (their pids).
+    groups: Mutex<Vec<i32>>,
 }
 
 impl CgroupHerd {
-    /// A new cgroup below `parent` (see [`cgroup_parent`]).
+    /// A new cgroup in this process's home below `parent` (see [`cgroup_parent`]).
     pub(crate) fn create(parent: Option<&Path>) -> Result<CgroupHerd, CgroupError> {
         let (mount, parent) = cgroup_parent(parent).map_err(CgroupError::Unavailable)?;
-        let cgroup = Cgroup::create(&mount, &parent).map_err(|source| {
-            let context = format!("cannot create a cgroup below {}", parent.display());
+        let classify = |source: io::Error, below: &Path| {
+            let context = format!("cannot create a cgroup below {}", below.display());
             match source.raw_os_error() {
                 // This host or user may not make cgroups there: a fact, not a failure.
                 Some(
@@ -72,60 +72,51 @@ impl CgroupHerd {
                 // Out of descriptors, memory, or cgroups: this attempt failed.
                 _ => CgroupError::Failed { context, source },
             }
-        })?;
-        let guard = guard(&cgroup, &parent);
+        };
+        let (cgroup, guarded) =
+            herd_cgroup(&mount, &parent).map_err(|err| classify(err, &parent))?;
         Ok(CgroupHerd {
             cgroup,
-            guard,
-            process_group: Mutex::new(None),
+            guarded,
+            groups: Mutex::new(Vec::new()),
         })
     }
 
     /// Whether the herd dies with this process even when it is killed (SIGKILL, abort).
     pub(crate) fn guarded(&self) -> bool {
-        self.guard.is_some()
+        self.guarded
     }
 
     pub(crate) fn cgroup_path(&self) -> &Path {
         self.cgroup.path()
     }
 
-    /// Starts `cmd` inside the cgroup and in the herd's process group.
+    /// Starts `cmd` inside the cgroup, leading a process group of its own.
     pub(crate) fn spawn(&self, cmd: &Command) -> Result<Spawned, Error> {
-        let group = *self.lock_group();
-        let attempt = |process_group| {
-            spawn(
-                cmd,
-                &SpawnTarget {
-                    cgroup: Some(self.cgroup.target()),
-                    process_group,
-                },
-            )
-        };
-        let (spawned, leads) = match group {
-            None => (attempt(ProcessGroup::New)?, true),
-            Some(pgid) => match attempt(ProcessGroup::Join(pgid)) {
-                // Every member of the group has exited: this child leads a new one.
-                Err(Error::Os { action, .. }) if action == JOIN_GROUP => {
-                    (attempt(ProcessGroup::New)?, true)
-                }
-                other => (other?, false),
+        let spawned = spawn(
+            cmd,
+            &SpawnTarget {
+                cgroup: Some(self.cgroup.target()),
+                process_group: ProcessGroup::New,
             },
-        };
-        if leads {
-            *self.lock_group() = Some(spawned.process.pid() as i32);
+        )?;
+        let mut groups = self.lock_groups();
+        // Forget groups that are gone, now and then, so a long-lived herd does not grow.
+        if groups.len() >= 64 && groups.len().is_power_of_two() {
+            groups.retain(|&pgid| group_exists(pgid));
         }
+        groups.push(spawned.process.pid() as i32);
         Ok(spawned)
     }
 
-    fn lock_group(&self) -> std::sync::MutexGuard<'_, Option<i32>> {
-        self.process_group
+    fn lock_groups(&self) -> std::sync::MutexGuard<'_, Vec<i32>> {
+        self.groups
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Kills the cgroup with one write, and, as a second net, members of the herd's process
-    /// group that moved themselves out of the cgroup.
+    /// groups that moved themselves out of the cgroup.
     pub(crate) fn kill(&self) -> io::Result<()> {
         let strays = self.group_strays();
         let killed = self.cgroup.kill();
@@ -135,7 +126,7 @@ impl CgroupHerd {
         killed
     }
 
-    /// Sends `signal` to every member, and to the strays of the herd's process group.
+    /// Sends `signal` to every member, and to the strays of the herd's process groups.
     pub(crate) fn signal_members(&self, signal: Signal) -> io::Result<Vec<u32>> {
         let strays = self.group_strays();
         let mut signalled = self.cgroup.signal_members(signal)?;
@@ -147,38 +138,46 @@ impl CgroupHerd {
         Ok(signalled)
     }
 
-    /// Kills what is left of the process group outside the cgroup.
+    /// Kills what is left of the herd's process groups outside the cgroup.
     pub(crate) fn kill_strays(&self) {
         for (_, pidfd) in self.group_strays() {
             let _ = pidfd_send_signal(&pidfd, Signal::KILL);
         }
     }
 
-    /// Processes in the herd's process group but outside its cgroup, with a pidfd for each.
+    /// Processes in the herd's process groups but outside its cgroup, with a pidfd for each.
     ///
-    /// A group id is reused only once its group is empty, so the group is ours while one of
-    /// the cgroup's members is in it; the candidates are taken only then, each through a pidfd
-    /// whose process is checked again after it was opened.
+    /// A group id is reused only once its group is empty, so a group is ours while one of the
+    /// cgroup's members is in it; candidates are taken only from such groups, each through a
+    /// pidfd whose process is checked again after it was opened. An empty cgroup proves no
+    /// group, so that case costs one read of `cgroup.events`.
     fn group_strays(&self) -> Vec<(u32, OwnedFd)> {
-        let Some(pgid) = *self.lock_group() else {
-            return Vec::new();
-        };
-        let members = self.cgroup.members().unwrap_or_default();
-        if !members
-            .iter()
-            .any(|&pid| process_group_of(pid) == Some(pgid))
-        {
+        let groups = self.lock_groups().clone();
+        if groups.is_empty() || !self.cgroup.populated().unwrap_or(false) {
             return Vec::new();
         }
+        let members = self.cgroup.members().unwrap_or_default();
+        let owned: Vec<i32> = groups
+            .into_iter()
+            .filter(|&pgid| {
+                members
+                    .iter()
+                    .any(|&pid| process_group_of(pid) == Some(pgid))
+            })
+            .collect();
+        if owned.is_empty() {
+            return Vec::new();
+        }
+        let in_owned = |pid: u32| process_group_of(pid).is_some_and(|g| owned.contains(&g));
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return Vec::new();
         };
         entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| !members.contains(pid) && process_group_of(*pid) == Some(pgid))
+            .filter(|&pid| !members.contains(&pid) && in_owned(pid))
             .filter_map(|pid| {
                 let pidfd = open_pidfd(pid)?;
-                (process_group_of(pid) == Some(pgid)).then_some((pid, pidfd))
+                in_owned(pid).then_some((pid, pidfd))
             })
             .collect()
     }
@@ -212,7 +211,7 @@ impl CgroupHerd {
                 "sheepdog: cannot kill a dropped herd",
             );
         }
-        reaper::adopt_cgroup(self.cgroup, self.guard);
+        reaper::adopt_cgroup(self.cgroup);
     }
 }
 
@@ -227,22 +226,117 @@ fn process_group_of(pid: u32) -> Option<i32> {
         .ok()
 }
 
-/// Registers the cgroup with the owner-death sentinel.
-fn guard(cgroup: &Cgroup, parent: &Path) -> Option<u64> {
-    let kill = cgroup.kill_fd()?;
-    let parent = rustix::fs::open(
+/// Whether any process is in group `pgid` (`kill(-pgid, 0)`, which signals nobody).
+fn group_exists(pgid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks for existence.
+    unsafe { super::raw::syscall(libc::SYS_kill, &[(-pgid) as isize as usize, 0]) == 0 }
+}
+
+/// This process's home for herd cgroups below one parent: `parent/sheepdog-<pid>`, made on
+/// the first herd there and handed once to the owner-death sentinel, which kills and removes the
+/// whole home (every herd in it) when this process dies. It keeps a few empty cgroups made
+/// ahead, on the reaper thread, so that making a herd costs no `mkdir` on the caller's path.
+struct Home {
+    parent: PathBuf,
+    mount: PathBuf,
+    path: PathBuf,
+    ready: Vec<Cgroup>,
+}
+
+/// How many empty herd cgroups a home keeps ready.
+const READY: usize = 2;
+
+static HOMES: Mutex<Vec<Home>> = Mutex::new(Vec::new());
+
+fn homes() -> std::sync::MutexGuard<'static, Vec<Home>> {
+    HOMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A new, empty cgroup for a herd below `parent`, and whether the sentinel guards it. Without
+/// a sentinel there is no home: herds go straight below `parent`, unguarded, so that nothing is
+/// left behind at a normal exit.
+fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, bool)> {
+    let mut homes = homes();
+    let index = match homes.iter().position(|home| home.parent == parent) {
+        Some(index) => index,
+        None => match make_home(mount, parent)? {
+            Some(home) => {
+                homes.push(home);
+                homes.len() - 1
+            }
+            None => {
+                let prefix = format!("sheepdog-{}-herd", std::process::id());
+                return Ok((Cgroup::create(mount, parent, &prefix)?, false));
+            }
+        },
+    };
+    let home = &mut homes[index];
+    let cgroup = match home.ready.pop() {
+        Some(cgroup) => cgroup,
+        None => Cgroup::create(mount, &home.path, "herd")?,
+    };
+    let parent = parent.to_owned();
+    reaper::run_later(move || refill(&parent));
+    Ok((cgroup, true))
+}
+
+/// Makes cgroups ahead for the home below `parent` (on the reaper thread).
+fn refill(parent: &Path) {
+    let (mount, path) = match homes().iter().find(|home| home.parent == parent) {
+        Some(home) if home.ready.len() < READY => (home.mount.clone(), home.path.clone()),
+        _ => return,
+    };
+    // Made without the lock held, so herds are not kept waiting for a mkdir.
+    let Ok(cgroup) = Cgroup::create(&mount, &path, "herd") else {
+        return;
+    };
+    let mut homes = homes();
+    match homes.iter_mut().find(|home| home.parent == parent) {
+        Some(home) if home.ready.len() < READY => {
+            home.ready.push(cgroup);
+            if home.ready.len() < READY {
+                let parent = parent.to_owned();
+                reaper::run_later(move || refill(&parent));
+            }
+        }
+        _ => drop(cgroup.remove()),
+    }
+}
+
+fn make_home(mount: &Path, parent: &Path) -> io::Result<Option<Home>> {
+    if !sentinel::available() {
+        return Ok(None);
+    }
+    let name = format!("sheepdog-{}", std::process::id());
+    let home = Cgroup::create_named(mount, parent, &name)?;
+    let parent_fd = rustix::fs::open(
         parent,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-    )
-    .ok()?;
-    let name = cgroup.path().file_name()?;
-    sentinel::register(Guarded {
-        kill,
-        events: cgroup.events_fd(),
-        parent: parent.as_fd(),
-        name: name.as_bytes(),
-    })
+    )?;
+    let guarded = home.kill_fd().is_some_and(|kill| {
+        sentinel::register(Guarded {
+            kill,
+            events: home.events_fd(),
+            parent: parent_fd.as_fd(),
+            home: home.dir_fd(),
+            name: name.as_bytes(),
+        })
+        .is_some()
+    });
+    if !guarded {
+        // Unprotected: do not keep a home that nothing would remove at exit.
+        let _ = home.remove();
+        return Ok(None);
+    }
+    Ok(Some(Home {
+        parent: parent.to_owned(),
+        mount: mount.to_owned(),
+        path: home.path().to_owned(),
+        ready: Vec::new(),
+    }))
 }
 
 /// The container of one herd: the strongest mechanism available, or the one asked for.
@@ -272,7 +366,7 @@ impl Container {
 
     pub(crate) fn process_group(&self) -> Option<i32> {
         match self {
-            Container::Cgroup(herd) => *herd.lock_group(),
+            Container::Cgroup(_) => None,
             Container::Group(group) => Some(group.pgid()),
         }
     }

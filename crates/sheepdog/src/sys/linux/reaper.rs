@@ -7,6 +7,7 @@
 //! runtime, so what is dropped during runtime shutdown (or outside any runtime) is finished too.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
@@ -18,21 +19,34 @@ use super::process::{waitid, Target};
 enum Adopted {
     /// A child to reap, by its pidfd.
     Child(OwnedFd),
-    /// A killed herd's cgroup, to remove once empty, and its owner-death registration.
-    Cgroup(Box<Cgroup>, Option<u64>),
+    /// The sentinel, reaped should it ever exit before this process: not work that ends.
+    Sentinel(OwnedFd),
+    /// A killed herd's cgroup, to remove once empty.
+    Cgroup(Box<Cgroup>),
 }
 
 impl Adopted {
+    /// Whether it counts as background work that ends (see [`outstanding`]).
+    fn is_work(&self) -> bool {
+        !matches!(self, Adopted::Sentinel(_))
+    }
+
+    fn done(&self) {
+        if self.is_work() {
+            OUTSTANDING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
     fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            Adopted::Child(fd) => fd.as_fd(),
-            Adopted::Cgroup(cgroup, _) => cgroup.events_fd(),
+            Adopted::Child(fd) | Adopted::Sentinel(fd) => fd.as_fd(),
+            Adopted::Cgroup(cgroup) => cgroup.events_fd(),
         }
     }
 
     fn flags(&self) -> PollFlags {
         match self {
-            Adopted::Child(_) => PollFlags::IN,
+            Adopted::Child(_) | Adopted::Sentinel(_) => PollFlags::IN,
             Adopted::Cgroup(..) => PollFlags::PRI,
         }
     }
@@ -41,26 +55,22 @@ impl Adopted {
     fn pending(&self) -> bool {
         match self {
             // Reaped, or gone for any other reason: done.
-            Adopted::Child(fd) => {
+            Adopted::Child(fd) | Adopted::Sentinel(fd) => {
                 matches!(
                     waitid(Target::Pidfd(fd.as_raw_fd()), libc::WNOHANG),
                     Ok(None)
                 )
             }
-            Adopted::Cgroup(cgroup, guard) => match cgroup.populated() {
+            Adopted::Cgroup(cgroup) => match cgroup.populated() {
                 Ok(true) => true,
                 Ok(false) => {
-                    match cgroup.remove() {
-                        Ok(()) => {
-                            if let Some(id) = guard {
-                                super::sentinel::unregister(*id);
-                            }
-                        }
-                        // Left registered: the sentinel removes it when this process exits.
-                        Err(err) => tracing::error!(
+                    // On failure it stays in this process's home, which the sentinel removes
+                    // when this process exits.
+                    if let Err(err) = cgroup.remove() {
+                        tracing::error!(
                             path = %cgroup.path().display(), %err,
                             "sheepdog: cannot remove a herd's cgroup",
-                        ),
+                        );
                     }
                     false
                 }
@@ -78,19 +88,37 @@ impl Adopted {
 
 struct Reaper {
     adopted: Mutex<Vec<Adopted>>,
+    /// Work that need not delay the caller (making cgroups ahead of use).
+    tasks: Mutex<Vec<Task>>,
     wake: OwnedFd,
 }
 
+type Task = Box<dyn FnOnce() + Send>;
+
 static REAPER: OnceLock<Option<Arc<Reaper>>> = OnceLock::new();
+
+/// Adoptions and tasks not finished yet (for tests that wait for the background to settle).
+static OUTSTANDING: AtomicUsize = AtomicUsize::new(0);
+
+/// How much background work is still to be done: adopted children and cgroups not yet finished,
+/// tasks not yet run.
+pub(crate) fn outstanding() -> usize {
+    OUTSTANDING.load(Ordering::SeqCst)
+}
 
 /// Reaps the process behind `pidfd` once it exits.
 pub(crate) fn adopt_pidfd(pidfd: OwnedFd) {
     adopt(Adopted::Child(pidfd));
 }
 
-/// Removes `cgroup` (already killed) once it is empty, then releases its sentinel `guard`.
-pub(crate) fn adopt_cgroup(cgroup: Cgroup, guard: Option<u64>) {
-    adopt(Adopted::Cgroup(Box::new(cgroup), guard));
+/// Reaps the sentinel if it ever exits before this process.
+pub(crate) fn adopt_sentinel(pidfd: OwnedFd) {
+    adopt(Adopted::Sentinel(pidfd));
+}
+
+/// Removes `cgroup` (already killed) once it is empty.
+pub(crate) fn adopt_cgroup(cgroup: Cgroup) {
+    adopt(Adopted::Cgroup(Box::new(cgroup)));
 }
 
 fn adopt(what: Adopted) {
@@ -98,13 +126,38 @@ fn adopt(what: Adopted) {
         tracing::error!("sheepdog: no reaper thread; a dropped child or cgroup is left behind");
         return;
     };
+    if what.is_work() {
+        OUTSTANDING.fetch_add(1, Ordering::SeqCst);
+    }
     reaper
         .adopted
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .push(what);
-    // Cannot fail short of an overflowing counter, which the thread's reads prevent.
-    let _ = rustix::io::write(&reaper.wake, &1u64.to_ne_bytes());
+    reaper.wake();
+}
+
+/// Runs `task` on the reaper thread, off the caller's path; returns `false` (and drops it)
+/// when there is no reaper thread.
+pub(crate) fn run_later(task: impl FnOnce() + Send + 'static) -> bool {
+    let Some(reaper) = REAPER.get_or_init(start).as_ref() else {
+        return false;
+    };
+    OUTSTANDING.fetch_add(1, Ordering::SeqCst);
+    reaper
+        .tasks
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(Box::new(task));
+    reaper.wake();
+    true
+}
+
+impl Reaper {
+    fn wake(&self) {
+        // Cannot fail short of an overflowing counter, which the thread's reads prevent.
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
 }
 
 /// Reaps process `pid` (a child without a pidfd) once it exits, on a thread of its own.
@@ -129,6 +182,7 @@ fn start() -> Option<Arc<Reaper>> {
     };
     let reaper = Arc::new(Reaper {
         adopted: Mutex::new(Vec::new()),
+        tasks: Mutex::new(Vec::new()),
         wake,
     });
     let for_thread = Arc::clone(&reaper);
@@ -151,7 +205,23 @@ fn run(reaper: &Reaper) {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .drain(..)
             .collect();
-        watched.extend(new.into_iter().filter(Adopted::pending));
+        for adopted in new {
+            if adopted.pending() {
+                watched.push(adopted);
+            } else {
+                adopted.done();
+            }
+        }
+        let tasks: Vec<Task> = reaper
+            .tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .drain(..)
+            .collect();
+        for task in tasks {
+            task();
+            OUTSTANDING.fetch_sub(1, Ordering::SeqCst);
+        }
 
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(watched.len() + 1);
         fds.push(PollFd::new(&reaper.wake, PollFlags::IN));
@@ -171,6 +241,12 @@ fn run(reaper: &Reaper) {
             let _ = rustix::io::read(&reaper.wake, &mut buf);
         }
         let mut ready = ready.into_iter();
-        watched.retain(|a| !ready.next().unwrap_or(false) || a.pending());
+        watched.retain(|a| {
+            let keep = !ready.next().unwrap_or(false) || a.pending();
+            if !keep {
+                a.done();
+            }
+            keep
+        });
     }
 }

@@ -52,8 +52,15 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Guarded<'a> {
     pub kill: BorrowedFd<'a>,
     pub events: BorrowedFd<'a>,
+    /// The directory that holds the cgroup, and the cgroup's own directory and name there.
     pub parent: BorrowedFd<'a>,
+    pub home: BorrowedFd<'a>,
     pub name: &'a [u8],
+}
+
+/// Whether a sentinel runs (starting it on first need).
+pub(crate) fn available() -> bool {
+    SENTINEL.get_or_init(start).is_some()
 }
 
 /// Hands a herd to the sentinel; returns its registration, or `None` (logged) if the herd is
@@ -68,7 +75,7 @@ pub(crate) fn register(herd: Guarded<'_>) -> Option<u64> {
     message.extend_from_slice(&id.to_ne_bytes());
     message.push(REGISTER);
     message.extend_from_slice(herd.name);
-    let fds = [herd.kill, herd.events, herd.parent];
+    let fds = [herd.kill, herd.events, herd.parent, herd.home];
     match sentinel.send(&message, &fds) {
         Ok(()) => Some(id),
         Err(err) => {
@@ -136,7 +143,7 @@ impl Sentinel {
     }
 
     fn send(&self, message: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
         let mut control = SendAncillaryBuffer::new(&mut space);
         if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
             return Err(io::Error::other("ancillary buffer too small"));
@@ -210,7 +217,7 @@ fn fork_sentinel() -> io::Result<Sentinel> {
     // The sentinel is our child: if it ever exits before us, the reaper collects it.
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         if let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
-            super::reaper::adopt_pidfd(pidfd);
+            super::reaper::adopt_sentinel(pidfd);
         }
     }
     Ok(Sentinel {
@@ -226,6 +233,7 @@ struct Entry {
     kill: i32,
     events: i32,
     parent: i32,
+    home: i32,
     pgid: i32,
     /// NUL-terminated.
     name: [u8; NAME_MAX + 1],
@@ -347,6 +355,7 @@ unsafe fn sentinel_main(socket: i32) -> ! {
                         kill: *fds,
                         events: *fds.add(1),
                         parent: *fds.add(2),
+                        home: *fds.add(3),
                         pgid: -1,
                         name: [0; NAME_MAX + 1],
                     };
@@ -368,6 +377,7 @@ unsafe fn sentinel_main(socket: i32) -> ! {
                                 kill: -1,
                                 events: -1,
                                 parent: -1,
+                                home: -1,
                                 pgid: cloned.pid,
                                 name: [0; NAME_MAX + 1],
                             };
@@ -430,6 +440,7 @@ unsafe fn sentinel_main(socket: i32) -> ! {
             if entry.pgid > 0 {
                 release_anchor(entry.pgid);
             } else if wait_empty(entry.events) {
+                remove_children(entry.home);
                 syscall(
                     libc::SYS_unlinkat,
                     &[
@@ -454,7 +465,7 @@ unsafe fn close_entry(entry: &Entry) {
     }
     // SAFETY: the sentinel owns these descriptors.
     unsafe {
-        for fd in [entry.kill, entry.events, entry.parent] {
+        for fd in [entry.kill, entry.events, entry.parent, entry.home] {
             syscall(libc::SYS_close, &[fd as usize]);
         }
     }
@@ -475,6 +486,47 @@ fn release_anchor(pid: i32) {
                 0,
             ],
         );
+    }
+}
+
+/// Removes the cgroups directly inside the directory open as `dir` (the herds in a home).
+unsafe fn remove_children(dir: i32) {
+    let mut buf = [0u64; 512]; // 4 KiB, aligned for linux_dirent64
+    loop {
+        // SAFETY: getdents64 into a buffer of the given size.
+        let n = unsafe {
+            syscall(
+                libc::SYS_getdents64,
+                &[
+                    dir as usize,
+                    buf.as_mut_ptr() as usize,
+                    size_of::<[u64; 512]>(),
+                ],
+            )
+        };
+        if n <= 0 {
+            return;
+        }
+        let base = buf.as_ptr() as *const u8;
+        let mut offset = 0usize;
+        while offset < n as usize {
+            // SAFETY: the kernel filled `n` bytes of linux_dirent64 records: d_ino (8), d_off
+            // (8), d_reclen (2), d_type (1), then the NUL-terminated name.
+            unsafe {
+                let record = base.add(offset);
+                let reclen = u16::from_ne_bytes([*record.add(16), *record.add(17)]) as usize;
+                let kind = *record.add(18);
+                let name = record.add(19);
+                let dot = *name == b'.';
+                if kind == libc::DT_DIR && !dot {
+                    syscall(
+                        libc::SYS_unlinkat,
+                        &[dir as usize, name as usize, libc::AT_REMOVEDIR as usize],
+                    );
+                }
+                offset += reclen.max(1);
+            }
+        }
     }
 }
 
