@@ -32,8 +32,10 @@ pub struct Child {
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
     path: SpawnPath,
-    /// The private herd of a child started by `Command::spawn`, killed with it.
-    herd: Option<Herd>,
+    /// The private herd of a child started by `Command::spawn`, killed with it. Boxed: most
+    /// children (those of a shared herd) have none, and a `Child` stays small when thousands
+    /// are held.
+    herd: Option<Box<Herd>>,
 }
 
 impl Child {
@@ -50,7 +52,7 @@ impl Child {
     }
 
     pub(crate) fn in_private_herd(mut self, herd: Herd) -> Child {
-        self.herd = Some(herd);
+        self.herd = Some(Box::new(herd));
         self
     }
 

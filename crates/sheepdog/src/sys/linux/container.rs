@@ -1,6 +1,7 @@
 //! A herd's container on Linux: a cgroup (with the process group its children share as a
 //! second net), or, where no cgroup can be had, a process group alone (`group.rs`).
 
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -47,8 +48,9 @@ pub(crate) enum CgroupError {
 #[derive(Debug)]
 pub(crate) struct CgroupHerd {
     cgroup: Cgroup,
-    /// Whether this process's home cgroup, and with it this herd, is held by the sentinel.
-    guarded: bool,
+    /// The parent of this process's home the herd's cgroup came from (`None`: no home, so not
+    /// held by the sentinel).
+    home_parent: Option<PathBuf>,
     /// The process groups the herd's children lead (their pids).
     groups: Mutex<Vec<i32>>,
 }
@@ -77,14 +79,14 @@ impl CgroupHerd {
             herd_cgroup(&mount, &parent).map_err(|err| classify(err, &parent))?;
         Ok(CgroupHerd {
             cgroup,
-            guarded,
+            home_parent: guarded.then_some(parent),
             groups: Mutex::new(Vec::new()),
         })
     }
 
     /// Whether the herd dies with this process even when it is killed (SIGKILL, abort).
     pub(crate) fn guarded(&self) -> bool {
-        self.guarded
+        self.home_parent.is_some()
     }
 
     pub(crate) fn cgroup_path(&self) -> &Path {
@@ -147,23 +149,27 @@ impl CgroupHerd {
 
     /// Processes in the herd's process groups but outside its cgroup, with a pidfd for each.
     ///
-    /// A group id is reused only once its group is empty, so a group is ours while one of the
-    /// cgroup's members is in it; candidates are taken only from such groups, each through a
-    /// pidfd whose process is checked again after it was opened. An empty cgroup proves no
-    /// group, so that case costs one read of `cgroup.events`.
+    /// A group id is a pid, reused only once that process and its group are gone; so a group
+    /// whose leader is still a member of the cgroup is ours. Candidates are taken only from such
+    /// groups, each through a pidfd whose process is checked again after it was opened; only
+    /// processes outside the cgroup are looked at. An empty cgroup proves no group, so that case
+    /// costs one read of `cgroup.events`.
     fn group_strays(&self) -> Vec<(u32, OwnedFd)> {
-        let groups = self.lock_groups().clone();
-        if groups.is_empty() || !self.cgroup.populated().unwrap_or(false) {
+        if self.lock_groups().is_empty() || !self.cgroup.populated().unwrap_or(false) {
             return Vec::new();
         }
-        let members = self.cgroup.members().unwrap_or_default();
-        let owned: Vec<i32> = groups
+        let members: HashSet<u32> = self
+            .cgroup
+            .members()
+            .unwrap_or_default()
             .into_iter()
-            .filter(|&pgid| {
-                members
-                    .iter()
-                    .any(|&pid| process_group_of(pid) == Some(pgid))
-            })
+            .collect();
+        // A group whose leader (the child that made it) is still a member is ours.
+        let owned: HashSet<i32> = self
+            .lock_groups()
+            .iter()
+            .copied()
+            .filter(|&pgid| members.contains(&(pgid as u32)))
             .collect();
         if owned.is_empty() {
             return Vec::new();
@@ -212,6 +218,10 @@ impl CgroupHerd {
             );
         }
         reaper::adopt_cgroup(self.cgroup);
+        // Make the next herd's cgroup now, after this herd's work rather than during the next.
+        if let Some(parent) = self.home_parent {
+            reaper::run_later(move || refill(&parent));
+        }
     }
 }
 
@@ -235,7 +245,8 @@ fn group_exists(pgid: i32) -> bool {
 /// This process's home for herd cgroups below one parent: `parent/sheepdog-<pid>`, made on
 /// the first herd there and handed once to the owner-death sentinel, which kills and removes the
 /// whole home (every herd in it) when this process dies. It keeps a few empty cgroups made
-/// ahead, on the reaper thread, so that making a herd costs no `mkdir` on the caller's path.
+/// ahead on the reaper thread — after a herd is dropped, so that the `mkdir` neither delays nor
+/// competes with the making of the next herd.
 struct Home {
     parent: PathBuf,
     mount: PathBuf,
@@ -277,8 +288,6 @@ fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, bool)> {
         Some(cgroup) => cgroup,
         None => Cgroup::create(mount, &home.path, "herd")?,
     };
-    let parent = parent.to_owned();
-    reaper::run_later(move || refill(&parent));
     Ok((cgroup, true))
 }
 

@@ -66,15 +66,15 @@ impl Process {
             return self.wait_without_pidfd().await;
         }
         loop {
-            // Registering an exited process's pidfd reports it readable at once, so there is no
-            // need to look before the first registration (one syscall less per wait).
+            // One `waitid` first: a child that has already exited (one just killed, say) is
+            // reaped without a round trip through the reactor.
+            if let Some(status) = self.try_wait()? {
+                return Ok(status);
+            }
             let ready = self.registered()?.readable().await?;
             // The pidfd stays readable once the process has exited; forget this edge and look.
             let mut ready = ready;
             ready.clear_ready();
-            if let Some(status) = self.try_wait()? {
-                return Ok(status);
-            }
         }
     }
 
