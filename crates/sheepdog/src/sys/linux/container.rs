@@ -211,17 +211,20 @@ impl CgroupHerd {
 
     /// Kills everything at once; the cgroup is removed in the background once it is empty.
     pub(crate) fn dispose(self) {
-        if let Err(err) = self.kill() {
-            tracing::error!(
-                path = %self.cgroup.path().display(), %err,
-                "sheepdog: cannot kill a dropped herd",
-            );
+        // An empty herd (the usual case at drop) has nothing to kill and proves no stray.
+        if !matches!(self.cgroup.populated(), Ok(false)) {
+            if let Err(err) = self.kill() {
+                tracing::error!(
+                    path = %self.cgroup.path().display(), %err,
+                    "sheepdog: cannot kill a dropped herd",
+                );
+            }
         }
-        reaper::adopt_cgroup(self.cgroup);
         // Make the next herd's cgroup now, after this herd's work rather than during the next.
-        if let Some(parent) = self.home_parent {
-            reaper::run_later(move || refill(&parent));
-        }
+        let refill = self
+            .home_parent
+            .map(|parent| Box::new(move || refill(&parent)) as reaper::Task);
+        reaper::adopt_cgroup(self.cgroup, refill);
     }
 }
 

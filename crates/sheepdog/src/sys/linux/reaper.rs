@@ -93,7 +93,7 @@ struct Reaper {
     wake: OwnedFd,
 }
 
-type Task = Box<dyn FnOnce() + Send>;
+pub(crate) type Task = Box<dyn FnOnce() + Send>;
 
 static REAPER: OnceLock<Option<Arc<Reaper>>> = OnceLock::new();
 
@@ -116,8 +116,16 @@ pub(crate) fn adopt_sentinel(pidfd: OwnedFd) {
     adopt(Adopted::Sentinel(pidfd));
 }
 
-/// Removes `cgroup` (already killed) once it is empty.
-pub(crate) fn adopt_cgroup(cgroup: Cgroup) {
+/// Removes `cgroup` (already killed) once it is empty, and runs `then` (one wake-up for both).
+pub(crate) fn adopt_cgroup(cgroup: Cgroup, then: Option<Task>) {
+    if let (Some(task), Some(Some(reaper))) = (then, REAPER.get()) {
+        OUTSTANDING.fetch_add(1, Ordering::SeqCst);
+        reaper
+            .tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(task);
+    }
     adopt(Adopted::Cgroup(Box::new(cgroup)));
 }
 
