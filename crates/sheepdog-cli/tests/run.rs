@@ -18,6 +18,40 @@ fn run_passes_output_and_exit_code_through() {
     assert_eq!(out.stderr, b"oops\n");
 }
 
+/// What the command leaves running in the background dies with it (the README's main job).
+#[test]
+fn run_leaves_nothing_of_the_tree_behind() {
+    // The sleep does not hold stdout, so `output()` returns when sheepdog does.
+    let out = sheepdog(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "sleep 300 >/dev/null & echo $!; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let pid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("the background pid");
+    // Armed only while the sleep may be alive: once it is gone its pid may be reused.
+    let cleanup = KillOnDrop(pid);
+    let alive = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|r| r.1.trim_start().chars().next());
+        !matches!(state, None | Some('Z'))
+    };
+    // SIGKILL was sent before sheepdog exited; dying takes the process a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(!alive(), "the background sleep {pid} survived sheepdog");
+    std::mem::forget(cleanup);
+}
+
 #[test]
 fn run_reports_signals_as_128_plus_n() {
     let out = sheepdog(&["run", "--", "sh", "-c", "kill -TERM $$"]);
@@ -106,5 +140,17 @@ impl TempCopy {
 impl Drop for TempCopy {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Ends a process by pid when dropped, should a test fail with it still running.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.0.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
