@@ -361,7 +361,7 @@ async fn process_group_fallback_reports_what_escapes() {
     let gaps = tree.herd.containment().cannot_catch().join("; ");
     assert!(gaps.contains("setsid"), "{gaps}");
     let escapee = *tree.printed.first().expect("the escapee's pid");
-    let _cleanup = KillOnDrop(escapee);
+    let _cleanup = KillOnDrop::new(escapee);
     tree.herd.kill().await.expect("kill");
     assert!(
         common::pid_state(escapee).is_some_and(|s| s != 'Z'),
@@ -369,13 +369,22 @@ async fn process_group_fallback_reports_what_escapes() {
     );
 }
 
-/// Ends a process by pid when dropped (the escapee of a fallback test).
-struct KillOnDrop(u32);
+/// Ends a process when dropped (the escapee of a fallback test), through a pidfd opened while
+/// it was known to be ours, so a reused pid is never hit.
+struct KillOnDrop(Option<std::os::fd::OwnedFd>);
+
+impl KillOnDrop {
+    fn new(pid: u32) -> KillOnDrop {
+        KillOnDrop(rustix::process::Pid::from_raw(pid as i32).and_then(|pid| {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        }))
+    }
+}
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.0 as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        if let Some(pidfd) = &self.0 {
+            let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
         }
     }
 }
