@@ -27,7 +27,7 @@
 //! Run with `cargo bench -p sheepdog --bench herd`.
 
 use std::error::Error;
-use std::ffi::{c_char, CString};
+use std::ffi::CString;
 use std::fmt::Display;
 use std::fs;
 use std::future::Future;
@@ -36,13 +36,12 @@ use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::*;
+
 use sheepdog::{Herd, Mechanism, Signal};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-
-const PROGRAM: &str = "/bin/true";
-const PAGE: usize = 4096;
-const BIG_PARENT_BYTES: usize = 4 << 30;
-const ISOLATION_GAP: Duration = Duration::from_millis(50);
 
 /// The tree of phase 2: the shell and its 200 background `sleep`s.
 const TREE_SCRIPT: &str = "for i in $(seq 200); do sleep 1000 & done; echo ready; wait";
@@ -51,13 +50,6 @@ const TREE_SLEEPS: usize = 200;
 const HELD: usize = 1000;
 /// The longest any tree may take to come up or to go away before the run is called broken.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-type BoxResult<T> = Result<T, Box<dyn Error>>;
-
-extern "C" {
-    /// The C library's environment, passed unchanged to `posix_spawn` children.
-    static environ: *const *mut c_char;
-}
 
 /// Adds what was being done to an error.
 trait Context<T> {
@@ -442,47 +434,8 @@ impl SpawnBench {
     /// Raw `posix_spawn` + `waitpid`: the floor.
     fn floor(&self) -> BoxResult<Duration> {
         let start = Instant::now();
-        let argv: [*mut c_char; 2] = [self.program.as_ptr().cast_mut(), std::ptr::null_mut()];
-        let mut pid: libc::pid_t = 0;
-        // SAFETY: `pid` is a valid out-pointer; the path is a NUL-terminated string that outlives
-        // the call; null file actions and attributes mean "none" (inherit everything); `argv` is
-        // a null-terminated array of NUL-terminated strings, which posix_spawn does not modify
-        // despite its `*mut` type; `environ` is the C library's own null-terminated environment,
-        // which nothing in this program modifies concurrently.
-        let rc = unsafe {
-            libc::posix_spawn(
-                &mut pid,
-                self.program.as_ptr(),
-                std::ptr::null(),
-                std::ptr::null(),
-                argv.as_ptr(),
-                environ,
-            )
-        };
-        if rc != 0 {
-            return Err(format!(
-                "posix_spawn {PROGRAM}: {}",
-                io::Error::from_raw_os_error(rc)
-            )
-            .into());
-        }
-        let mut status = 0;
-        loop {
-            // SAFETY: `pid` is our own unreaped child; `status` is a valid out-pointer.
-            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-            if r == pid {
-                break;
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(format!("waitpid({pid}): {err}").into());
-            }
-        }
-        let elapsed = start.elapsed();
-        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-            return Err(format!("floor: {PROGRAM} failed, wait status {status:#x}").into());
-        }
-        Ok(elapsed)
+        floor_wait(floor_spawn(&self.program)?)?;
+        Ok(start.elapsed())
     }
 
     async fn in_herd(&self, herd: &Herd) -> BoxResult<Duration> {
@@ -878,32 +831,6 @@ async fn hold_phase(runs: usize) -> BoxResult<String> {
 // ---------------------------------------------------------------------------------------------
 // Main.
 // ---------------------------------------------------------------------------------------------
-
-/// 4 GiB, every page written once so it is really resident.
-fn big_touched_allocation() -> Vec<u8> {
-    let mut memory = vec![0u8; BIG_PARENT_BYTES];
-    for page in memory.chunks_mut(PAGE) {
-        page[0] = 1;
-    }
-    black_box(memory)
-}
-
-fn rounds_override() -> BoxResult<Option<usize>> {
-    match std::env::var("SHEEPDOG_BENCH_ROUNDS") {
-        Ok(value) => {
-            let rounds: usize = value
-                .trim()
-                .parse()
-                .with_context(|| format!("SHEEPDOG_BENCH_ROUNDS={value:?}"))?;
-            if rounds == 0 {
-                return Err("SHEEPDOG_BENCH_ROUNDS must be at least 1".into());
-            }
-            Ok(Some(rounds))
-        }
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(err) => Err(format!("SHEEPDOG_BENCH_ROUNDS: {err}").into()),
-    }
-}
 
 fn main() -> BoxResult<()> {
     // `cargo bench` passes `--bench`; this harness takes no options and ignores it.

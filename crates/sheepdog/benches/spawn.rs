@@ -17,8 +17,7 @@
 //!
 //! Run with `cargo bench -p sheepdog --bench spawn`.
 
-use std::error::Error;
-use std::ffi::{c_char, CString};
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::hint::black_box;
 use std::os::fd::AsFd;
@@ -26,17 +25,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-const PROGRAM: &str = "/bin/true";
-const PAGE: usize = 4096;
-const BIG_PARENT_BYTES: usize = 4 << 30;
-const ISOLATION_GAP: Duration = Duration::from_millis(50);
+mod common;
 
-type BoxResult<T> = Result<T, Box<dyn Error>>;
-
-extern "C" {
-    /// The C library's environment, passed unchanged to `posix_spawn` children.
-    static environ: *const *mut c_char;
-}
+use common::*;
 
 // ---------------------------------------------------------------------------------------------
 // Variants: each spawns `/bin/true` with inherited stdio, waits for it, and returns how long
@@ -87,37 +78,9 @@ impl Bench {
     /// Raw `posix_spawn` + `waitpid`: the floor.
     fn floor(&self) -> BoxResult<Duration> {
         let start = Instant::now();
-        let pid = self.floor_spawn()?;
+        let pid = floor_spawn(&self.program)?;
         floor_wait(pid)?;
         Ok(start.elapsed())
-    }
-
-    fn floor_spawn(&self) -> BoxResult<libc::pid_t> {
-        let argv: [*mut c_char; 2] = [self.program.as_ptr().cast_mut(), std::ptr::null_mut()];
-        let mut pid: libc::pid_t = 0;
-        // SAFETY: `pid` is a valid out-pointer; the path is a NUL-terminated string that outlives
-        // the call; null file actions and attributes mean "none" (inherit everything); `argv` is
-        // a null-terminated array of NUL-terminated strings, which posix_spawn does not modify
-        // despite its `*mut` type; `environ` is the C library's own null-terminated environment,
-        // which nothing in this program modifies concurrently.
-        let rc = unsafe {
-            libc::posix_spawn(
-                &mut pid,
-                self.program.as_ptr(),
-                std::ptr::null(),
-                std::ptr::null(),
-                argv.as_ptr(),
-                environ,
-            )
-        };
-        if rc != 0 {
-            return Err(format!(
-                "posix_spawn {PROGRAM}: {}",
-                std::io::Error::from_raw_os_error(rc)
-            )
-            .into());
-        }
-        Ok(pid)
     }
 
     /// The spawn engine alone: no herd, no cgroup (what `Herd::spawn` costs on top of a
@@ -147,26 +110,6 @@ impl Bench {
     }
 }
 
-/// Reaps the floor's child with a blocking `waitpid` and checks that it succeeded.
-fn floor_wait(pid: libc::pid_t) -> BoxResult<()> {
-    let mut status = 0;
-    loop {
-        // SAFETY: `pid` is our own unreaped child; `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("waitpid({pid}): {err}").into());
-        }
-    }
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(format!("floor: {PROGRAM} failed, wait status {status:#x}").into());
-    }
-    Ok(())
-}
-
 /// Phase D: where the time goes. The spawn call alone (returns once the child has exec'd) and
 /// the wait alone, for sheepdog and for `posix_spawn` + blocking `waitpid`, interleaved.
 async fn split_phase(bench: &Bench, rounds: usize) -> BoxResult<()> {
@@ -181,7 +124,7 @@ async fn split_phase(bench: &Bench, rounds: usize) -> BoxResult<()> {
         check("sheepdog", status.success(), &status)?;
 
         let start = Instant::now();
-        let pid = bench.floor_spawn()?;
+        let pid = floor_spawn(&bench.program)?;
         times[2].push(start.elapsed());
         let start = Instant::now();
         floor_wait(pid)?;
@@ -453,32 +396,6 @@ fn summary_line(phase: &Phase, stats: &[(Variant, Stats)]) -> String {
         })
         .collect();
     format!("  {}: {}", phase.name, parts.join(", "))
-}
-
-/// 4 GiB, every page written once so it is really resident.
-fn big_touched_allocation() -> Vec<u8> {
-    let mut memory = vec![0u8; BIG_PARENT_BYTES];
-    for page in memory.chunks_mut(PAGE) {
-        page[0] = 1;
-    }
-    black_box(memory)
-}
-
-fn rounds_override() -> BoxResult<Option<usize>> {
-    match std::env::var("SHEEPDOG_BENCH_ROUNDS") {
-        Ok(value) => {
-            let rounds: usize = value
-                .trim()
-                .parse()
-                .map_err(|err| format!("SHEEPDOG_BENCH_ROUNDS={value:?}: {err}"))?;
-            if rounds == 0 {
-                return Err("SHEEPDOG_BENCH_ROUNDS must be at least 1".into());
-            }
-            Ok(Some(rounds))
-        }
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(err) => Err(format!("SHEEPDOG_BENCH_ROUNDS: {err}").into()),
-    }
 }
 
 fn main() -> BoxResult<()> {

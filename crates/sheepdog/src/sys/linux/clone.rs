@@ -272,10 +272,10 @@ fn clone_legacy(
 
 /// Blocks every signal in this thread until dropped, so that no handler runs in the child while
 /// it shares our memory; the child sets its own mask before exec.
-struct BlockedSignals(u64);
+pub(super) struct BlockedSignals(u64);
 
 impl BlockedSignals {
-    fn new() -> BlockedSignals {
+    pub(super) fn new() -> BlockedSignals {
         let all = !0u64;
         let mut old = 0u64;
         // SAFETY: rt_sigprocmask with valid pointers to 8-byte masks.

@@ -28,6 +28,7 @@ use rustix::net::{
     SocketFlags, SocketType,
 };
 
+use super::clone::BlockedSignals;
 use super::raw::syscall;
 use super::spawn::clone_anchor;
 
@@ -176,21 +177,8 @@ fn fork_sentinel() -> io::Result<Sentinel> {
         SocketFlags::CLOEXEC,
         None,
     )?;
-    let all = !0u64;
-    let mut old = 0u64;
-    // SAFETY: rt_sigprocmask with valid 8-byte masks: no handler may run in the new process
-    // before it has reset them.
-    unsafe {
-        syscall(
-            libc::SYS_rt_sigprocmask,
-            &[
-                libc::SIG_SETMASK as usize,
-                &all as *const u64 as usize,
-                &mut old as *mut u64 as usize,
-                8,
-            ],
-        )
-    };
+    // No handler may run in the new process before it has reset them.
+    let blocked = BlockedSignals::new();
     // SAFETY: clone(2) with only SIGCHLD is fork(2) without the C library's atfork handlers. The
     // child runs `sentinel_main`, which makes raw system calls only and never returns.
     let pid = unsafe { syscall(libc::SYS_clone, &[libc::SIGCHLD as usize, 0, 0, 0, 0]) };
@@ -198,18 +186,7 @@ fn fork_sentinel() -> io::Result<Sentinel> {
         // SAFETY: in the new process; `theirs` is open in it.
         unsafe { sentinel_main(theirs.as_raw_fd()) }
     }
-    // SAFETY: restores the mask saved above.
-    unsafe {
-        syscall(
-            libc::SYS_rt_sigprocmask,
-            &[
-                libc::SIG_SETMASK as usize,
-                &old as *const u64 as usize,
-                0,
-                8,
-            ],
-        )
-    };
+    drop(blocked);
     if pid < 0 {
         return Err(io::Error::from_raw_os_error(-pid as i32));
     }

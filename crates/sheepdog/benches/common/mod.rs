@@ -1,0 +1,94 @@
+//! What both benchmarks share: the raw floor (`posix_spawn` + blocking `waitpid`), the big
+//! parent, and the `SHEEPDOG_BENCH_ROUNDS` override.
+
+#![allow(dead_code)] // each benchmark uses a different subset
+
+use std::error::Error;
+use std::ffi::{c_char, CStr};
+use std::hint::black_box;
+use std::time::Duration;
+
+pub const PROGRAM: &str = "/bin/true";
+pub const PAGE: usize = 4096;
+pub const BIG_PARENT_BYTES: usize = 4 << 30;
+pub const ISOLATION_GAP: Duration = Duration::from_millis(50);
+
+pub type BoxResult<T> = Result<T, Box<dyn Error>>;
+
+extern "C" {
+    /// The C library's environment, passed unchanged to `posix_spawn` children.
+    static environ: *const *mut c_char;
+}
+
+/// Starts `program` with raw `posix_spawn`: the floor every variant is compared against.
+pub fn floor_spawn(program: &CStr) -> BoxResult<libc::pid_t> {
+    let argv: [*mut c_char; 2] = [program.as_ptr().cast_mut(), std::ptr::null_mut()];
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: `pid` is a valid out-pointer; the path is a NUL-terminated string that outlives
+    // the call; null file actions and attributes mean "none" (inherit everything); `argv` is
+    // a null-terminated array of NUL-terminated strings, which posix_spawn does not modify
+    // despite its `*mut` type; `environ` is the C library's own null-terminated environment,
+    // which nothing in this program modifies concurrently.
+    let rc = unsafe {
+        libc::posix_spawn(
+            &mut pid,
+            program.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            argv.as_ptr(),
+            environ,
+        )
+    };
+    if rc != 0 {
+        let err = std::io::Error::from_raw_os_error(rc);
+        return Err(format!("posix_spawn {}: {err}", program.to_string_lossy()).into());
+    }
+    Ok(pid)
+}
+
+/// Reaps the floor's child with a blocking `waitpid` and checks that it succeeded.
+pub fn floor_wait(pid: libc::pid_t) -> BoxResult<()> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `pid` is our own unreaped child; `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("waitpid({pid}): {err}").into());
+        }
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        return Err(format!("floor: {PROGRAM} failed, wait status {status:#x}").into());
+    }
+    Ok(())
+}
+
+/// 4 GiB, every page written once so it is really resident.
+pub fn big_touched_allocation() -> Vec<u8> {
+    let mut memory = vec![0u8; BIG_PARENT_BYTES];
+    for page in memory.chunks_mut(PAGE) {
+        page[0] = 1;
+    }
+    black_box(memory)
+}
+
+/// `SHEEPDOG_BENCH_ROUNDS=N`: run every phase N rounds, for a quick check.
+pub fn rounds_override() -> BoxResult<Option<usize>> {
+    match std::env::var("SHEEPDOG_BENCH_ROUNDS") {
+        Ok(value) => {
+            let rounds: usize = value
+                .trim()
+                .parse()
+                .map_err(|err| format!("SHEEPDOG_BENCH_ROUNDS={value:?}: {err}"))?;
+            if rounds == 0 {
+                return Err("SHEEPDOG_BENCH_ROUNDS must be at least 1".into());
+            }
+            Ok(Some(rounds))
+        }
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(err) => Err(format!("SHEEPDOG_BENCH_ROUNDS: {err}").into()),
+    }
+}
