@@ -15,9 +15,11 @@ use crate::sys;
 /// The container of a process tree.
 ///
 /// Children enter the herd before they execute their first instruction, and whatever they start
-/// is in it too: `setsid`, new process groups and double-forking daemons do not get out.
-/// Dropping a herd kills everything in it at once, without blocking the async runtime; the rest
-/// of the clean-up (waiting for the tree to go, removing the cgroup) finishes in the background.
+/// is in it too: with cgroup v2, `setsid`, new process groups and double-forking daemons do not
+/// get out ([`Containment::cannot_catch`] says what the mechanism in force misses). Dropping a
+/// herd kills everything in it at once, without blocking the async runtime; the rest of the
+/// clean-up (waiting for the tree to go, removing the cgroup) finishes in the background. If
+/// this program dies, even by SIGKILL, a small sentinel process kills the herd.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,8 +44,10 @@ pub struct Herd {
 impl Herd {
     /// A herd with the strongest containment this host allows.
     ///
-    /// Today that is a cgroup v2 directory below this process's own cgroup; where none can be
-    /// created, this fails and says why (see [`host_containment`]).
+    /// That is a cgroup v2 directory below this process's own cgroup; where none can be made
+    /// (no cgroup v2 mount, no write access), a process group, with the reason in
+    /// [`Containment::fallback_reason`] (see also [`host_containment`]). Fails only when the
+    /// system refuses the resources (descriptors, memory, processes).
     ///
     /// ```no_run
     /// # fn demo() -> std::io::Result<()> {

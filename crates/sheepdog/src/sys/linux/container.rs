@@ -1,13 +1,13 @@
-//! A herd's container on Linux: a cgroup (with the process group its children share as a
+//! A herd's container on Linux: a cgroup (with the process groups its children lead as a
 //! second net), or, where no cgroup can be had, a process group alone (`group.rs`).
 
 use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-
-use rustix::fs::{Mode, OFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use rustix::fs::{Mode, OFlags};
 
 use super::cgroup::{self, Cgroup};
 use super::group::Group;
