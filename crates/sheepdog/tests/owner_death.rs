@@ -8,6 +8,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -83,7 +84,9 @@ impl Drop for Owner {
 
 fn run_owner(mode: &str, mechanism: &str) {
     let marker = &format!("owner-{mode}-{mechanism}-{}", std::process::id());
+    // The owner leads a process group, so that "killpg" can kill it the way CI runners do.
     let mut owner = Command::new(std::env::current_exe().expect("this test binary"))
+        .process_group(0)
         .args(["--exact", "owner_helper", "--nocapture", "--test-threads=1"])
         .env(HELPER, mode)
         .env(MECHANISM, mechanism)
@@ -124,6 +127,11 @@ fn run_owner(mode: &str, mechanism: &str) {
     assert!(tree().len() >= 4, "the tree is running: {:?}", tree());
     if mode == "kill" {
         owner.0.kill().expect("SIGKILL the owner");
+    } else if mode == "killpg" {
+        // The owner's whole process group at once, as a CI runner ends a job.
+        let pgid = rustix::process::Pid::from_raw(owner_pid as i32).expect("a pid");
+        rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL)
+            .expect("SIGKILL the owner's group");
     } else {
         use std::io::Write;
         let mut stdin = owner.0.stdin.take().expect("stdin");
@@ -154,6 +162,13 @@ fn herd_dies_when_its_owner_is_sigkilled() {
 fn herd_dies_when_its_owner_aborts() {
     if std::env::var_os(HELPER).is_none() {
         run_owner("abort", "cgroup");
+    }
+}
+
+#[test]
+fn herd_dies_when_its_owners_process_group_is_sigkilled() {
+    if std::env::var_os(HELPER).is_none() {
+        run_owner("killpg", "cgroup");
     }
 }
 

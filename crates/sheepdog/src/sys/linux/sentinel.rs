@@ -13,9 +13,11 @@
 //!
 //! The sentinel is a fork of a possibly multi-threaded process, so it follows the rules of
 //! fork(2) in such a process: raw system calls only, no allocation (its table is its own mmap),
-//! no locks. It stays in the owner's session and process group (children must be able to join
-//! the groups it anchors) but ignores the signals a terminal or a group-wide stop sends, and it
-//! closes every inherited descriptor, so it never holds a pipe open on anybody's behalf.
+//! no locks. It leads a process group of its own, so that a signal to the owner's group (a CI
+//! runner's `kill -KILL -<pgid>`) does not take the sentinel down with the owner, but it stays
+//! in the owner's session (children must be able to join the groups it anchors). It ignores
+//! the signals a terminal sends, and it closes every inherited descriptor, so it never holds a
+//! pipe open on anybody's behalf.
 
 use std::io::{self, IoSlice};
 use std::mem::{size_of, MaybeUninit};
@@ -225,6 +227,7 @@ unsafe fn sentinel_main(socket: i32) -> ! {
     // SAFETY (whole function): raw system calls on descriptors this process owns and on memory
     // it mapped itself; nothing here allocates, locks or touches thread-local state.
     unsafe {
+        syscall(libc::SYS_setpgid, &[0, 0]);
         let ignore = [libc::SIG_IGN, 0, 0, 0]; // handler, flags, restorer, mask
         for sig in [
             libc::SIGHUP,
