@@ -408,3 +408,14 @@ async fn forced_process_group_reports_itself() {
         "only the anchor, which does not count"
     );
 }
+
+/// Herds are shared between tasks (`Arc<Herd>`), children moved into them.
+#[test]
+fn herd_is_send_and_sync_and_child_is_send() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Herd>();
+    send_sync::<sheepdog::Command>();
+    send::<sheepdog::Child>();
+    send::<sheepdog::StopReport>();
+}
