@@ -106,10 +106,7 @@ async fn descriptor_count_is_unchanged_by_spawns_and_failures() {
     drop(warm);
     // Until the reaper has removed those two herds (and made the next cgroups ahead), their
     // cgroup files come and go here.
-    assert!(common::poll_until(
-        std::time::Duration::from_secs(10),
-        || sheepdog::__private::background_work() == 0
-    ));
+    common::settle();
 
     let before = open_fds();
     for _ in 0..50 {
@@ -143,15 +140,10 @@ async fn descriptor_count_is_unchanged_by_spawns_and_failures() {
             .await
             .expect("wait");
     }
-    // Each Command::spawn made a private herd; dropped herds finish in the background (the
-    // reaper removes their cgroups once empty, then closes their descriptors).
     // Herds made for each spawn finish in the background: the reaper removes their cgroups
     // (closing their descriptors) and makes the next ones ahead. Wait for that, then count:
     // descriptor numbers may differ (the cgroups made ahead are new), their number may not.
-    assert!(common::poll_until(
-        std::time::Duration::from_secs(10),
-        || sheepdog::__private::background_work() == 0
-    ));
+    common::settle();
     let after = open_fds();
     assert_eq!(
         zombie_children(),

@@ -26,10 +26,7 @@ async fn too_many_open_files() {
         .wait()
         .await
         .expect("wait");
-    assert!(common::poll_until(
-        std::time::Duration::from_secs(10),
-        || sheepdog::__private::background_work() == 0
-    ));
+    common::settle();
 
     let original = getrlimit(Resource::Nofile);
     let _restore = RestoreLimit(original);
@@ -81,16 +78,10 @@ async fn too_many_open_files() {
          (too many open files: close descriptors or raise the limit, `ulimit -n`)"
     );
     drop(herd);
-    assert!(common::poll_until(
-        std::time::Duration::from_secs(10),
-        || sheepdog::__private::background_work() == 0
-    ));
+    common::settle();
 
     drop(filler);
     drop(_restore);
-    assert!(common::poll_until(
-        std::time::Duration::from_secs(10),
-        || sheepdog::__private::background_work() == 0
-    ));
+    common::settle();
     assert_eq!(open_fds().len(), before.len());
 }

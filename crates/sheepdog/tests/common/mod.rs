@@ -99,6 +99,17 @@ pub fn describe_fds() -> Vec<String> {
         .collect()
 }
 
+/// Waits (bounded) until sheepdog's background work — reaping dropped children, removing
+/// dropped herds' cgroups, making the next ones ahead — is done, so descriptors can be counted.
+pub fn settle() {
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            sheepdog::__private::background_work() == 0
+        }),
+        "sheepdog's background work did not finish within 10 s"
+    );
+}
+
 /// Polls `cond` until it holds or `limit` passes; returns whether it held.
 pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
