@@ -30,6 +30,9 @@ pub(super) struct ChildPlan {
     pub cgroup_procs: c_int,
     /// Where a failure is reported; the parent reads it after it resumes.
     pub report: *mut ChildReport,
+    /// The kernel already reset caught signals to default (`CLONE_CLEAR_SIGHAND`); only
+    /// SIGPIPE, which it leaves ignored, is left to do.
+    pub handlers_cleared: bool,
 }
 
 /// The step a child failed at, with its errno. All zero means the exec succeeded.
@@ -96,7 +99,7 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> ChildReport {
         let mut old = [0usize; 4]; // large enough for the kernel's struct sigaction
         let default = [0usize; 4]; // SIG_DFL, no flags, empty mask
         for sig in 1..=NSIG {
-            if sig == SIGKILL || sig == SIGSTOP {
+            if sig == SIGKILL || sig == SIGSTOP || (plan.handlers_cleared && sig != SIGPIPE) {
                 continue;
             }
             let query = syscall(

@@ -14,7 +14,7 @@ use core::ffi::{c_int, c_void};
 use core::mem::MaybeUninit;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use super::child::{child_main, ChildPlan};
 use super::raw::syscall;
@@ -122,7 +122,15 @@ pub(super) fn clone_child(
     #[cfg(target_arch = "x86_64")]
     if current_path() == SpawnPath::Clone3 {
         plan.cgroup_procs = -1;
-        match clone3(plan, &mut stack, cgroup_dir) {
+        let mut result = clone3(plan, &mut stack, cgroup_dir);
+        if matches!(&result, Err(err) if err.raw_os_error() == Some(libc::EINVAL))
+            && plan.handlers_cleared
+        {
+            // Linux 5.3 and 5.4 have clone3 but not CLONE_CLEAR_SIGHAND.
+            CLEAR_SIGHAND.store(false, Ordering::Relaxed);
+            result = clone3(plan, &mut stack, cgroup_dir);
+        }
+        match result {
             Ok(cloned) => return Ok(cloned),
             Err(err) => match err.raw_os_error() {
                 // No clone3 (kernel < 5.3, or seccomp), or no CLONE_INTO_CGROUP (< 5.7).
@@ -136,6 +144,7 @@ pub(super) fn clone_child(
     let _ = cgroup_dir;
 
     plan.cgroup_procs = cgroup_procs.map_or(-1, |fd| fd.as_raw_fd());
+    plan.handlers_cleared = false;
     let want_pidfd = current_path() != SpawnPath::CloneWithoutPidfd;
     let (pid, pidfd) = clone_legacy(plan, &mut stack, want_pidfd)?;
     let pidfd = match (pidfd, rustix::process::Pid::from_raw(pid)) {
@@ -179,13 +188,21 @@ struct CloneArgs {
 
 #[cfg(target_arch = "x86_64")]
 fn clone3(
-    plan: &ChildPlan,
+    plan: &mut ChildPlan,
     stack: &mut ChildStack,
     cgroup_dir: Option<BorrowedFd<'_>>,
 ) -> io::Result<Cloned> {
     let mut pidfd: c_int = -1;
+    // The kernel resets every caught signal to its default in the child (Linux 5.5), sparing
+    // the child a query per signal; it tells the child so through the plan.
+    plan.handlers_cleared = CLEAR_SIGHAND.load(Ordering::Relaxed);
+    let clear = if plan.handlers_cleared {
+        CLONE_CLEAR_SIGHAND
+    } else {
+        0
+    };
     let mut args = CloneArgs {
-        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64,
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64 | clear,
         pidfd: &mut pidfd as *mut c_int as u64,
         exit_signal: libc::SIGCHLD as u64,
         stack: stack.0.as_mut_ptr() as u64,
@@ -234,6 +251,14 @@ fn clone3(
 /// `CLONE_INTO_CGROUP` (Linux 5.7); not in every libc crate version.
 #[cfg(target_arch = "x86_64")]
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `CLONE_CLEAR_SIGHAND` (Linux 5.5).
+#[cfg(target_arch = "x86_64")]
+const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+
+/// Whether clone3 takes `CLONE_CLEAR_SIGHAND` here (until refused once).
+#[cfg(target_arch = "x86_64")]
+static CLEAR_SIGHAND: AtomicBool = AtomicBool::new(true);
 
 fn clone_legacy(
     plan: &ChildPlan,

@@ -82,6 +82,7 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
         },
         cgroup_procs: -1,
         report: &mut report,
+        handlers_cleared: false,
     };
     let cloned = clone_child(
         &mut plan,
@@ -133,6 +134,7 @@ pub(super) fn clone_anchor() -> io::Result<Cloned> {
         process_group: 0,
         cgroup_procs: -1,
         report: &mut report,
+        handlers_cleared: false,
     };
     let cloned = clone_child(&mut plan, None, None)?;
     // SAFETY: the child has exited, so nothing writes `report` any more.
