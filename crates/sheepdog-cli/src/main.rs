@@ -4,6 +4,7 @@
 //! plans, reports and `doctor` follow (see docs/ARCHITECTURE.md).
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -65,6 +66,11 @@ async fn run(argv: Vec<OsString>) -> ExitCode {
     };
     let mut command = sheepdog::Command::new(program);
     command.args(args);
+    // At a terminal, CMD may be interactive (an editor, a REPL): it gets the foreground, so it
+    // can read the terminal and gets Ctrl-C itself; sheepdog takes the terminal back after.
+    if std::io::stdin().is_terminal() {
+        command.foreground(true);
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(err) => {

@@ -154,3 +154,52 @@ impl Drop for KillOnDrop {
             .status();
     }
 }
+
+/// At a terminal, `sheepdog run` gives CMD the foreground: an interactive command can read the
+/// terminal (a background group reading it would be stopped with SIGTTIN and hang), and the
+/// terminal comes back to sheepdog afterwards. Driven through a pseudo-terminal from python3.
+#[test]
+fn run_at_a_terminal_gives_the_command_the_foreground() {
+    let script = r#"
+import os, pty, select, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "run", "--", "sh", "-c", "read line; echo got-$line"])
+os.write(fd, b"hello\n")
+out = b""
+while True:
+    ready, _, _ = select.select([fd], [], [], 20)
+    if not ready:
+        break
+    try:
+        data = os.read(fd, 1024)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+done, status = os.waitpid(pid, os.WNOHANG)
+if done == 0:
+    # Stuck (the command stopped by SIGTTIN, say): end sheepdog; its sentinel ends the rest.
+    os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), out.decode(errors="replace").replace("\r", ""))
+"#;
+    let out = match Command::new("python3")
+        .args(["-c", script, env!("CARGO_BIN_EXE_sheepdog")])
+        .env("SHEEPDOG_TEST", "cli_foreground")
+        .output()
+    {
+        Ok(out) => out,
+        Err(err) => {
+            eprintln!("skipping: python3 is needed to drive a pseudo-terminal: {err}");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("0 ") && text.contains("got-hello"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -32,6 +32,8 @@ pub struct Child {
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
     path: SpawnPath,
+    /// The terminal whose foreground the child holds; dropping it gives the foreground back.
+    terminal: Option<sys::Terminal>,
     /// The private herd of a child started by `Command::spawn`, killed with it. Boxed: most
     /// children (those of a shared herd) have none, and a `Child` stays small when thousands
     /// are held.
@@ -47,6 +49,7 @@ impl Child {
             stdout: stdout.map(ChildStdout::new),
             stderr: stderr.map(ChildStderr::new),
             path: spawned.path,
+            terminal: spawned.terminal,
             herd: None,
         }
     }
@@ -83,7 +86,9 @@ impl Child {
     /// ```
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         self.stdin = None;
-        self.process.wait().await
+        let status = self.process.wait().await?;
+        self.terminal = None; // the foreground goes back
+        Ok(status)
     }
 
     /// The status if the process has exited (reaping it), or `None` if it is still running.
@@ -95,7 +100,11 @@ impl Child {
     /// # Ok(()) }
     /// ```
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        self.process.try_wait()
+        let status = self.process.try_wait()?;
+        if status.is_some() {
+            self.terminal = None; // the foreground goes back
+        }
+        Ok(status)
     }
 
     /// Sends `signal` to the process (`pidfd_send_signal(2)`). Fails if the process has already

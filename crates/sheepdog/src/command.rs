@@ -46,6 +46,7 @@ pub struct Command {
     stdout: Stdio,
     stderr: Stdio,
     passed_fds: Vec<(RawFd, Arc<OwnedFd>)>,
+    foreground: bool,
 }
 
 impl Command {
@@ -68,6 +69,7 @@ impl Command {
             stdout: Stdio::inherit(),
             stderr: Stdio::inherit(),
             passed_fds: Vec::new(),
+            foreground: false,
         }
     }
 
@@ -224,6 +226,25 @@ impl Command {
         self
     }
 
+    /// Gives the child the controlling terminal's foreground while it runs, for interactive
+    /// programs (editors, REPLs, pagers) that read the terminal or should get its Ctrl-C.
+    ///
+    /// A herd's children run in background process groups of their own, and one that reads
+    /// the terminal is stopped (SIGTTIN). With this, the child makes its group the foreground
+    /// before it execs; the foreground goes back to the group that had it when the child is
+    /// waited for or its `Child` dropped. Spawning fails if this process has no controlling
+    /// terminal.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let status = sheepdog::Command::new("vi").foreground(true).spawn()?.wait().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn foreground(&mut self, interactive: bool) -> &mut Command {
+        self.foreground = interactive;
+        self
+    }
+
     /// Starts the program in a private [`Herd`](crate::Herd); the returned [`Child`] watches
     /// it. Everything the program starts stays in that herd, and dropping the `Child` kills the
     /// whole tree. Use [`Herd::spawn`](crate::Herd::spawn) to put several programs in one herd.
@@ -292,6 +313,10 @@ impl Command {
 
     pub(crate) fn get_arg0(&self) -> Option<&OsStr> {
         self.arg0.as_deref()
+    }
+
+    pub(crate) fn get_foreground(&self) -> bool {
+        self.foreground
     }
 
     pub(crate) fn get_env_clear(&self) -> bool {

@@ -28,6 +28,8 @@ pub(super) struct ChildPlan {
     pub process_group: c_int,
     /// An open `cgroup.procs` to write `0` into (joins that cgroup), or `-1`.
     pub cgroup_procs: c_int,
+    /// The controlling terminal, to make the child's process group its foreground, or `-1`.
+    pub terminal: c_int,
     /// Where a failure is reported; the parent reads it after it resumes.
     pub report: *mut ChildReport,
     /// The kernel already reset caught signals to default (`CLONE_CLEAR_SIGHAND`); only
@@ -49,6 +51,7 @@ pub(super) enum Stage {
     #[default]
     None,
     ProcessGroup,
+    Terminal,
     Cgroup,
     WorkingDirectory,
     Stdio,
@@ -120,6 +123,23 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> ChildReport {
             let ret = syscall(libc::SYS_setpgid, &[0, plan.process_group as usize]);
             if ret < 0 {
                 return fail(Stage::ProcessGroup, ret);
+            }
+        }
+
+        if plan.terminal >= 0 {
+            // All signals are blocked here, so the SIGTTOU a background group gets for this is
+            // not delivered.
+            let pgid = syscall(libc::SYS_getpgid, &[0]) as libc::pid_t;
+            let ret = syscall(
+                libc::SYS_ioctl,
+                &[
+                    plan.terminal as usize,
+                    libc::TIOCSPGRP as usize,
+                    &pgid as *const libc::pid_t as usize,
+                ],
+            );
+            if ret < 0 {
+                return fail(Stage::Terminal, ret);
             }
         }
 

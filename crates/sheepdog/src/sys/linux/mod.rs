@@ -10,6 +10,7 @@ mod raw;
 mod reaper;
 mod sentinel;
 mod spawn;
+mod terminal;
 
 pub(crate) use clone::force as force_spawn_path;
 pub use clone::SpawnPath;
@@ -17,3 +18,4 @@ pub(crate) use container::{cgroup_parent, CgroupError, Container};
 pub(crate) use process::Process;
 pub(crate) use reaper::outstanding as background_work;
 pub(crate) use spawn::{spawn, CgroupTarget, ProcessGroup, SpawnTarget, Spawned};
+pub(crate) use terminal::Terminal;

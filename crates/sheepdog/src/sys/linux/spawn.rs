@@ -14,6 +14,7 @@ use rustix::pipe::{pipe_with, PipeFlags};
 use super::child::{ChildPlan, ChildReport, Stage};
 use super::clone::{clone_child, log_demotion, Cloned, SpawnPath};
 use super::process::{reap_now, Process};
+use super::terminal::Terminal;
 use crate::command::{Command, StdioKind};
 use crate::error::Error;
 
@@ -51,6 +52,8 @@ pub(crate) struct Spawned {
     pub process: Process,
     pub stdio: [Option<OwnedFd>; 3],
     pub path: SpawnPath,
+    /// The terminal whose foreground the child took (see `Command::foreground`).
+    pub terminal: Option<Terminal>,
 }
 
 /// Starts `cmd` as `target` says.
@@ -65,6 +68,11 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
     };
     let mut stdio = StdioPlan::new(cmd).map_err(|(action, err)| os_err(action)(err))?;
     let passed = passed_fds(cmd, &mut stdio.keep).map_err(os_err("prepare passed descriptors"))?;
+    let terminal = cmd
+        .get_foreground()
+        .then(Terminal::open)
+        .transpose()
+        .map_err(os_err("open the controlling terminal"))?;
 
     let mut report = ChildReport::default();
     let mut plan = ChildPlan {
@@ -81,6 +89,7 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
             ProcessGroup::Join(pgid) => pgid,
         },
         cgroup_procs: -1,
+        terminal: terminal.as_ref().map_or(-1, Terminal::raw_fd),
         report: &mut report,
         handlers_cleared: false,
     };
@@ -108,6 +117,7 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
         process: Process::new(cloned.pid, cloned.pidfd),
         stdio: stdio.parent_ends,
         path: cloned.path,
+        terminal,
     })
 }
 
@@ -133,6 +143,7 @@ pub(super) fn clone_anchor() -> io::Result<Cloned> {
         passed_fds_len: 0,
         process_group: 0,
         cgroup_procs: -1,
+        terminal: -1,
         report: &mut report,
         handlers_cleared: false,
     };
@@ -315,6 +326,7 @@ impl ExecPlan {
                 }
             }
             Stage::ProcessGroup => os(JOIN_GROUP),
+            Stage::Terminal => os("take the terminal's foreground"),
             Stage::Cgroup => os("join the cgroup"),
             Stage::Stdio => os("set up stdin/stdout/stderr"),
             Stage::PassedFd => os("pass a descriptor"),
