@@ -2,10 +2,14 @@
 
 use std::io;
 
+use tokio::time::Instant;
+
+use crate::command::Command;
 use crate::herd::Herd;
 use crate::pipe::{ChildStderr, ChildStdin, ChildStdout};
 use crate::signal::Signal;
 use crate::status::ExitStatus;
+use crate::stop::StopPlan;
 use crate::sys::{self, SpawnPath};
 
 /// A started process.
@@ -34,6 +38,10 @@ pub struct Child {
     path: SpawnPath,
     /// The terminal whose foreground the child holds; dropping it gives the foreground back.
     terminal: Option<sys::Terminal>,
+    /// When the child's time is up and how its tree is then stopped (`Command::timeout`).
+    deadline: Option<Box<Deadline>>,
+    /// The deadline passed and the stop plan ran.
+    timed_out: bool,
     /// The private herd of a child started by `Command::spawn`, killed with it. Boxed: most
     /// children (those of a shared herd) have none, and a `Child` stays small when thousands
     /// are held.
@@ -41,8 +49,14 @@ pub struct Child {
 }
 
 impl Child {
-    pub(crate) fn new(spawned: sys::Spawned) -> Child {
+    pub(crate) fn new(spawned: sys::Spawned, cmd: &Command) -> Child {
         let [stdin, stdout, stderr] = spawned.stdio;
+        let deadline = cmd.get_timeout().map(|(timeout, plan)| {
+            Box::new(Deadline {
+                at: Instant::now() + timeout,
+                plan: plan.clone(),
+            })
+        });
         Child {
             process: spawned.process,
             stdin: stdin.map(ChildStdin::new),
@@ -50,6 +64,8 @@ impl Child {
             stderr: stderr.map(ChildStderr::new),
             path: spawned.path,
             terminal: spawned.terminal,
+            deadline,
+            timed_out: false,
             herd: None,
         }
     }
@@ -86,9 +102,42 @@ impl Child {
     /// ```
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         self.stdin = None;
-        let status = self.process.wait().await?;
+        let mut status = match self.deadline.as_deref().cloned() {
+            Some(deadline) if !self.timed_out => {
+                match tokio::time::timeout_at(deadline.at, self.process.wait()).await {
+                    Ok(status) => status?,
+                    Err(_elapsed) => {
+                        self.timed_out = true;
+                        self.stop_by(&deadline.plan).await?;
+                        self.process.wait().await?
+                    }
+                }
+            }
+            _ => self.process.wait().await?,
+        };
+        status.timed_out = self.timed_out;
         self.terminal = None; // the foreground goes back
         Ok(status)
+    }
+
+    /// Runs `plan` on the child's private herd, or, for a child of a shared herd, on the child
+    /// alone.
+    async fn stop_by(&mut self, plan: &StopPlan) -> io::Result<()> {
+        if let Some(herd) = &self.herd {
+            herd.stop_with(plan, Some(self)).await?;
+            return Ok(());
+        }
+        for step in plan.steps() {
+            let _ = self.signal(step.signal());
+            let _ = self.signal(Signal::CONT);
+            if tokio::time::timeout(step.wait(), self.process.wait())
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        self.kill()
     }
 
     /// The status if the process has exited (reaping it), or `None` if it is still running.
@@ -100,8 +149,9 @@ impl Child {
     /// # Ok(()) }
     /// ```
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let status = self.process.try_wait()?;
-        if status.is_some() {
+        let mut status = self.process.try_wait()?;
+        if let Some(status) = &mut status {
+            status.timed_out = self.timed_out;
             self.terminal = None; // the foreground goes back
         }
         Ok(status)
@@ -251,4 +301,11 @@ impl Drop for Child {
             );
         }
     }
+}
+
+/// When a child's time is up, and how its tree is then stopped.
+#[derive(Debug, Clone)]
+struct Deadline {
+    at: Instant,
+    plan: StopPlan,
 }

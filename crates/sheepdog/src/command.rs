@@ -10,9 +10,11 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::child::Child;
 use crate::error::Error;
+use crate::stop::StopPlan;
 
 /// A program to run, with its arguments, environment, working directory and stdio.
 ///
@@ -47,6 +49,8 @@ pub struct Command {
     stderr: Stdio,
     passed_fds: Vec<(RawFd, Arc<OwnedFd>)>,
     foreground: bool,
+    timeout: Option<Duration>,
+    stop_plan: StopPlan,
 }
 
 impl Command {
@@ -70,6 +74,8 @@ impl Command {
             stderr: Stdio::inherit(),
             passed_fds: Vec::new(),
             foreground: false,
+            timeout: None,
+            stop_plan: StopPlan::default(),
         }
     }
 
@@ -226,6 +232,50 @@ impl Command {
         self
     }
 
+    /// Bounds the child's run time: `timeout` after it started, [`Child::wait`] stops its herd
+    /// by the [stop plan](Command::stop_plan) and returns a status that says it
+    /// [timed out](crate::ExitStatus::timed_out). For a child of a shared herd
+    /// ([`Herd::spawn`](crate::Herd::spawn)) only the child itself is stopped.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let status = sheepdog::Command::new("sleep")
+    ///     .arg("100")
+    ///     .timeout(std::time::Duration::from_secs(1))
+    ///     .spawn()?
+    ///     .wait()
+    ///     .await?;
+    /// assert!(status.timed_out());
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Command {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How a timed-out child's tree is stopped ([`StopPlan::default`]: SIGTERM, 5 s, SIGKILL).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sheepdog::{Signal, StopPlan, StopTarget};
+    /// let mut cmd = sheepdog::Command::new("server");
+    /// cmd.stop_plan(StopPlan::new().then(Signal::INT, StopTarget::Leader, Duration::from_secs(2)));
+    /// ```
+    pub fn stop_plan(&mut self, plan: StopPlan) -> &mut Command {
+        self.stop_plan = plan;
+        self
+    }
+
+    /// Shorthand for the stop plan "SIGTERM to the tree, wait `grace`, kill".
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("server");
+    /// cmd.grace(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn grace(&mut self, grace: Duration) -> &mut Command {
+        self.stop_plan(StopPlan::grace(grace))
+    }
+
     /// Gives the child the controlling terminal's foreground while it runs, for interactive
     /// programs (editors, REPLs, pagers) that read the terminal or should get its Ctrl-C.
     ///
@@ -313,6 +363,10 @@ impl Command {
 
     pub(crate) fn get_arg0(&self) -> Option<&OsStr> {
         self.arg0.as_deref()
+    }
+
+    pub(crate) fn get_timeout(&self) -> Option<(Duration, &StopPlan)> {
+        self.timeout.map(|timeout| (timeout, &self.stop_plan))
     }
 
     pub(crate) fn get_foreground(&self) -> bool {

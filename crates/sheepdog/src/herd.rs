@@ -10,6 +10,7 @@ use crate::child::Child;
 use crate::command::Command;
 use crate::error::Error;
 use crate::signal::Signal;
+use crate::stop::{StopPlan, StopReport, StopTarget};
 use crate::sys;
 
 /// The container of a process tree.
@@ -81,7 +82,9 @@ impl Herd {
     /// # Ok(()) }
     /// ```
     pub fn spawn(&self, cmd: &Command) -> Result<Child, Error> {
-        self.container().spawn(cmd).map(Child::new)
+        self.container()
+            .spawn(cmd)
+            .map(|spawned| Child::new(spawned, cmd))
     }
 
     /// Kills every process in the herd at once and returns when none is left.
@@ -103,10 +106,9 @@ impl Herd {
             .map_err(|err| self.context("wait for", err))
     }
 
-    /// Stops the herd gracefully: resumes it if frozen, sends SIGTERM (then SIGCONT, for
-    /// stopped members) to every member, and waits up to `grace` for the whole tree to exit.
-    /// Whatever is left then is killed. The report says who was signalled and whether the kill
-    /// was needed.
+    /// Stops the herd gracefully: [`StopPlan::grace`] — SIGTERM to every member, up to `grace`
+    /// for the whole tree to exit, then a kill for whatever is left. The report says who was
+    /// signalled and whether the kill was needed.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -117,36 +119,95 @@ impl Herd {
     /// # Ok(()) }
     /// ```
     pub async fn stop(&self, grace: Duration) -> io::Result<StopReport> {
+        self.stop_with(&StopPlan::grace(grace), None).await
+    }
+
+    /// Stops the herd by `plan`: resumes it if frozen or stopped, runs each step (a signal to
+    /// `leader`, or to the tree when there is no leader or the step says so, and a wait for the
+    /// tree to empty), and kills whatever is left at the end. Escalation is timed by the tree
+    /// emptying, not by the leader exiting.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use sheepdog::{Signal, StopPlan, StopTarget};
+    /// let herd = sheepdog::Herd::new()?;
+    /// let server = herd.spawn(&sheepdog::Command::new("my-server"))?;
+    /// let plan = StopPlan::new()
+    ///     .then(Signal::INT, StopTarget::Leader, Duration::from_secs(3))
+    ///     .then(Signal::TERM, StopTarget::Tree, Duration::from_secs(3));
+    /// let report = herd.stop_with(&plan, Some(&server)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn stop_with(
+        &self,
+        plan: &StopPlan,
+        leader: Option<&Child>,
+    ) -> io::Result<StopReport> {
         let started = Instant::now();
         let container = self.container();
         container
             .thaw_now()
             .map_err(|err| self.context("thaw", err))?;
-        let terminated = container
-            .signal_members(Signal::TERM)
-            .map_err(|err| self.context("signal", err))?;
-        container
-            .signal_members(Signal::CONT)
-            .map_err(|err| self.context("signal", err))?;
-        let exited = tokio::time::timeout(grace, container.wait_empty()).await;
-        let left_at_kill = match exited {
-            Ok(result) => {
-                result.map_err(|err| self.context("wait for", err))?;
+        let mut signalled = Vec::new();
+        for step in plan.steps() {
+            let pids = match (step.target(), leader) {
+                (StopTarget::Leader, Some(leader)) => {
+                    // A leader that is gone already gets nothing; the tree may still be there.
+                    let sent = leader.signal(step.signal()).is_ok();
+                    let _ = leader.signal(Signal::CONT);
+                    if sent {
+                        vec![leader.pid()]
+                    } else {
+                        Vec::new()
+                    }
+                }
+                _ => {
+                    let pids = container
+                        .signal_members(step.signal())
+                        .map_err(|err| self.context("signal", err))?;
+                    // Stopped members act on the signal only once continued.
+                    container
+                        .signal_members(Signal::CONT)
+                        .map_err(|err| self.context("signal", err))?;
+                    pids
+                }
+            };
+            signalled.push((step.signal(), pids));
+            if tokio::time::timeout(step.wait(), container.wait_empty())
+                .await
+                .is_ok()
+            {
                 container.kill_strays();
-                None
+                return Ok(StopReport {
+                    signalled,
+                    left_at_kill: None,
+                    elapsed: started.elapsed(),
+                });
             }
-            Err(_elapsed) => {
-                let left = container.members().map_or(0, |m| m.len());
-                self.kill().await?;
-                Some(left)
-            }
-        };
+        }
+        let left = container.members().map_or(0, |m| m.len());
+        self.kill().await?;
         Ok(StopReport {
-            terminated,
-            left_at_kill,
-            grace,
+            signalled,
+            left_at_kill: (left > 0).then_some(left),
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Sends `signal` to every member (each through a verified pidfd); returns their pids. For
+    /// programs that forward a signal they got to the tree they run.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// herd.signal(sheepdog::Signal::HUP)?; // "reload your configuration"
+    /// # Ok(()) }
+    /// ```
+    pub fn signal(&self, signal: Signal) -> io::Result<Vec<u32>> {
+        self.container()
+            .signal_members(signal)
+            .map_err(|err| self.context("signal", err))
     }
 
     /// Returns when no process is left in the herd (learned by event, not by polling).
@@ -579,79 +640,5 @@ pub fn host_containment() -> HostContainment {
             mechanism: Some(Mechanism::ProcessGroup),
             reason: format!("falling back to a process group per herd: {why}"),
         },
-    }
-}
-
-/// What [`Herd::stop`] did.
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let herd = sheepdog::Herd::new()?;
-/// let report = herd.stop(std::time::Duration::from_secs(1)).await?;
-/// println!("{report}");
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StopReport {
-    terminated: Vec<u32>,
-    left_at_kill: Option<usize>,
-    grace: Duration,
-    elapsed: Duration,
-}
-
-impl StopReport {
-    /// The pids that were sent SIGTERM.
-    ///
-    /// ```no_run
-    /// # fn demo(report: sheepdog::StopReport) {
-    /// println!("{} processes got SIGTERM", report.terminated().len());
-    /// # }
-    /// ```
-    pub fn terminated(&self) -> &[u32] {
-        &self.terminated
-    }
-
-    /// Whether the grace period ran out and the rest of the tree had to be killed.
-    ///
-    /// ```no_run
-    /// # fn demo(report: sheepdog::StopReport) {
-    /// if report.escalated() { println!("had to kill"); }
-    /// # }
-    /// ```
-    pub fn escalated(&self) -> bool {
-        self.left_at_kill.is_some()
-    }
-
-    /// How many processes were still there when the kill came, if it came.
-    ///
-    /// ```no_run
-    /// # fn demo(report: sheepdog::StopReport) {
-    /// println!("{:?}", report.killed());
-    /// # }
-    /// ```
-    pub fn killed(&self) -> Option<usize> {
-        self.left_at_kill
-    }
-
-    /// How long the stop took, until the tree was gone.
-    ///
-    /// ```no_run
-    /// # fn demo(report: sheepdog::StopReport) {
-    /// println!("{:?}", report.elapsed());
-    /// # }
-    /// ```
-    pub fn elapsed(&self) -> Duration {
-        self.elapsed
-    }
-}
-
-impl fmt::Display for StopReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIGTERM to {} process(es); ", self.terminated.len())?;
-        match self.left_at_kill {
-            None => write!(f, "all exited within the grace period"),
-            Some(left) => write!(f, "{left} still there after {:?}, killed", self.grace),
-        }?;
-        write!(f, " ({:?} in all)", self.elapsed)
     }
 }

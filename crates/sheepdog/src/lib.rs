@@ -28,17 +28,17 @@ mod herd;
 mod pipe;
 mod signal;
 mod status;
+mod stop;
 mod sys;
 
 pub use child::Child;
 pub use command::{Command, Stdio};
 pub use error::Error;
-pub use herd::{
-    host_containment, Containment, Herd, HerdBuilder, HostContainment, Mechanism, StopReport,
-};
+pub use herd::{host_containment, Containment, Herd, HerdBuilder, HostContainment, Mechanism};
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
 pub use signal::Signal;
 pub use status::{ExitStatus, ResourceUsage};
+pub use stop::{StopPlan, StopReport, StopStep, StopTarget};
 pub use sys::SpawnPath;
 
 /// Seams for sheepdog's own tests and benchmarks; not part of the API.
@@ -76,6 +76,6 @@ pub mod __private {
                 Some(pgid) => ProcessGroup::Join(pgid),
             },
         };
-        crate::sys::spawn(cmd, &target).map(Child::new)
+        crate::sys::spawn(cmd, &target).map(|spawned| Child::new(spawned, cmd))
     }
 }

@@ -21,6 +21,7 @@ use crate::signal::Signal;
 pub struct ExitStatus {
     pub(crate) end: End,
     pub(crate) usage: ResourceUsage,
+    pub(crate) timed_out: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +39,20 @@ impl ExitStatus {
     /// # Ok(()) }
     /// ```
     pub fn success(&self) -> bool {
-        self.end == End::Exited(0)
+        self.end == End::Exited(0) && !self.timed_out
+    }
+
+    /// Whether the process ran into its [`Command::timeout`](crate::Command::timeout) and was
+    /// stopped; [`code`](ExitStatus::code) or [`signal`](ExitStatus::signal) tell how it ended.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let status = sheepdog::Command::new("true").spawn()?.wait().await?;
+    /// assert!(!status.timed_out());
+    /// # Ok(()) }
+    /// ```
+    pub fn timed_out(&self) -> bool {
+        self.timed_out
     }
 
     /// The exit code, or `None` when a signal ended the process.
@@ -105,6 +119,9 @@ impl ExitStatus {
 
 impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.timed_out {
+            f.write_str("timed out, then ")?;
+        }
         match self.end {
             End::Exited(code) => write!(f, "exited with code {code}"),
             End::Signaled {

@@ -260,6 +260,7 @@ pub(super) fn waitid(target: Target, extra_flags: i32) -> io::Result<Option<Exit
         Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
     };
     Ok(Some(ExitStatus {
+        timed_out: false,
         end,
         usage: ResourceUsage {
             user_time: time(usage.ru_utime),
