@@ -1,13 +1,16 @@
 //! `sheepdog`: run programs so that nothing they start escapes.
-//!
-//! For now `run` starts one command with inherited stdio and exits as it did; timeouts, stop
-//! plans, reports and `doctor` follow (see docs/ARCHITECTURE.md).
+
+mod doctor;
+mod duration;
+mod report;
+mod run;
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use sheepdog::Signal;
 
 #[derive(Parser)]
 #[command(
@@ -22,28 +25,76 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Verb {
-    /// Run CMD with inherited stdio and exit with its status.
+    /// Run CMD in a herd: everything it starts stays in it and ends with it.
     ///
-    /// Exit status: CMD's own code; 128+N if signal N killed it; 125 if sheepdog itself failed;
-    /// 126 if CMD was found but is not executable; 127 if CMD was not found.
-    #[command(
-        after_help = "Examples:\n  sheepdog run -- sh -c 'echo hello from $$'\n  \
-                            sheepdog run -- make -j2"
-    )]
+    /// Signals sheepdog gets (INT, TERM, HUP, QUIT) go on to the whole tree. When CMD ends,
+    /// whatever it left running is stopped, and a short report goes to stderr.
+    ///
+    /// Exit status: CMD's own code; 124 if it timed out; 125 if sheepdog itself failed; 126 if
+    /// CMD was found but is not executable; 127 if CMD was not found; 128+N if signal N killed it.
+    #[command(after_help = "Examples:\n  \
+        sheepdog run -- make -j2\n  \
+        sheepdog run --timeout 2s -- sh -c 'sleep 100 & sleep 100 & wait'\n  \
+        sheepdog run --timeout 1m --grace 10s --signal INT -- ./server\n  \
+        sheepdog run --json -- cargo test")]
     Run {
+        /// Stop CMD's tree after this long (500ms, 2s, 1m30s; a bare number is seconds).
+        #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
+        timeout: Option<Duration>,
+        /// How long the tree gets to exit after the stop signal, before SIGKILL.
+        #[arg(long, visible_alias = "kill-after", value_parser = duration::parse,
+              default_value = "5s", value_name = "DURATION")]
+        grace: Duration,
+        /// The signal that asks the tree to stop (name or number: TERM, INT, SIGHUP, 9).
+        #[arg(long, value_parser = parse_signal, default_value = "TERM", value_name = "SIGNAL")]
+        signal: Signal,
+        /// Print the report as one JSON object (on stderr) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Print no report.
+        #[arg(long, short, conflicts_with = "json")]
+        quiet: bool,
         /// The program to run and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
         cmd: Vec<OsString>,
     },
+    /// Show what containment this host gives herds, and why.
+    #[command(after_help = "Examples:\n  sheepdog doctor\n  sheepdog doctor --json")]
+    Doctor {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-/// timeout(1)'s conventions for failures of the runner itself.
-const EXIT_INTERNAL: u8 = 125;
-const EXIT_NOT_EXECUTABLE: u8 = 126;
-const EXIT_NOT_FOUND: u8 = 127;
+fn parse_signal(text: &str) -> Result<Signal, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if let Ok(number) = name.parse::<i32>() {
+        return Signal::from_raw(number)
+            .ok_or_else(|| format!("`{text}`: signal numbers go from 1 to 64"));
+    }
+    (1..=64)
+        .filter_map(Signal::from_raw)
+        .find(|signal| signal.name() == Some(&format!("SIG{name}")))
+        .ok_or_else(|| {
+            format!("`{text}` is not a signal name: try TERM, INT, HUP, KILL or a number")
+        })
+}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are not failures; a bad argument is sheepdog's own (125).
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() {
+                run::EXIT_INTERNAL
+            } else {
+                0
+            });
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -51,46 +102,25 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("sheepdog: cannot start the async runtime: {err}");
-            return ExitCode::from(EXIT_INTERNAL);
+            return ExitCode::from(run::EXIT_INTERNAL);
         }
     };
     match cli.command {
-        Verb::Run { cmd } => runtime.block_on(run(cmd)),
-    }
-}
-
-async fn run(argv: Vec<OsString>) -> ExitCode {
-    let Some((program, args)) = argv.split_first() else {
-        eprintln!("sheepdog run: missing CMD; usage: sheepdog run -- CMD [ARGS...]");
-        return ExitCode::from(EXIT_INTERNAL);
-    };
-    let mut command = sheepdog::Command::new(program);
-    command.args(args);
-    // At a terminal, CMD may be interactive (an editor, a REPL): it gets the foreground, so it
-    // can read the terminal and gets Ctrl-C itself; sheepdog takes the terminal back after.
-    if std::io::stdin().is_terminal() {
-        command.foreground(true);
-    }
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(err) => {
-            eprintln!("sheepdog: {err}");
-            return ExitCode::from(match err {
-                sheepdog::Error::NotFound { .. } => EXIT_NOT_FOUND,
-                sheepdog::Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
-                _ => EXIT_INTERNAL,
-            });
-        }
-    };
-    match child.wait().await {
-        Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => ExitCode::from(code as u8),
-            (None, Some(signal)) => ExitCode::from(128 + signal.as_raw() as u8),
-            (None, None) => ExitCode::from(EXIT_INTERNAL),
-        },
-        Err(err) => {
-            eprintln!("sheepdog: waiting for {}: {err}", program.to_string_lossy());
-            ExitCode::from(EXIT_INTERNAL)
-        }
+        Verb::Run {
+            timeout,
+            grace,
+            signal,
+            json,
+            quiet,
+            cmd,
+        } => runtime.block_on(run::run(run::RunOptions {
+            cmd,
+            timeout,
+            grace,
+            signal,
+            json,
+            quiet,
+        })),
+        Verb::Doctor { json } => runtime.block_on(doctor::doctor(json)),
     }
 }

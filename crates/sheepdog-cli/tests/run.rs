@@ -12,10 +12,24 @@ fn sheepdog(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn run_passes_output_and_exit_code_through() {
-    let out = sheepdog(&["run", "--", "sh", "-c", "echo hello; echo oops >&2; exit 3"]);
+    let out = sheepdog(&[
+        "run",
+        "--quiet",
+        "--",
+        "sh",
+        "-c",
+        "echo hello; echo oops >&2; exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(out.stdout, b"hello\n");
-    assert_eq!(out.stderr, b"oops\n");
+    assert_eq!(out.stderr, b"oops\n", "--quiet adds nothing to stderr");
+    // Without --quiet, the report follows what the command wrote.
+    let out = sheepdog(&["run", "--", "sh", "-c", "echo oops >&2; exit 3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("oops\nsheepdog: `sh` exited with code 3 after "),
+        "{stderr}"
+    );
 }
 
 /// What the command leaves running in the background dies with it (the README's main job).
@@ -201,5 +215,193 @@ print(os.waitstatus_to_exitcode(status), out.decode(errors="replace").replace("\
         text.starts_with("0 ") && text.contains("got-hello"),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Live processes whose environment carries `SHEEPDOG_TEST=marker` (descendants inherit it).
+fn alive(marker: &str) -> Vec<u32> {
+    let needle = format!("SHEEPDOG_TEST={marker}");
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|r| r.1.trim_start().chars().next());
+            !matches!(state, None | Some('Z'))
+        })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .collect()
+}
+
+fn sheepdog_marked(marker: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sheepdog"))
+        .args(args)
+        .env("SHEEPDOG_TEST", marker)
+        .output()
+        .expect("run the sheepdog binary")
+}
+
+#[test]
+fn timeout_exits_124_and_leaves_nothing() {
+    let marker = format!("cli_timeout-{}", std::process::id());
+    let out = sheepdog_marked(
+        &marker,
+        &[
+            "run",
+            "--timeout",
+            "300ms",
+            "--",
+            "sh",
+            "-c",
+            "sleep 100 & sleep 100 & wait",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        report.contains("timed out and was killed by SIGTERM"),
+        "{report}"
+    );
+    assert!(alive(&marker).is_empty(), "left: {:?}", alive(&marker));
+}
+
+#[test]
+fn timeout_escalates_against_a_tree_that_ignores_sigterm() {
+    let marker = format!("cli_timeout_kill-{}", std::process::id());
+    let out = sheepdog_marked(
+        &marker,
+        &[
+            "run",
+            "--timeout",
+            "200ms",
+            "--grace",
+            "300ms",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; sleep 100 & wait",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(124));
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(report.contains("killed by SIGKILL"), "{report}");
+    assert!(alive(&marker).is_empty(), "left: {:?}", alive(&marker));
+}
+
+/// SIGTERM and SIGINT sent to sheepdog reach the command, which decides how to end.
+#[test]
+fn signals_to_sheepdog_reach_the_tree() {
+    for (signal, number) in [("TERM", 15), ("INT", 2)] {
+        let marker = format!("cli_forward_{signal}-{}", std::process::id());
+        let script = format!(
+            "trap 'echo got-{signal}; exit 7' {signal}; echo ready; while :; do sleep 0.05; done"
+        );
+        let mut sheepdog = Command::new(env!("CARGO_BIN_EXE_sheepdog"))
+            .args(["run", "--quiet", "--", "sh", "-c", &script])
+            .env("SHEEPDOG_TEST", &marker)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run sheepdog");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+            sheepdog.stdout.take().expect("stdout"),
+        ));
+        assert_eq!(lines.next().expect("a line").expect("read"), "ready");
+        let status = Command::new("kill")
+            .args([&format!("-{number}"), &sheepdog.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        assert_eq!(
+            lines.next().expect("a line").expect("read"),
+            format!("got-{signal}")
+        );
+        assert_eq!(sheepdog.wait().expect("wait").code(), Some(7));
+        assert!(alive(&marker).is_empty(), "left: {:?}", alive(&marker));
+    }
+}
+
+#[test]
+fn json_report_parses_and_adds_up() {
+    let marker = format!("cli_json-{}", std::process::id());
+    let out = sheepdog_marked(
+        &marker,
+        &[
+            "run",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "sleep 100 >/dev/null & exit 2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(stderr.lines().last().expect("a report")).expect("valid JSON");
+    assert_eq!(report["outcome"], "exited");
+    assert_eq!(report["code"], 2);
+    assert_eq!(report["signal"], serde_json::Value::Null);
+    assert_eq!(report["timed_out"], false);
+    assert_eq!(report["left_running"], 1, "the background sleep: {report}");
+    assert_eq!(report["command"][0], "sh");
+    let wall = report["wall_ms"].as_f64().expect("wall_ms");
+    assert!(wall > 0.0 && wall < 60_000.0, "{report}");
+    assert!(report["max_rss_bytes"].as_u64().expect("max_rss_bytes") > 0);
+    assert!(alive(&marker).is_empty(), "left: {:?}", alive(&marker));
+}
+
+#[test]
+fn doctor_agrees_with_host_containment() {
+    let out = sheepdog(&["doctor", "--json"]);
+    assert!(out.status.success());
+    let doctor: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("doctor --json is JSON");
+    let expected = match sheepdog::host_containment().mechanism() {
+        Some(sheepdog::Mechanism::CgroupV2) => "cgroup v2",
+        Some(sheepdog::Mechanism::ProcessGroup) => "process group",
+        _ => "none",
+    };
+    assert_eq!(doctor["predicted"], expected, "{doctor}");
+    assert_eq!(doctor["mechanism"], expected, "{doctor}");
+    let text = sheepdog(&["doctor"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("mechanism:"));
+}
+
+#[test]
+fn bad_arguments_are_named_and_exit_125() {
+    let out = sheepdog(&["run", "--timeout", "5x", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--timeout") && stderr.contains("500ms"),
+        "{stderr}"
+    );
+    let out = sheepdog(&["run", "--signal", "NOPE", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a signal name"));
+    let out = sheepdog(&[
+        "run",
+        "--signal",
+        "hup",
+        "--timeout",
+        "100ms",
+        "--",
+        "sleep",
+        "10",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "lower case and no SIG prefix are fine"
     );
 }

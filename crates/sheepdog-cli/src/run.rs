@@ -1,0 +1,166 @@
+//! `sheepdog run`: CMD in a herd, with a timeout, signal forwarding, and a report.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use sheepdog::{Command, ExitStatus, Herd, Signal, StopPlan, StopTarget};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::report::Report;
+
+/// timeout(1)'s conventions.
+pub const EXIT_TIMED_OUT: u8 = 124;
+pub const EXIT_INTERNAL: u8 = 125;
+pub const EXIT_NOT_EXECUTABLE: u8 = 126;
+pub const EXIT_NOT_FOUND: u8 = 127;
+
+pub struct RunOptions {
+    pub cmd: Vec<OsString>,
+    pub timeout: Option<Duration>,
+    pub grace: Duration,
+    pub signal: Signal,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+/// Signals that reach sheepdog and go on, the same, to the tree.
+const FORWARDED: [Signal; 4] = [Signal::INT, Signal::TERM, Signal::HUP, Signal::QUIT];
+
+pub async fn run(options: RunOptions) -> ExitCode {
+    let started = Instant::now();
+    let Some((program, args)) = options.cmd.split_first() else {
+        eprintln!("sheepdog run: missing CMD; usage: sheepdog run [OPTIONS] -- CMD [ARGS...]");
+        return ExitCode::from(EXIT_INTERNAL);
+    };
+    let herd = match Herd::new() {
+        Ok(herd) => herd,
+        Err(err) => {
+            eprintln!("sheepdog: {err}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    let mut command = Command::new(program);
+    command.args(args);
+    // At a terminal, CMD may be interactive (an editor, a REPL): it gets the foreground, so it
+    // can read the terminal and gets Ctrl-C itself; sheepdog takes the terminal back after.
+    if std::io::stdin().is_terminal() {
+        command.foreground(true);
+    }
+    let mut child = match herd.spawn(&command) {
+        Ok(child) => child,
+        Err(err) => {
+            eprintln!("sheepdog: {err}");
+            return ExitCode::from(match err {
+                sheepdog::Error::NotFound { .. } => EXIT_NOT_FOUND,
+                sheepdog::Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
+                _ => EXIT_INTERNAL,
+            });
+        }
+    };
+
+    let mut forwarded = Vec::new();
+    for sig in FORWARDED {
+        match signal(SignalKind::from_raw(sig.as_raw())) {
+            Ok(stream) => forwarded.push((sig, stream)),
+            Err(err) => eprintln!("sheepdog: cannot forward {sig}: {err}"),
+        }
+    }
+    let plan = StopPlan::new().then(options.signal, StopTarget::Tree, options.grace);
+    let deadline = options
+        .timeout
+        .map(|timeout| tokio::time::Instant::now() + timeout);
+    let mut timed_out = false;
+
+    let status = loop {
+        let event = tokio::select! {
+            status = child.wait() => Event::Exited(status),
+            () = sleep_until(deadline), if !timed_out => Event::Deadline,
+            sig = next_signal(&mut forwarded) => Event::Signal(sig),
+        };
+        match event {
+            Event::Exited(status) => break status,
+            Event::Deadline => {
+                timed_out = true;
+                if let Err(err) = herd.stop_with(&plan, Some(&child)).await {
+                    eprintln!("sheepdog: stopping the tree after the timeout: {err}");
+                }
+            }
+            Event::Signal(sig) => {
+                if let Err(err) = herd.signal(sig) {
+                    eprintln!("sheepdog: forwarding {sig}: {err}");
+                }
+            }
+        }
+    };
+    let status = match status {
+        Ok(status) => status,
+        Err(err) => {
+            eprintln!("sheepdog: waiting for {}: {err}", program.to_string_lossy());
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+
+    // What the leader left running is stopped the same way a timeout would.
+    let left = herd.members().map_or(0, |members| members.len());
+    if left > 0 {
+        if let Err(err) = herd.stop_with(&plan, None).await {
+            eprintln!("sheepdog: stopping what was left: {err}");
+        }
+    }
+    let report = Report {
+        command: &options.cmd,
+        status: &status,
+        timed_out,
+        wall: started.elapsed(),
+        left_running: left,
+    };
+    if options.json {
+        eprintln!("{}", report.json());
+    } else if !options.quiet {
+        eprintln!("{report}");
+    }
+    exit_code(&status, timed_out)
+}
+
+enum Event {
+    Exited(std::io::Result<ExitStatus>),
+    Deadline,
+    Signal(Signal),
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next of the forwarded signals to arrive.
+async fn next_signal(streams: &mut [(Signal, tokio::signal::unix::Signal)]) -> Signal {
+    if streams.is_empty() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| {
+        for (sig, stream) in streams.iter_mut() {
+            if stream.poll_recv(cx).is_ready() {
+                return std::task::Poll::Ready(*sig);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// timeout(1)'s exit status: 124 when timed out, else CMD's code or 128 + its signal.
+fn exit_code(status: &ExitStatus, timed_out: bool) -> ExitCode {
+    if timed_out {
+        return ExitCode::from(EXIT_TIMED_OUT);
+    }
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitCode::from(code as u8),
+        (None, Some(signal)) => ExitCode::from(128u8.saturating_add(signal.as_raw() as u8)),
+        (None, None) => ExitCode::from(EXIT_INTERNAL),
+    }
+}
