@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use sheepdog::time::Sleep;
 use sheepdog::{Command, ExitStatus, Herd, Signal, StopPlan, StopTarget};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -67,20 +68,39 @@ pub async fn run(options: RunOptions) -> ExitCode {
             Err(err) => eprintln!("sheepdog: cannot forward {sig}: {err}"),
         }
     }
+    // Job control: on Ctrl-Z (SIGTSTP) the herd is frozen and the timeout paused while
+    // sheepdog is stopped; `fg`/`bg` continue all three.
+    let mut suspend = match signal(SignalKind::from_raw(Signal::TSTP.as_raw())) {
+        Ok(stream) => Some(stream),
+        Err(err) => {
+            eprintln!("sheepdog: cannot handle Ctrl-Z: {err}");
+            None
+        }
+    };
     let plan = StopPlan::new().then(options.signal, StopTarget::Tree, options.grace);
-    let deadline = options
-        .timeout
-        .map(|timeout| tokio::time::Instant::now() + timeout);
+    let mut deadline = options.timeout.map(Sleep::new);
     let mut timed_out = false;
 
     let status = loop {
         let event = tokio::select! {
             status = child.wait() => Event::Exited(status),
-            () = sleep_until(deadline), if !timed_out => Event::Deadline,
+            () = until(deadline.as_mut()), if !timed_out => Event::Deadline,
             sig = next_signal(&mut forwarded) => Event::Signal(sig),
+            _ = recv(suspend.as_mut()) => Event::Suspend,
         };
         match event {
             Event::Exited(status) => break status,
+            Event::Suspend => {
+                if let Some(deadline) = deadline.as_mut() {
+                    deadline.pause();
+                }
+                if let Err(err) = sheepdog::suspend(&[&herd]).await {
+                    eprintln!("sheepdog: suspending the tree: {err}");
+                }
+                if let Some(deadline) = deadline.as_mut() {
+                    deadline.resume();
+                }
+            }
             Event::Deadline => {
                 timed_out = true;
                 if let Err(err) = herd.stop_with(&plan, Some(&child)).await {
@@ -128,11 +148,23 @@ enum Event {
     Exited(std::io::Result<ExitStatus>),
     Deadline,
     Signal(Signal),
+    Suspend,
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+/// The deadline, if there is one.
+async fn until(deadline: Option<&mut Sleep>) {
     match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        Some(deadline) => deadline.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next arrival of a signal, if it is handled.
+async fn recv(stream: Option<&mut tokio::signal::unix::Signal>) {
+    match stream {
+        Some(stream) => {
+            stream.recv().await;
+        }
         None => std::future::pending().await,
     }
 }

@@ -405,3 +405,104 @@ fn bad_arguments_are_named_and_exit_125() {
         "lower case and no SIG prefix are fine"
     );
 }
+
+/// The cgroup.events file of the cgroup `pid` is in (cgroup v2), if any.
+fn cgroup_events_of(pid: u32) -> Option<std::path::PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mount = left.split(' ').nth(4)?;
+        (right.split(' ').next()? == "cgroup2").then(|| mount.to_owned())
+    })?;
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let relative = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(
+        std::path::Path::new(&mount)
+            .join(relative.trim_start_matches('/'))
+            .join("cgroup.events"),
+    )
+}
+
+fn poll_until(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    false
+}
+
+fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Ctrl-Z (SIGTSTP to sheepdog) freezes the tree and stops sheepdog; SIGCONT resumes both, and
+/// the time spent stopped does not count against the timeout.
+#[test]
+fn ctrl_z_suspends_the_tree_and_pauses_the_timeout() {
+    let marker = format!("cli_job_control-{}", std::process::id());
+    let mut sheepdog = Command::new(env!("CARGO_BIN_EXE_sheepdog"))
+        .args([
+            "run",
+            "--quiet",
+            "--timeout",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "sleep 100 & echo $!; wait",
+        ])
+        .env("SHEEPDOG_TEST", &marker)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sheepdog");
+    let guard = KillOnDrop(sheepdog.id());
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        sheepdog.stdout.take().expect("stdout"),
+    ));
+    let sleep: u32 = lines
+        .next()
+        .expect("a line")
+        .expect("read")
+        .parse()
+        .expect("the sleep's pid");
+    let events = cgroup_events_of(sleep);
+    let frozen = |want: &str| {
+        events
+            .as_ref()
+            .is_none_or(|e| std::fs::read_to_string(e).is_ok_and(|s| s.contains(want)))
+    };
+
+    let kill = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &sheepdog.id().to_string()])
+            .status()
+            .expect("kill")
+            .success());
+    };
+    kill("-TSTP");
+    assert!(
+        poll_until(|| state_of(sheepdog.id()) == Some('T')),
+        "sheepdog stopped itself"
+    );
+    assert!(poll_until(|| frozen("frozen 1")), "the tree is frozen");
+    // Stopped for longer than the whole timeout: that time must not count.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        state_of(sleep).is_some_and(|s| s != 'Z'),
+        "the tree is still there"
+    );
+    kill("-CONT");
+    assert!(poll_until(|| frozen("frozen 0")), "the tree runs again");
+    assert!(
+        state_of(sleep).is_some_and(|s| s != 'Z'),
+        "the timeout did not fire during the pause"
+    );
+    // The timeout fires once the running time is up.
+    assert_eq!(sheepdog.wait().expect("wait").code(), Some(124));
+    std::mem::forget(guard);
+    assert!(alive(&marker).is_empty(), "left: {:?}", alive(&marker));
+}

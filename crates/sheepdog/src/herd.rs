@@ -642,3 +642,36 @@ pub fn host_containment() -> HostContainment {
         },
     }
 }
+
+/// Job control for a program that runs herds: what to do on SIGTSTP (Ctrl-Z, or a shell's
+/// `kill -TSTP`) once the program handles that signal itself. Freezes every herd, stops this
+/// process (SIGSTOP), and when a shell continues it (`fg`, `bg`: SIGCONT), thaws the herds and
+/// returns. Pause your timers ([`time::Sleep`](crate::time::Sleep)) around it, so the time the
+/// herds spent frozen does not count against them.
+///
+/// ```no_run
+/// # async fn demo(herd: sheepdog::Herd, mut deadline: sheepdog::time::Sleep) -> std::io::Result<()> {
+/// use tokio::signal::unix::{signal, SignalKind};
+/// let mut tstp = signal(SignalKind::from_raw(20))?; // SIGTSTP
+/// loop {
+///     tokio::select! {
+///         _ = tstp.recv() => {
+///             deadline.pause();
+///             sheepdog::suspend(&[&herd]).await?;
+///             deadline.resume();
+///         }
+///         () = &mut deadline => break,
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn suspend(herds: &[&Herd]) -> io::Result<()> {
+    for herd in herds {
+        herd.freeze().await?;
+    }
+    sys::stop_self();
+    for herd in herds {
+        herd.thaw().await?;
+    }
+    Ok(())
+}

@@ -30,11 +30,14 @@ mod signal;
 mod status;
 mod stop;
 mod sys;
+pub mod time;
 
 pub use child::Child;
 pub use command::{Command, Stdio};
 pub use error::Error;
-pub use herd::{host_containment, Containment, Herd, HerdBuilder, HostContainment, Mechanism};
+pub use herd::{
+    host_containment, suspend, Containment, Herd, HerdBuilder, HostContainment, Mechanism,
+};
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
 pub use signal::Signal;
 pub use status::{ExitStatus, ResourceUsage};

@@ -178,6 +178,16 @@ impl Drop for Process {
     }
 }
 
+/// Stops this whole process (SIGSTOP) until something continues it (SIGCONT): how a program
+/// that handles SIGTSTP itself finally lets a shell's job control suspend it.
+pub(crate) fn stop_self() {
+    // SAFETY: kill(2) of our own pid; SIGSTOP cannot be caught, so this returns once continued.
+    unsafe {
+        let pid = syscall(libc::SYS_getpid, &[]);
+        syscall(libc::SYS_kill, &[pid as usize, libc::SIGSTOP as usize]);
+    }
+}
+
 /// A pidfd for `pid`, if it still exists. The caller checks that it is the process it meant.
 pub(super) fn open_pidfd(pid: u32) -> Option<OwnedFd> {
     rustix::process::pidfd_open(

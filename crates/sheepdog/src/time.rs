@@ -1,0 +1,222 @@
+//! Timers that can be paused: a herd suspended by job control (Ctrl-Z) must not run out of
+//! time while it cannot run.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Measures running time: the time between start and now, minus the time spent paused.
+///
+/// ```
+/// let mut watch = sheepdog::time::Stopwatch::start();
+/// watch.pause();
+/// let frozen = watch.elapsed();
+/// std::thread::sleep(std::time::Duration::from_millis(5));
+/// assert_eq!(watch.elapsed(), frozen); // nothing counts while paused
+/// watch.resume();
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch {
+    /// Running time accumulated before the current run.
+    banked: Duration,
+    /// When the current run began; `None` while paused.
+    running_since: Option<Instant>,
+}
+
+impl Stopwatch {
+    /// A stopwatch running from now.
+    ///
+    /// ```
+    /// let watch = sheepdog::time::Stopwatch::start();
+    /// assert!(!watch.is_paused());
+    /// ```
+    pub fn start() -> Stopwatch {
+        Stopwatch {
+            banked: Duration::ZERO,
+            running_since: Some(Instant::now()),
+        }
+    }
+
+    /// Stops counting; does nothing if already paused.
+    ///
+    /// ```
+    /// let mut watch = sheepdog::time::Stopwatch::start();
+    /// watch.pause();
+    /// assert!(watch.is_paused());
+    /// ```
+    pub fn pause(&mut self) {
+        if let Some(since) = self.running_since.take() {
+            self.banked += since.elapsed();
+        }
+    }
+
+    /// Counts again; does nothing if running.
+    ///
+    /// ```
+    /// let mut watch = sheepdog::time::Stopwatch::start();
+    /// watch.pause();
+    /// watch.resume();
+    /// assert!(!watch.is_paused());
+    /// ```
+    pub fn resume(&mut self) {
+        if self.running_since.is_none() {
+            self.running_since = Some(Instant::now());
+        }
+    }
+
+    /// Whether it is paused.
+    ///
+    /// ```
+    /// assert!(!sheepdog::time::Stopwatch::start().is_paused());
+    /// ```
+    pub fn is_paused(&self) -> bool {
+        self.running_since.is_none()
+    }
+
+    /// The running time so far.
+    ///
+    /// ```
+    /// let watch = sheepdog::time::Stopwatch::start();
+    /// assert!(watch.elapsed() < std::time::Duration::from_secs(60));
+    /// ```
+    pub fn elapsed(&self) -> Duration {
+        self.banked
+            + self
+                .running_since
+                .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+}
+
+/// A sleep that completes after `duration` of *running* time; paused, it does not advance.
+///
+/// Pause and resume it between polls (for example in a `tokio::select!` loop that handles
+/// SIGTSTP and SIGCONT).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut sleep = sheepdog::time::Sleep::new(std::time::Duration::from_millis(10));
+/// sleep.pause();
+/// sleep.resume();
+/// (&mut sleep).await;
+/// assert!(sleep.is_elapsed());
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Sleep {
+    watch: Stopwatch,
+    duration: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Sleep {
+    /// A running sleep of `duration`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// sheepdog::time::Sleep::new(std::time::Duration::from_millis(1)).await;
+    /// # }
+    /// ```
+    pub fn new(duration: Duration) -> Sleep {
+        Sleep {
+            watch: Stopwatch::start(),
+            duration,
+            timer: Box::pin(tokio::time::sleep(duration)),
+        }
+    }
+
+    /// Stops the clock: the remaining time is kept for [`resume`](Sleep::resume).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut sleep = sheepdog::time::Sleep::new(std::time::Duration::from_secs(1));
+    /// sleep.pause();
+    /// # }
+    /// ```
+    pub fn pause(&mut self) {
+        self.watch.pause();
+    }
+
+    /// Starts the clock again with the time that was left.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut sleep = sheepdog::time::Sleep::new(std::time::Duration::from_secs(1));
+    /// sleep.pause();
+    /// sleep.resume();
+    /// # }
+    /// ```
+    pub fn resume(&mut self) {
+        if self.watch.is_paused() {
+            self.watch.resume();
+            let left = self.duration.saturating_sub(self.watch.elapsed());
+            self.timer.as_mut().reset(Instant::now() + left);
+        }
+    }
+
+    /// Whether its running time has reached its duration.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let sleep = sheepdog::time::Sleep::new(std::time::Duration::from_secs(60));
+    /// assert!(!sleep.is_elapsed());
+    /// # }
+    /// ```
+    pub fn is_elapsed(&self) -> bool {
+        self.watch.elapsed() >= self.duration
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // Paused, nothing wakes it: whoever resumes it polls it again.
+        if self.watch.is_paused() {
+            return Poll::Pending;
+        }
+        self.timer.as_mut().poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_time_does_not_count() {
+        let mut watch = Stopwatch::start();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        watch.pause();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(watch.elapsed(), Duration::from_secs(2));
+        watch.resume();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(watch.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sleep_completes_after_its_running_time() {
+        let start = Instant::now();
+        let mut sleep = Sleep::new(Duration::from_secs(5));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        sleep.pause();
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert!(!sleep.is_elapsed());
+        // Still pending while paused, however much time passes.
+        let pending = tokio::time::timeout(Duration::from_secs(50), &mut sleep).await;
+        assert!(pending.is_err());
+        sleep.resume();
+        (&mut sleep).await;
+        assert!(sleep.is_elapsed());
+        // 2 s, then 150 s paused, then the 3 s left.
+        assert_eq!(start.elapsed(), Duration::from_secs(155));
+    }
+}
