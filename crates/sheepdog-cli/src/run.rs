@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sheepdog::time::Sleep;
-use sheepdog::{Command, ExitStatus, Herd, Signal, StopPlan, StopTarget};
-use tokio::signal::unix::{signal, SignalKind};
+use sheepdog::{Command, ExitStatus, Herd, Signal, Signals, StopPlan, StopTarget};
 
 use crate::report::Report;
 
@@ -25,9 +24,6 @@ pub struct RunOptions {
     pub json: bool,
     pub quiet: bool,
 }
-
-/// Signals that reach sheepdog and go on, the same, to the tree.
-const FORWARDED: [Signal; 4] = [Signal::INT, Signal::TERM, Signal::HUP, Signal::QUIT];
 
 pub async fn run(options: RunOptions) -> ExitCode {
     let started = Instant::now();
@@ -61,19 +57,12 @@ pub async fn run(options: RunOptions) -> ExitCode {
         }
     };
 
-    let mut forwarded = Vec::new();
-    for sig in FORWARDED {
-        match signal(SignalKind::from_raw(sig.as_raw())) {
-            Ok(stream) => forwarded.push((sig, stream)),
-            Err(err) => eprintln!("sheepdog: cannot forward {sig}: {err}"),
-        }
-    }
-    // Job control: on Ctrl-Z (SIGTSTP) the herd is frozen and the timeout paused while
-    // sheepdog is stopped; `fg`/`bg` continue all three.
-    let mut suspend = match signal(SignalKind::from_raw(Signal::TSTP.as_raw())) {
-        Ok(stream) => Some(stream),
+    // Signals sheepdog gets go on, the same, to the tree; Ctrl-Z (SIGTSTP) freezes the herd
+    // and pauses the timeout while sheepdog is stopped, and `fg`/`bg` continue all three.
+    let mut signals = match Signals::new() {
+        Ok(signals) => Some(signals),
         Err(err) => {
-            eprintln!("sheepdog: cannot handle Ctrl-Z: {err}");
+            eprintln!("sheepdog: {err}; signals will not be forwarded");
             None
         }
     };
@@ -85,8 +74,10 @@ pub async fn run(options: RunOptions) -> ExitCode {
         let event = tokio::select! {
             status = child.wait() => Event::Exited(status),
             () = until(deadline.as_mut()), if !timed_out => Event::Deadline,
-            sig = next_signal(&mut forwarded) => Event::Signal(sig),
-            _ = recv(suspend.as_mut()) => Event::Suspend,
+            sig = recv(signals.as_mut()) => match sig {
+                Signal::TSTP => Event::Suspend,
+                sig => Event::Signal(sig),
+            },
         };
         match event {
             Event::Exited(status) => break status,
@@ -159,30 +150,12 @@ async fn until(deadline: Option<&mut Sleep>) {
     }
 }
 
-/// The next arrival of a signal, if it is handled.
-async fn recv(stream: Option<&mut tokio::signal::unix::Signal>) {
-    match stream {
-        Some(stream) => {
-            stream.recv().await;
-        }
+/// The next signal, if signals are received.
+async fn recv(signals: Option<&mut Signals>) -> Signal {
+    match signals {
+        Some(signals) => signals.recv().await,
         None => std::future::pending().await,
     }
-}
-
-/// The next of the forwarded signals to arrive.
-async fn next_signal(streams: &mut [(Signal, tokio::signal::unix::Signal)]) -> Signal {
-    if streams.is_empty() {
-        return std::future::pending().await;
-    }
-    std::future::poll_fn(|cx| {
-        for (sig, stream) in streams.iter_mut() {
-            if stream.poll_recv(cx).is_ready() {
-                return std::task::Poll::Ready(*sig);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 /// timeout(1)'s exit status: 124 when timed out, else CMD's code or 128 + its signal.

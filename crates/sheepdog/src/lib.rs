@@ -27,6 +27,7 @@ mod error;
 mod herd;
 mod pipe;
 mod signal;
+mod signals;
 mod status;
 mod stop;
 mod sys;
@@ -40,6 +41,7 @@ pub use herd::{
 };
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
 pub use signal::Signal;
+pub use signals::{Signals, FORWARDED};
 pub use status::{ExitStatus, ResourceUsage};
 pub use stop::{StopPlan, StopReport, StopStep, StopTarget};
 pub use sys::SpawnPath;
