@@ -2,6 +2,8 @@
 
 use std::io;
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use crate::command::Command;
@@ -11,6 +13,7 @@ use crate::signal::Signal;
 use crate::status::ExitStatus;
 use crate::stop::StopPlan;
 use crate::sys::{self, SpawnPath};
+use crate::time;
 
 /// A started process.
 ///
@@ -54,6 +57,7 @@ impl Child {
         let deadline = cmd.get_timeout().map(|(timeout, plan)| {
             Box::new(Deadline {
                 at: Instant::now() + timeout,
+                suspended_before: time::suspended(),
                 plan: plan.clone(),
             })
         });
@@ -103,16 +107,23 @@ impl Child {
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         self.stdin = None;
         let mut status = match self.deadline.as_deref().cloned() {
-            Some(deadline) if !self.timed_out => {
-                match tokio::time::timeout_at(deadline.at, self.process.wait()).await {
-                    Ok(status) => status?,
-                    Err(_elapsed) => {
+            Some(deadline) if !self.timed_out => loop {
+                // Time spent suspended by job control moves the deadline back.
+                let at = deadline.at + (time::suspended() - deadline.suspended_before);
+                tokio::select! {
+                    status = self.process.wait() => break status?,
+                    () = tokio::time::sleep_until(at) => {
+                        // A suspension since `at` was computed moves it again.
+                        if Instant::now() < deadline.at + (time::suspended() - deadline.suspended_before) {
+                            continue;
+                        }
                         self.timed_out = true;
                         self.stop_by(&deadline.plan).await?;
-                        self.process.wait().await?
+                        break self.process.wait().await?;
                     }
+                    () = time::suspension_changed() => continue,
                 }
-            }
+            },
             _ => self.process.wait().await?,
         };
         status.timed_out = self.timed_out;
@@ -307,5 +318,7 @@ impl Drop for Child {
 #[derive(Debug, Clone)]
 struct Deadline {
     at: Instant,
+    /// Time the process had spent suspended before this child started.
+    suspended_before: Duration,
     plan: StopPlan,
 }

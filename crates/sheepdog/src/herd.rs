@@ -646,8 +646,8 @@ pub fn host_containment() -> HostContainment {
 /// Job control for a program that runs herds: what to do on SIGTSTP (Ctrl-Z, or a shell's
 /// `kill -TSTP`) once the program handles that signal itself. Freezes every herd, stops this
 /// process (SIGSTOP), and when a shell continues it (`fg`, `bg`: SIGCONT), thaws the herds and
-/// returns. Pause your timers ([`time::Sleep`](crate::time::Sleep)) around it, so the time the
-/// herds spent frozen does not count against them.
+/// returns. [`Command::timeout`] does not count the time spent suspended; pause your own timers
+/// ([`time::Sleep`](crate::time::Sleep)) around it likewise.
 ///
 /// ```no_run
 /// # async fn demo(herd: sheepdog::Herd, mut deadline: sheepdog::time::Sleep) -> std::io::Result<()> {
@@ -669,7 +669,9 @@ pub async fn suspend(herds: &[&Herd]) -> io::Result<()> {
     for herd in herds {
         herd.freeze().await?;
     }
+    crate::time::begin_suspension();
     sys::stop_self();
+    crate::time::end_suspension();
     for herd in herds {
         herd.thaw().await?;
     }

@@ -186,6 +186,58 @@ impl Future for Sleep {
     }
 }
 
+/// Time this process has spent suspended by [`suspend`](crate::suspend), so that timeouts
+/// (`Command::timeout`) do not count it.
+#[derive(Debug, Default)]
+struct JobClock {
+    paused_since: Option<Instant>,
+    total: Duration,
+}
+
+static JOB_CLOCK: std::sync::Mutex<JobClock> = std::sync::Mutex::new(JobClock {
+    paused_since: None,
+    total: Duration::ZERO,
+});
+static JOB_CLOCK_CHANGED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+fn job_clock() -> std::sync::MutexGuard<'static, JobClock> {
+    JOB_CLOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// All the time spent suspended so far, the current suspension included.
+pub(crate) fn suspended() -> Duration {
+    let clock = job_clock();
+    clock.total
+        + clock
+            .paused_since
+            .map_or(Duration::ZERO, |since| since.elapsed())
+}
+
+/// The process is about to be suspended.
+pub(crate) fn begin_suspension() {
+    let mut clock = job_clock();
+    if clock.paused_since.is_none() {
+        clock.paused_since = Some(Instant::now());
+    }
+}
+
+/// The process runs again; timeouts waiting on [`suspension_changed`] look again.
+pub(crate) fn end_suspension() {
+    let mut clock = job_clock();
+    if let Some(since) = clock.paused_since.take() {
+        clock.total += since.elapsed();
+    }
+    drop(clock);
+    JOB_CLOCK_CHANGED.notify_waiters();
+}
+
+/// Completes when a suspension ends.
+pub(crate) async fn suspension_changed() {
+    JOB_CLOCK_CHANGED.notified().await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

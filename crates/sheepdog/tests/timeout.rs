@@ -113,3 +113,86 @@ async fn stop_plan_steps_reach_their_targets() {
     assert!(String::from_utf8_lossy(&rest).contains("got-int"));
     assert!(alive(&marker).is_empty());
 }
+
+const SUSPEND_HELPER: &str = "SHEEPDOG_SUSPEND_HELPER";
+
+/// The suspended side of `time_suspended_does_not_count_against_a_timeout`: a child with a 1 s
+/// timeout, and this whole process suspended (SIGSTOP) right after it starts.
+#[tokio::test]
+async fn suspend_helper() {
+    if std::env::var_os(SUSPEND_HELPER).is_none() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let mut child = cmd("suspend_helper", "sleep")
+        .arg("100")
+        .timeout(Duration::from_secs(1))
+        .spawn()
+        .expect("spawn");
+    let (status, suspended) = tokio::join!(child.wait(), async {
+        println!("suspending");
+        sheepdog::suspend(&[]).await
+    });
+    suspended.expect("suspend");
+    let status = status.expect("wait");
+    println!(
+        "timed_out={} wall_ms={}",
+        status.timed_out(),
+        started.elapsed().as_millis()
+    );
+}
+
+/// A child's timeout does not count the time its program spent suspended by job control.
+#[test]
+fn time_suspended_does_not_count_against_a_timeout() {
+    if std::env::var_os(SUSPEND_HELPER).is_some() {
+        return;
+    }
+    use std::io::BufRead;
+    let mut helper = std::process::Command::new(std::env::current_exe().expect("this binary"))
+        .args([
+            "--exact",
+            "suspend_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(SUSPEND_HELPER, "1")
+        .env(common::MARK, "suspend_helper")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the helper");
+    let mut lines = std::io::BufReader::new(helper.stdout.take().expect("stdout")).lines();
+    let mut next = || lines.next().expect("a line").expect("read");
+    while !next().contains("suspending") {}
+    let pid = helper.id();
+    assert!(
+        common::poll_until(Duration::from_secs(10), || common::pid_state(pid)
+            == Some('T')),
+        "the helper stopped itself"
+    );
+    // Stopped for longer than the whole timeout.
+    std::thread::sleep(Duration::from_millis(1500));
+    let continued = std::process::Command::new("kill")
+        .args(["-CONT", &pid.to_string()])
+        .status()
+        .expect("kill -CONT");
+    assert!(continued.success());
+    let report = loop {
+        let line = next();
+        if let Some(at) = line.find("timed_out=") {
+            break line[at..].to_owned();
+        }
+    };
+    assert!(helper.wait().expect("wait").success(), "{report}");
+    let wall: u64 = report
+        .split("wall_ms=")
+        .nth(1)
+        .and_then(|w| w.trim().parse().ok())
+        .expect("wall_ms");
+    assert!(report.starts_with("timed_out=true"), "{report}");
+    // 1 s of running time plus the 1.5 s stopped: the pause did not count.
+    assert!(
+        wall >= 2400,
+        "timed out after {wall} ms of wall time: {report}"
+    );
+}

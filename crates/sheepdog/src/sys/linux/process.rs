@@ -181,10 +181,16 @@ impl Drop for Process {
 /// Stops this whole process (SIGSTOP) until something continues it (SIGCONT): how a program
 /// that handles SIGTSTP itself finally lets a shell's job control suspend it.
 pub(crate) fn stop_self() {
-    // SAFETY: kill(2) of our own pid; SIGSTOP cannot be caught, so this returns once continued.
+    // SAFETY: tgkill(2) to this very thread: it takes the SIGSTOP itself on the way out of the
+    // call, so the call returns only once the process has been continued. (kill(2) to the
+    // process could let another thread take it and this one run on for a moment.)
     unsafe {
         let pid = syscall(libc::SYS_getpid, &[]);
-        syscall(libc::SYS_kill, &[pid as usize, libc::SIGSTOP as usize]);
+        let tid = syscall(libc::SYS_gettid, &[]);
+        syscall(
+            libc::SYS_tgkill,
+            &[pid as usize, tid as usize, libc::SIGSTOP as usize],
+        );
     }
 }
 
