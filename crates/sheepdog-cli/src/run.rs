@@ -42,7 +42,8 @@ pub async fn run(options: RunOptions) -> ExitCode {
     command.args(args);
     // At a terminal, CMD may be interactive (an editor, a REPL): it gets the foreground, so it
     // can read the terminal and gets Ctrl-C itself; sheepdog takes the terminal back after.
-    if std::io::stdin().is_terminal() {
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
         command.foreground(true);
     }
     let mut child = match herd.spawn(&command) {
@@ -66,6 +67,19 @@ pub async fn run(options: RunOptions) -> ExitCode {
             None
         }
     };
+    // With the terminal's foreground, Ctrl-Z stops CMD itself, not sheepdog: a SIGCHLD tells
+    // sheepdog, which then hands the terminal back and stops too, so the shell regains it.
+    let mut child_changed = if interactive {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
+            Ok(stream) => Some(stream),
+            Err(err) => {
+                eprintln!("sheepdog: cannot follow Ctrl-Z at the terminal: {err}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let plan = StopPlan::new().then(options.signal, StopTarget::Tree, options.grace);
     let mut deadline = options.timeout.map(Sleep::new);
     let mut timed_out = false;
@@ -78,6 +92,7 @@ pub async fn run(options: RunOptions) -> ExitCode {
                 Signal::TSTP => Event::Suspend,
                 sig => Event::Signal(sig),
             },
+            () = recv_any(child_changed.as_mut()) => Event::ChildChanged,
         };
         match event {
             Event::Exited(status) => break status,
@@ -96,6 +111,25 @@ pub async fn run(options: RunOptions) -> ExitCode {
                 timed_out = true;
                 if let Err(err) = herd.stop_with(&plan, Some(&child)).await {
                     eprintln!("sheepdog: stopping the tree after the timeout: {err}");
+                }
+            }
+            Event::ChildChanged => {
+                if !child.is_stopped() {
+                    continue;
+                }
+                if let Some(deadline) = deadline.as_mut() {
+                    deadline.pause();
+                }
+                // Like a shell's job: the terminal goes back, and sheepdog stops with CMD.
+                let _ = child.release_terminal();
+                if let Err(err) = sheepdog::suspend(&[]).await {
+                    eprintln!("sheepdog: suspending: {err}");
+                }
+                // Continued (`fg`): the terminal to CMD again, and CMD continued.
+                let _ = child.reclaim_terminal();
+                let _ = herd.signal(Signal::CONT);
+                if let Some(deadline) = deadline.as_mut() {
+                    deadline.resume();
                 }
             }
             Event::Signal(sig) => {
@@ -140,12 +174,23 @@ enum Event {
     Deadline,
     Signal(Signal),
     Suspend,
+    ChildChanged,
 }
 
 /// The deadline, if there is one.
 async fn until(deadline: Option<&mut Sleep>) {
     match deadline {
         Some(deadline) => deadline.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next arrival of a signal, if it is received.
+async fn recv_any(stream: Option<&mut tokio::signal::unix::Signal>) {
+    match stream {
+        Some(stream) => {
+            stream.recv().await;
+        }
         None => std::future::pending().await,
     }
 }

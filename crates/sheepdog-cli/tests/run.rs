@@ -506,3 +506,80 @@ fn ctrl_z_suspends_the_tree_and_pauses_the_timeout() {
     std::mem::forget(guard);
     assert!(alive(&marker).is_empty(), "left: {:?}", alive(&marker));
 }
+
+/// Ctrl-Z at a terminal, with CMD in the foreground: CMD stops, sheepdog hands the terminal
+/// back and stops too (so a shell regains the terminal); continued, CMD gets the terminal and
+/// runs on. Driven through a pseudo-terminal from python3.
+#[test]
+fn ctrl_z_at_the_terminal_suspends_the_job_and_fg_resumes_it() {
+    let script = r#"
+import os, pty, select, signal, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "run", "--quiet", "--", "sh", "-c",
+             "echo ready; read line; echo got-$line"])
+
+def read_until(word, seconds=20):
+    seen = b""
+    end = time.time() + seconds
+    while word not in seen and time.time() < end:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                data = os.read(fd, 1024)
+            except OSError:
+                break
+            if not data:
+                break
+            seen += data
+    return seen
+
+def state(p):
+    try:
+        with open(f"/proc/{p}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+result = "fail"
+try:
+    if b"ready" not in read_until(b"ready"):
+        raise SystemExit("no ready")
+    os.write(fd, b"\x1a")  # Ctrl-Z
+    end = time.time() + 10
+    while state(pid) != "T" and time.time() < end:
+        time.sleep(0.01)
+    if state(pid) != "T":
+        raise SystemExit("sheepdog did not stop with its job")
+    if os.tcgetpgrp(fd) != os.getpgid(pid):
+        raise SystemExit("the terminal was not handed back")
+    os.kill(pid, signal.SIGCONT)  # fg
+    os.write(fd, b"hello\n")
+    if b"got-hello" not in read_until(b"got-hello"):
+        raise SystemExit("the job did not run on")
+    result = "ok"
+finally:
+    if result != "ok":
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    print(result, os.waitstatus_to_exitcode(status))
+"#;
+    let out = match Command::new("python3")
+        .args(["-c", script, env!("CARGO_BIN_EXE_sheepdog")])
+        .env("SHEEPDOG_TEST", "cli_ctrl_z_tty")
+        .output()
+    {
+        Ok(out) => out,
+        Err(err) => {
+            eprintln!("skipping: python3 is needed to drive a pseudo-terminal: {err}");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        "ok 0",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

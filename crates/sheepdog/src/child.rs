@@ -288,6 +288,70 @@ impl Child {
         self.stderr.take()
     }
 
+    /// For a child that holds the terminal's foreground ([`Command::foreground`]) and stopped
+    /// at a terminal stop signal (Ctrl-Z): gives the foreground back to this program, so that it
+    /// can stop too and the shell regain the terminal. Does nothing for other children.
+    ///
+    /// ```no_run
+    /// # async fn demo(child: sheepdog::Child) -> std::io::Result<()> {
+    /// child.release_terminal()?;
+    /// // ... stop this program (sheepdog::suspend), and once continued:
+    /// child.reclaim_terminal()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn release_terminal(&self) -> io::Result<()> {
+        match &self.terminal {
+            Some(terminal) => terminal.give_back(),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands the terminal's foreground back to the child's process group (after
+    /// [`release_terminal`](Child::release_terminal)). Does nothing for other children.
+    ///
+    /// ```no_run
+    /// # fn demo(child: sheepdog::Child) -> std::io::Result<()> {
+    /// child.reclaim_terminal()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn reclaim_terminal(&self) -> io::Result<()> {
+        match &self.terminal {
+            Some(terminal) => terminal.hand_to(self.process_group()),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the process is stopped (by SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU), as /proc
+    /// shows it. Safe by pid: an unreaped child's pid cannot be anybody else's.
+    ///
+    /// ```no_run
+    /// # fn demo(child: sheepdog::Child) {
+    /// if child.is_stopped() { println!("suspended"); }
+    /// # }
+    /// ```
+    pub fn is_stopped(&self) -> bool {
+        self.process.status().is_none()
+            && std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|r| r.1.split_whitespace().next())
+                    .is_some_and(|state| state == "T")
+            })
+    }
+
+    fn process_group(&self) -> i32 {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(2)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(self.pid() as i32)
+    }
+
     /// Which spawn path created this process (weaker ones are fallbacks for old kernels and
     /// sandboxes).
     ///

@@ -38,41 +38,62 @@ impl Terminal {
     }
 }
 
+impl Terminal {
+    /// Gives the foreground back to the group that had it (this program's, usually).
+    pub(crate) fn give_back(&self) -> io::Result<()> {
+        set_foreground(&self.tty, self.previous)
+    }
+
+    /// Makes process group `pgid` the foreground again.
+    pub(crate) fn hand_to(&self, pgid: i32) -> io::Result<()> {
+        set_foreground(&self.tty, pgid)
+    }
+}
+
+/// tcsetpgrp(3), with SIGTTOU blocked in this thread: a background group that sets the
+/// foreground gets SIGTTOU, which would stop this whole program.
+fn set_foreground(tty: &OwnedFd, pgid: i32) -> io::Result<()> {
+    let ttou = 1u64 << (libc::SIGTTOU - 1);
+    let mut old = 0u64;
+    // SAFETY: rt_sigprocmask and ioctl(TIOCSPGRP) with valid pointers; the mask is restored
+    // right after.
+    let ret = unsafe {
+        syscall(
+            libc::SYS_rt_sigprocmask,
+            &[
+                libc::SIG_BLOCK as usize,
+                &ttou as *const u64 as usize,
+                &mut old as *mut u64 as usize,
+                8,
+            ],
+        );
+        let ret = syscall(
+            libc::SYS_ioctl,
+            &[
+                tty.as_raw_fd() as usize,
+                libc::TIOCSPGRP as usize,
+                &pgid as *const i32 as usize,
+            ],
+        );
+        syscall(
+            libc::SYS_rt_sigprocmask,
+            &[
+                libc::SIG_SETMASK as usize,
+                &old as *const u64 as usize,
+                0,
+                8,
+            ],
+        );
+        ret
+    };
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret as i32));
+    }
+    Ok(())
+}
+
 impl Drop for Terminal {
     fn drop(&mut self) {
-        // A background group that sets the foreground gets SIGTTOU (which would stop this
-        // whole program): block it in this thread for the call.
-        let ttou = 1u64 << (libc::SIGTTOU - 1);
-        let mut old = 0u64;
-        // SAFETY: rt_sigprocmask and ioctl(TIOCSPGRP) with valid pointers; the mask is
-        // restored right after.
-        unsafe {
-            syscall(
-                libc::SYS_rt_sigprocmask,
-                &[
-                    libc::SIG_BLOCK as usize,
-                    &ttou as *const u64 as usize,
-                    &mut old as *mut u64 as usize,
-                    8,
-                ],
-            );
-            syscall(
-                libc::SYS_ioctl,
-                &[
-                    self.tty.as_raw_fd() as usize,
-                    libc::TIOCSPGRP as usize,
-                    &self.previous as *const libc::pid_t as usize,
-                ],
-            );
-            syscall(
-                libc::SYS_rt_sigprocmask,
-                &[
-                    libc::SIG_SETMASK as usize,
-                    &old as *const u64 as usize,
-                    0,
-                    8,
-                ],
-            );
-        }
+        let _ = self.give_back();
     }
 }
