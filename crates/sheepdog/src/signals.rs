@@ -7,6 +7,9 @@ use std::task::Poll;
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use std::convert::Infallible;
+
+use crate::herd::Herd;
 use crate::signal::Signal;
 
 /// The signals a program running herds should not die of but pass on: SIGINT, SIGTERM,
@@ -59,6 +62,35 @@ impl Signals {
             })
             .collect::<io::Result<_>>()?;
         Ok(Signals { streams })
+    }
+
+    /// Passes every signal received on to `herds`, the same signal to every member; on
+    /// SIGTSTP, [suspends](crate::suspend) them with this program. Runs until a herd cannot be
+    /// signalled; drop (or abort) it to stop forwarding.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// let mut child = herd.spawn(&sheepdog::Command::new("make"))?;
+    /// let mut signals = sheepdog::Signals::new()?;
+    /// let herds = [&herd];
+    /// tokio::select! {
+    ///     status = child.wait() => println!("make {}", status?),
+    ///     err = signals.forward_to(&herds) => return Err(err.unwrap_err()),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn forward_to(&mut self, herds: &[&Herd]) -> io::Result<Infallible> {
+        loop {
+            match self.recv().await {
+                Signal::TSTP => crate::suspend(herds).await?,
+                signal => {
+                    for herd in herds {
+                        herd.signal(signal)?;
+                    }
+                }
+            }
+        }
     }
 
     /// The next signal received. Cancel-safe: a signal is never lost by abandoning the wait.
