@@ -13,6 +13,9 @@ pub struct Report<'a> {
     pub wall: Duration,
     /// Processes still in the tree when the command's own process ended (then stopped).
     pub left_running: usize,
+    /// CPU time (user, system) of the whole tree where the herd keeps count; else the
+    /// command's own (and that of the children it waited for).
+    pub cpu: (Duration, Duration),
 }
 
 impl Report<'_> {
@@ -57,8 +60,8 @@ impl Report<'_> {
                 .map_or("null".to_owned(), |s| json_string(&s.to_string())),
             self.timed_out,
             millis(self.wall),
-            millis(usage.user_time()),
-            millis(usage.system_time()),
+            millis(self.cpu.0),
+            millis(self.cpu.1),
             usage.max_rss_bytes(),
             self.left_running,
         )
@@ -77,8 +80,8 @@ impl fmt::Display for Report<'_> {
             "sheepdog: `{program}` {} after {:.2}s (cpu {:.2}s user, {:.2}s system; peak memory {:.1} MiB)",
             self.ended(),
             self.wall.as_secs_f64(),
-            usage.user_time().as_secs_f64(),
-            usage.system_time().as_secs_f64(),
+            self.cpu.0.as_secs_f64(),
+            self.cpu.1.as_secs_f64(),
             usage.max_rss_bytes() as f64 / (1024.0 * 1024.0),
         )?;
         match self.left_running {

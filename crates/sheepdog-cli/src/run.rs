@@ -154,12 +154,18 @@ pub async fn run(options: RunOptions) -> ExitCode {
             eprintln!("sheepdog: stopping what was left: {err}");
         }
     }
+    let usage = status.usage();
+    let cpu = match herd.cpu_time() {
+        Ok(Some(tree)) => tree,
+        _ => (usage.user_time(), usage.system_time()),
+    };
     let report = Report {
         command: &options.cmd,
         status: &status,
         timed_out,
         wall: started.elapsed(),
         left_running: left,
+        cpu,
     };
     if options.json {
         eprintln!("{}", report.json());

@@ -255,6 +255,25 @@ impl Herd {
             .map_err(|err| self.context("list", err))
     }
 
+    /// CPU time the whole tree has used so far, `(user, system)`, processes that already exited
+    /// included (from the cgroup's `cpu.stat`), or `None` where the mechanism keeps no count (a
+    /// process group).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// herd.spawn(&sheepdog::Command::new("make"))?.wait().await?;
+    /// if let Some((user, system)) = herd.cpu_time()? {
+    ///     println!("user {user:?}, system {system:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn cpu_time(&self) -> io::Result<Option<(Duration, Duration)>> {
+        self.container()
+            .cpu_time()
+            .map_err(|err| self.context("read the CPU time of", err))
+    }
+
     /// Freezes every process in the herd (`cgroup.freeze`) and returns once all are frozen.
     /// A frozen tree can still be killed or stopped.
     ///

@@ -419,3 +419,29 @@ fn herd_is_send_and_sync_and_child_is_send() {
     send::<sheepdog::Child>();
     send::<sheepdog::StopReport>();
 }
+
+/// The whole tree's CPU time counts processes that already exited, orphans included.
+#[tokio::test]
+async fn cpu_time_counts_the_whole_tree() {
+    let herd = Herd::new().expect("a herd");
+    let mut leader = herd
+        .spawn(common::cmd("cpu_time", "sh").args([
+            "-c",
+            "(i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done) & exit 0",
+        ]))
+        .expect("spawn");
+    let leader_usage = leader.wait().await.expect("wait").usage();
+    herd.wait_empty().await.expect("wait for the orphaned loop");
+    match herd.cpu_time().expect("cpu.stat") {
+        Some((user, system)) => {
+            let tree = user + system;
+            // The orphaned loop was not waited for by the leader, so only the herd counts it.
+            assert!(
+                tree > leader_usage.user_time() + leader_usage.system_time(),
+                "tree {tree:?}, leader {leader_usage:?}"
+            );
+            assert!(tree > std::time::Duration::from_millis(10), "{tree:?}");
+        }
+        None => assert_eq!(herd.containment().mechanism(), Mechanism::ProcessGroup),
+    }
+}

@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 use tokio::io::unix::AsyncFd;
@@ -190,6 +191,18 @@ impl Cgroup {
             let (k, v) = line.split_once(' ')?;
             (k == key).then_some(v.trim() == "1")
         }))
+    }
+
+    /// CPU time of every process that ever ran in the cgroup (or below it), exited ones
+    /// included: `user_usec` and `system_usec` from `cpu.stat`.
+    pub(crate) fn cpu_time(&self) -> io::Result<(Duration, Duration)> {
+        let stat = fs::read_to_string(self.path.join("cpu.stat"))?;
+        let field = |key: &str| {
+            stat.lines()
+                .find_map(|line| line.strip_prefix(key)?.trim().parse::<u64>().ok())
+                .map_or(Duration::ZERO, Duration::from_micros)
+        };
+        Ok((field("user_usec "), field("system_usec ")))
     }
 
     /// The events file, for `poll(2)` with `POLLPRI` (used by the background cleaner).

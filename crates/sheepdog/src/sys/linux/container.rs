@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 
@@ -415,6 +416,15 @@ impl Container {
         match self {
             Container::Cgroup(herd) => herd.wait_empty().await,
             Container::Group(group) => group.wait_empty().await,
+        }
+    }
+
+    /// CPU time (user, system) of the whole tree, exited members included, where the
+    /// mechanism keeps count (cgroups do; process groups do not).
+    pub(crate) fn cpu_time(&self) -> io::Result<Option<(Duration, Duration)>> {
+        match self {
+            Container::Cgroup(herd) => herd.cgroup.cpu_time().map(Some),
+            Container::Group(_) => Ok(None),
         }
     }
 
