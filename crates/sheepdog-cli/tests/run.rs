@@ -199,16 +199,8 @@ if done == 0:
     _, status = os.waitpid(pid, 0)
 print(os.waitstatus_to_exitcode(status), out.decode(errors="replace").replace("\r", ""))
 "#;
-    let out = match Command::new("python3")
-        .args(["-c", script, env!("CARGO_BIN_EXE_sheepdog")])
-        .env("SHEEPDOG_TEST", "cli_foreground")
-        .output()
-    {
-        Ok(out) => out,
-        Err(err) => {
-            eprintln!("skipping: python3 is needed to drive a pseudo-terminal: {err}");
-            return;
-        }
+    let Some(out) = python_with_sheepdog(script, "cli_foreground") else {
+        return;
     };
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -564,16 +556,8 @@ finally:
     _, status = os.waitpid(pid, 0)
     print(result, os.waitstatus_to_exitcode(status))
 "#;
-    let out = match Command::new("python3")
-        .args(["-c", script, env!("CARGO_BIN_EXE_sheepdog")])
-        .env("SHEEPDOG_TEST", "cli_ctrl_z_tty")
-        .output()
-    {
-        Ok(out) => out,
-        Err(err) => {
-            eprintln!("skipping: python3 is needed to drive a pseudo-terminal: {err}");
-            return;
-        }
+    let Some(out) = python_with_sheepdog(script, "cli_ctrl_z_tty") else {
+        return;
     };
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -582,4 +566,20 @@ finally:
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs a python3 `script` (which drives sheepdog through a pseudo-terminal) with the sheepdog
+/// binary as its argument, or `None` (with a printed reason) where there is no python3.
+fn python_with_sheepdog(script: &str, marker: &str) -> Option<std::process::Output> {
+    match Command::new("python3")
+        .args(["-c", script, env!("CARGO_BIN_EXE_sheepdog")])
+        .env("SHEEPDOG_TEST", marker)
+        .output()
+    {
+        Ok(out) => Some(out),
+        Err(err) => {
+            eprintln!("skipping: python3 is needed to drive a pseudo-terminal: {err}");
+            None
+        }
+    }
 }
