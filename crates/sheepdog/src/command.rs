@@ -47,6 +47,9 @@ pub struct Command {
     stdin: Stdio,
     stdout: Stdio,
     stderr: Stdio,
+    /// Which of stdin, stdout, stderr were set, so that `output()` can default the others.
+    stdio_set: [bool; 3],
+    drain: Duration,
     passed_fds: Vec<(RawFd, Arc<OwnedFd>)>,
     foreground: bool,
     timeout: Option<Duration>,
@@ -72,6 +75,8 @@ impl Command {
             stdin: Stdio::inherit(),
             stdout: Stdio::inherit(),
             stderr: Stdio::inherit(),
+            stdio_set: [false; 3],
+            drain: Duration::from_secs(1),
             passed_fds: Vec::new(),
             foreground: false,
             timeout: None,
@@ -191,6 +196,7 @@ impl Command {
     /// ```
     pub fn stdin(&mut self, stdin: impl Into<Stdio>) -> &mut Command {
         self.stdin = stdin.into();
+        self.stdio_set[0] = true;
         self
     }
 
@@ -202,6 +208,7 @@ impl Command {
     /// ```
     pub fn stdout(&mut self, stdout: impl Into<Stdio>) -> &mut Command {
         self.stdout = stdout.into();
+        self.stdio_set[1] = true;
         self
     }
 
@@ -213,6 +220,7 @@ impl Command {
     /// ```
     pub fn stderr(&mut self, stderr: impl Into<Stdio>) -> &mut Command {
         self.stderr = stderr.into();
+        self.stdio_set[2] = true;
         self
     }
 
@@ -380,6 +388,28 @@ impl Command {
     /// The environment variable `key` as the child will see it, if it was set or removed here.
     pub(crate) fn get_env_override(&self, key: &OsStr) -> Option<Option<&OsStr>> {
         self.env.get(key).map(|v| v.as_deref())
+    }
+
+    /// How long [`output`](Command::output) keeps reading after the program exited, while
+    /// something it started still holds its stdout or stderr open (1 s by default). Then the
+    /// rest of its tree is killed and the output is returned as it is, marked
+    /// [held open](crate::Output::held_open).
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("make");
+    /// cmd.drain_timeout(std::time::Duration::from_millis(200));
+    /// ```
+    pub fn drain_timeout(&mut self, drain: Duration) -> &mut Command {
+        self.drain = drain;
+        self
+    }
+
+    pub(crate) fn get_drain(&self) -> Duration {
+        self.drain
+    }
+
+    pub(crate) fn stdio_is_set(&self) -> [bool; 3] {
+        self.stdio_set
     }
 
     pub(crate) fn get_stdio(&self) -> [&Stdio; 3] {

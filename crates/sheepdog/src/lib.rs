@@ -25,6 +25,7 @@ mod child;
 mod command;
 mod error;
 mod herd;
+mod output;
 mod pipe;
 mod signal;
 mod signals;
@@ -39,6 +40,7 @@ pub use error::Error;
 pub use herd::{
     host_containment, suspend, Containment, Herd, HerdBuilder, HostContainment, Mechanism,
 };
+pub use output::Output;
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
 pub use signal::Signal;
 pub use signals::{Signals, FORWARDED};

@@ -1,0 +1,155 @@
+//! Run-and-capture: `Command::output` and `Command::status`, whose waits always end.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use crate::command::{Command, Stdio};
+use crate::error::Error;
+use crate::status::ExitStatus;
+
+/// What a program printed, and how it ended ([`Command::output`]).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), sheepdog::Error> {
+/// let out = sheepdog::Command::new("uname").arg("-s").output().await?;
+/// assert!(out.status.success());
+/// assert_eq!(out.stdout, b"Linux\n");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Output {
+    /// How the program ended.
+    pub status: ExitStatus,
+    /// Everything it wrote to stdout (when captured).
+    pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr (when captured).
+    pub stderr: Vec<u8>,
+    held_open: bool,
+}
+
+impl Output {
+    /// Whether the program exited but something it started still held its output open after
+    /// the [drain timeout](Command::drain_timeout): the output is what came until then, and
+    /// the rest of the tree was killed.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// let out = sheepdog::Command::new("sh").args(["-c", "sleep 600 & echo hi"]).output().await?;
+    /// assert!(out.held_open());
+    /// assert_eq!(out.stdout, b"hi\n");
+    /// # Ok(()) }
+    /// ```
+    pub fn held_open(&self) -> bool {
+        self.held_open
+    }
+}
+
+impl Command {
+    /// Runs the program in a private herd and captures its stdout and stderr (unless set
+    /// otherwise; stdin is `/dev/null` unless set). A non-zero exit is data, not an error.
+    ///
+    /// The wait ends: when the program exits while a descendant still holds its output open
+    /// (a daemon it started, say), reading stops after the [drain timeout](Command::drain_timeout),
+    /// the rest of the tree is killed, and [`Output::held_open`] says so.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// let out = sheepdog::Command::new("ls").arg("/").output().await?;
+    /// println!("{}", String::from_utf8_lossy(&out.stdout));
+    /// # Ok(()) }
+    /// ```
+    pub async fn output(&self) -> Result<Output, Error> {
+        let mut cmd = self.clone();
+        let set = self.stdio_is_set();
+        if !set[0] {
+            cmd.stdin(Stdio::null());
+        }
+        if !set[1] {
+            cmd.stdout(Stdio::piped());
+        }
+        if !set[2] {
+            cmd.stderr(Stdio::piped());
+        }
+        let mut child = cmd.spawn()?;
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let out_pipe = child.take_stdout();
+        let err_pipe = child.take_stderr();
+        let wait_error = |source: io::Error| Error::Os {
+            program: self.get_program().to_owned(),
+            action: "wait for the program",
+            source,
+        };
+
+        let (status, held_open) = {
+            let readers = async {
+                let read_out = async {
+                    match out_pipe {
+                        Some(mut pipe) => pipe.read_to_end(&mut stdout).await.map(drop),
+                        None => Ok(()),
+                    }
+                };
+                let read_err = async {
+                    match err_pipe {
+                        Some(mut pipe) => pipe.read_to_end(&mut stderr).await.map(drop),
+                        None => Ok(()),
+                    }
+                };
+                let (out, err) = tokio::join!(read_out, read_err);
+                out.and(err)
+            };
+            tokio::pin!(readers);
+            tokio::select! {
+                read = &mut readers => {
+                    read.map_err(wait_error)?;
+                    (child.wait().await.map_err(wait_error)?, false)
+                }
+                status = child.wait() => {
+                    let status = status.map_err(wait_error)?;
+                    match drain(&mut readers, self.get_drain()).await {
+                        Some(read) => {
+                            read.map_err(wait_error)?;
+                            (status, false)
+                        }
+                        None => (status, true),
+                    }
+                }
+            }
+        };
+        // Dropping the child kills what is left of its tree: the holders of the output.
+        drop(child);
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+            held_open,
+        })
+    }
+
+    /// Runs the program in a private herd with inherited stdio and returns how it ended.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// let status = sheepdog::Command::new("make").status().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn status(&self) -> Result<ExitStatus, Error> {
+        let mut child = self.spawn()?;
+        child.wait().await.map_err(|source| Error::Os {
+            program: self.get_program().to_owned(),
+            action: "wait for the program",
+            source,
+        })
+    }
+}
+
+/// The readers' result, or `None` if they did not finish within `drain`.
+async fn drain<F: std::future::Future + Unpin>(
+    readers: &mut F,
+    drain: Duration,
+) -> Option<F::Output> {
+    tokio::time::timeout(drain, readers).await.ok()
+}

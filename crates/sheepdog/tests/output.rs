@@ -1,0 +1,103 @@
+//! Run-and-capture: output is complete and exact, and the wait ends even when a descendant
+//! keeps the output open.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{alive, cmd};
+use sheepdog::Stdio;
+
+#[tokio::test]
+async fn output_captures_both_streams_byte_for_byte() {
+    // 3 MiB of every byte value on stdout, a line on stderr, exit code 5.
+    let out = cmd("output_bytes", "sh")
+        .args([
+            "-c",
+            "i=0; while [ $i -lt 12 ]; do head -c 262144 /dev/zero | tr '\\0' '\\377'; i=$((i+1)); done; printf 'a\\000b' ; echo oops >&2; exit 5",
+        ])
+        .output()
+        .await
+        .expect("output");
+    assert_eq!(out.status.code(), Some(5));
+    assert!(!out.held_open());
+    let mut expected = vec![0xffu8; 12 * 262_144];
+    expected.extend_from_slice(b"a\0b");
+    assert_eq!(out.stdout.len(), expected.len());
+    assert!(out.stdout == expected, "stdout differs");
+    assert_eq!(out.stderr, b"oops\n");
+}
+
+#[tokio::test]
+async fn output_reads_no_stdin_unless_given() {
+    let out = cmd("output_stdin", "cat").output().await.expect("output");
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"", "stdin is /dev/null");
+    let file = common::TempDir::new("output_stdin");
+    let path = file.path().join("in.txt");
+    std::fs::write(&path, "given\n").expect("write");
+    let out = cmd("output_stdin", "cat")
+        .stdin(std::fs::File::open(&path).expect("open"))
+        .output()
+        .await
+        .expect("output");
+    assert_eq!(out.stdout, b"given\n");
+}
+
+/// A grandchild holds stdout open for ten minutes after the program exits: the call returns
+/// after the drain timeout, with what was printed, says so, and the holder is killed.
+#[tokio::test]
+async fn output_returns_when_a_descendant_holds_the_output_open() {
+    let marker = format!("output_held-{}", std::process::id());
+    let started = Instant::now();
+    let out = cmd(&marker, "sh")
+        .args(["-c", "sleep 600 & echo hi"])
+        .drain_timeout(Duration::from_millis(200))
+        .output()
+        .await
+        .expect("output");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the wait ended"
+    );
+    assert!(out.held_open());
+    assert!(out.status.success(), "{}", out.status);
+    assert_eq!(out.stdout, b"hi\n");
+    assert!(
+        common::poll_until(Duration::from_secs(10), || alive(&marker).is_empty()),
+        "the holder was killed: {:?}",
+        alive(&marker)
+    );
+}
+
+#[tokio::test]
+async fn output_keeps_what_the_user_set() {
+    let out = cmd("output_set", "sh")
+        .args(["-c", "echo out; echo err >&2"])
+        .stderr(Stdio::null())
+        .output()
+        .await
+        .expect("output");
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"", "stderr went to /dev/null as asked");
+}
+
+#[tokio::test]
+async fn status_reports_how_it_ended_and_spawn_errors_stay_errors() {
+    let status = cmd("status", "sh")
+        .args(["-c", "exit 4"])
+        .status()
+        .await
+        .expect("status");
+    assert_eq!(status.code(), Some(4));
+    let err = cmd("status", "sheepdog-no-such-program")
+        .status()
+        .await
+        .expect_err("not found");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    let err = cmd("status", "sheepdog-no-such-program")
+        .output()
+        .await
+        .expect_err("not found");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+}
