@@ -59,6 +59,23 @@ pub enum Error {
         /// Which string: "the program name", "argument 2", "environment variable `K`", ...
         what: String,
     },
+    /// The program ran but failed ([`Command::run`](crate::Command::run)): a non-zero exit, a
+    /// signal, a timeout, or output held open by a descendant.
+    #[error("{}", failure_text(command, status, *duration, *held_open, stderr_tail))]
+    Failed {
+        /// The program as given.
+        program: OsString,
+        /// The command line, shell-quoted.
+        command: String,
+        /// How it ended.
+        status: crate::ExitStatus,
+        /// How long it ran.
+        duration: std::time::Duration,
+        /// Whether a descendant held its output open after it exited.
+        held_open: bool,
+        /// The last lines it wrote to stderr.
+        stderr_tail: String,
+    },
     /// Any other OS failure while starting the program.
     #[error(
         "cannot run `{}`: {action} failed: {source}{}",
@@ -88,6 +105,7 @@ impl Error {
             | Error::NotExecutable { program, .. }
             | Error::WorkingDirectory { program, .. }
             | Error::NulByte { program, .. }
+            | Error::Failed { program, .. }
             | Error::Os { program, .. } => program,
         }
     }
@@ -103,6 +121,8 @@ impl Error {
             Error::NotFound { .. } => io::ErrorKind::NotFound,
             Error::NotExecutable { .. } => io::ErrorKind::PermissionDenied,
             Error::NulByte { .. } => io::ErrorKind::InvalidInput,
+            Error::Failed { status, .. } if status.timed_out() => io::ErrorKind::TimedOut,
+            Error::Failed { .. } => io::ErrorKind::Other,
             Error::WorkingDirectory { source, .. } | Error::Os { source, .. } => source.kind(),
         }
     }
@@ -116,7 +136,7 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::NotFound { .. } => Some(libc::ENOENT),
-            Error::NulByte { .. } => None,
+            Error::NulByte { .. } | Error::Failed { .. } => None,
             Error::NotExecutable { source, .. }
             | Error::WorkingDirectory { source, .. }
             | Error::Os { source, .. } => source.raw_os_error(),
@@ -143,6 +163,28 @@ fn not_found_detail(searched: Option<&OsStr>, interpreter: Option<&PathBuf>) -> 
         (None, Some(path)) => format!("not found in PATH `{}`", show(path)),
         (None, None) => "no such file".to_owned(),
     }
+}
+
+/// `` `cmd` exited with code 3 after 0.02s``, then the tail of stderr, indented.
+fn failure_text(
+    command: &str,
+    status: &crate::ExitStatus,
+    duration: std::time::Duration,
+    held_open: bool,
+    stderr_tail: &str,
+) -> String {
+    let mut text = format!("`{command}` {status} after {:.2}s", duration.as_secs_f64());
+    if held_open {
+        text.push_str("; a process it started still held its output open, and was killed");
+    }
+    if !stderr_tail.is_empty() {
+        text.push_str("\nstderr ended with:");
+        for line in stderr_tail.lines() {
+            text.push_str("\n  ");
+            text.push_str(line);
+        }
+    }
+    text
 }
 
 fn os_hint(source: &io::Error) -> &'static str {

@@ -129,6 +129,34 @@ impl Command {
         })
     }
 
+    /// Runs the program and returns its stdout, trimmed, as text (lossily decoded); a non-zero
+    /// exit, a signal, a timeout or output held open is an [`Error::Failed`] that says what ran,
+    /// how it ended, how long it took, and how stderr ended.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// let branch = sheepdog::Command::new("git")
+    ///     .args(["rev-parse", "--abbrev-ref", "HEAD"])
+    ///     .run()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run(&self) -> Result<String, Error> {
+        let started = std::time::Instant::now();
+        let out = self.output().await?;
+        if out.status.success() && !out.held_open {
+            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+        }
+        Err(Error::Failed {
+            program: self.get_program().to_owned(),
+            command: shell_quoted(self),
+            status: out.status,
+            duration: started.elapsed(),
+            held_open: out.held_open,
+            stderr_tail: tail(&out.stderr, STDERR_TAIL_LINES),
+        })
+    }
+
     /// Runs the program in a private herd with inherited stdio and returns how it ended.
     ///
     /// ```no_run
@@ -152,4 +180,34 @@ async fn drain<F: std::future::Future + Unpin>(
     drain: Duration,
 ) -> Option<F::Output> {
     tokio::time::timeout(drain, readers).await.ok()
+}
+
+/// How many lines of stderr a failure quotes.
+const STDERR_TAIL_LINES: usize = 5;
+
+/// The last `lines` lines of `bytes`, lossily decoded.
+fn tail(bytes: &[u8], lines: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let all: Vec<&str> = text.trim_end().lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The command line as a POSIX shell would take it: words quoted only where needed.
+fn shell_quoted(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|word| {
+            let word = word.to_string_lossy();
+            let plain = !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
+            if plain {
+                word.into_owned()
+            } else {
+                format!("'{}'", word.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

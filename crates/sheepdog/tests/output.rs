@@ -101,3 +101,91 @@ async fn status_reports_how_it_ended_and_spawn_errors_stay_errors() {
         .expect_err("not found");
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
 }
+
+#[tokio::test]
+async fn run_returns_trimmed_stdout() {
+    let text = cmd("run_ok", "printf")
+        .arg("  hello world \n\n")
+        .run()
+        .await
+        .expect("run");
+    assert_eq!(text, "hello world");
+}
+
+/// The error says what ran (shell-quoted), how it ended, how long it took, and how stderr
+/// ended; each fact is also a field.
+#[tokio::test]
+async fn run_failure_text() {
+    let err = cmd("run_fail", "sh")
+        .args([
+            "-c",
+            "echo one >&2; echo two >&2; echo 'it'\"'\"'s broken' >&2; exit 3",
+        ])
+        .run()
+        .await
+        .expect_err("exit 3");
+    let text = err.to_string();
+    let (head, rest) = text.split_once(" after ").expect("a duration");
+    assert_eq!(
+        head,
+        r#"`sh -c 'echo one >&2; echo two >&2; echo '\''it'\''"'\''"'\''s broken'\'' >&2; exit 3'` exited with code 3"#
+    );
+    let (seconds, stderr) = rest.split_once("s\n").expect("seconds, then stderr");
+    assert!(seconds.parse::<f64>().is_ok(), "{seconds}");
+    assert_eq!(stderr, "stderr ended with:\n  one\n  two\n  it's broken");
+    match err {
+        sheepdog::Error::Failed {
+            status,
+            held_open,
+            stderr_tail,
+            ..
+        } => {
+            assert_eq!(status.code(), Some(3));
+            assert!(!held_open);
+            assert_eq!(stderr_tail, "one\ntwo\nit's broken");
+        }
+        other => panic!("not a failure: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn run_failure_says_signal_timeout_and_held_open() {
+    let err = cmd("run_signal", "sh")
+        .args(["-c", "kill -KILL $$"])
+        .run()
+        .await
+        .expect_err("killed");
+    assert!(
+        err.to_string()
+            .starts_with("`sh -c 'kill -KILL $$'` killed by SIGKILL after "),
+        "{err}"
+    );
+    let err = cmd("run_timeout", "sleep")
+        .arg("100")
+        .timeout(Duration::from_millis(100))
+        .run()
+        .await
+        .expect_err("timed out");
+    assert!(
+        err.to_string()
+            .starts_with("`sleep 100` timed out, then killed by SIGTERM after "),
+        "{err}"
+    );
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    let marker = format!("run_held-{}", std::process::id());
+    let err = cmd(&marker, "sh")
+        .args(["-c", "sleep 600 & echo hi"])
+        .drain_timeout(Duration::from_millis(100))
+        .run()
+        .await
+        .expect_err("held open");
+    assert!(
+        err.to_string()
+            .contains("a process it started still held its output open, and was killed"),
+        "{err}"
+    );
+    assert!(common::poll_until(Duration::from_secs(10), || alive(
+        &marker
+    )
+    .is_empty()));
+}
