@@ -61,21 +61,8 @@ pub enum Error {
     },
     /// The program ran but failed ([`Command::run`](crate::Command::run)): a non-zero exit, a
     /// signal, a timeout, or output held open by a descendant.
-    #[error("{}", failure_text(command, status, *duration, *held_open, stderr_tail))]
-    Failed {
-        /// The program as given.
-        program: OsString,
-        /// The command line, shell-quoted.
-        command: String,
-        /// How it ended.
-        status: crate::ExitStatus,
-        /// How long it ran.
-        duration: std::time::Duration,
-        /// Whether a descendant held its output open after it exited.
-        held_open: bool,
-        /// The last lines it wrote to stderr.
-        stderr_tail: String,
-    },
+    #[error("{0}")]
+    Failed(Box<RunFailure>),
     /// Any other OS failure while starting the program.
     #[error(
         "cannot run `{}`: {action} failed: {source}{}",
@@ -105,8 +92,8 @@ impl Error {
             | Error::NotExecutable { program, .. }
             | Error::WorkingDirectory { program, .. }
             | Error::NulByte { program, .. }
-            | Error::Failed { program, .. }
             | Error::Os { program, .. } => program,
+            Error::Failed(failure) => &failure.program,
         }
     }
 
@@ -121,8 +108,8 @@ impl Error {
             Error::NotFound { .. } => io::ErrorKind::NotFound,
             Error::NotExecutable { .. } => io::ErrorKind::PermissionDenied,
             Error::NulByte { .. } => io::ErrorKind::InvalidInput,
-            Error::Failed { status, .. } if status.timed_out() => io::ErrorKind::TimedOut,
-            Error::Failed { .. } => io::ErrorKind::Other,
+            Error::Failed(failure) if failure.status.timed_out() => io::ErrorKind::TimedOut,
+            Error::Failed(_) => io::ErrorKind::Other,
             Error::WorkingDirectory { source, .. } | Error::Os { source, .. } => source.kind(),
         }
     }
@@ -136,7 +123,7 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::NotFound { .. } => Some(libc::ENOENT),
-            Error::NulByte { .. } | Error::Failed { .. } => None,
+            Error::NulByte { .. } | Error::Failed(_) => None,
             Error::NotExecutable { source, .. }
             | Error::WorkingDirectory { source, .. }
             | Error::Os { source, .. } => source.raw_os_error(),
@@ -165,26 +152,53 @@ fn not_found_detail(searched: Option<&OsStr>, interpreter: Option<&PathBuf>) -> 
     }
 }
 
-/// `` `cmd` exited with code 3 after 0.02s``, then the tail of stderr, indented.
-fn failure_text(
-    command: &str,
-    status: &crate::ExitStatus,
-    duration: std::time::Duration,
-    held_open: bool,
-    stderr_tail: &str,
-) -> String {
-    let mut text = format!("`{command}` {status} after {:.2}s", duration.as_secs_f64());
-    if held_open {
-        text.push_str("; a process it started still held its output open, and was killed");
-    }
-    if !stderr_tail.is_empty() {
-        text.push_str("\nstderr ended with:");
-        for line in stderr_tail.lines() {
-            text.push_str("\n  ");
-            text.push_str(line);
+/// How a program run by [`Command::run`](crate::Command::run) failed.
+///
+/// ```no_run
+/// # async fn demo() {
+/// if let Err(sheepdog::Error::Failed(failure)) = sheepdog::Command::new("false").run().await {
+///     assert_eq!(failure.status.code(), Some(1));
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RunFailure {
+    /// The program as given.
+    pub program: OsString,
+    /// The command line, shell-quoted.
+    pub command: String,
+    /// How it ended.
+    pub status: crate::ExitStatus,
+    /// How long it ran.
+    pub duration: std::time::Duration,
+    /// Whether a descendant held its output open after it exited.
+    pub held_open: bool,
+    /// The last lines it wrote to stderr.
+    pub stderr_tail: String,
+}
+
+impl std::fmt::Display for RunFailure {
+    /// `` `cmd` exited with code 3 after 0.02s``, then the tail of stderr, indented.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` {} after {:.2}s",
+            self.command,
+            self.status,
+            self.duration.as_secs_f64()
+        )?;
+        if self.held_open {
+            f.write_str("; a process it started still held its output open, and was killed")?;
         }
+        if !self.stderr_tail.is_empty() {
+            f.write_str("\nstderr ended with:")?;
+            for line in self.stderr_tail.lines() {
+                write!(f, "\n  {line}")?;
+            }
+        }
+        Ok(())
     }
-    text
 }
 
 fn os_hint(source: &io::Error) -> &'static str {

@@ -36,7 +36,7 @@ pub mod time;
 
 pub use child::Child;
 pub use command::{Command, Stdio};
-pub use error::Error;
+pub use error::{Error, RunFailure};
 pub use herd::{
     host_containment, suspend, Containment, Herd, HerdBuilder, HostContainment, Mechanism,
 };

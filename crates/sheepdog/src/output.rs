@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use crate::command::{Command, Stdio};
-use crate::error::Error;
+use crate::error::{Error, RunFailure};
 use crate::status::ExitStatus;
 
 /// What a program printed, and how it ended ([`Command::output`]).
@@ -147,14 +147,14 @@ impl Command {
         if out.status.success() && !out.held_open {
             return Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned());
         }
-        Err(Error::Failed {
+        Err(Error::Failed(Box::new(RunFailure {
             program: self.get_program().to_owned(),
             command: shell_quoted(self),
             status: out.status,
             duration: started.elapsed(),
             held_open: out.held_open,
             stderr_tail: tail(&out.stderr, STDERR_TAIL_LINES),
-        })
+        })))
     }
 
     /// Runs the program in a private herd with inherited stdio and returns how it ended.

@@ -134,15 +134,10 @@ async fn run_failure_text() {
     assert!(seconds.parse::<f64>().is_ok(), "{seconds}");
     assert_eq!(stderr, "stderr ended with:\n  one\n  two\n  it's broken");
     match err {
-        sheepdog::Error::Failed {
-            status,
-            held_open,
-            stderr_tail,
-            ..
-        } => {
-            assert_eq!(status.code(), Some(3));
-            assert!(!held_open);
-            assert_eq!(stderr_tail, "one\ntwo\nit's broken");
+        sheepdog::Error::Failed(failure) => {
+            assert_eq!(failure.status.code(), Some(3));
+            assert!(!failure.held_open);
+            assert_eq!(failure.stderr_tail, "one\ntwo\nit's broken");
         }
         other => panic!("not a failure: {other:?}"),
     }
