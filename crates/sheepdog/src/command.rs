@@ -50,6 +50,8 @@ pub struct Command {
     /// Which of stdin, stdout, stderr were set, so that `output()` can default the others.
     stdio_set: [bool; 3],
     drain: Duration,
+    /// Bytes [`output`](Command::output) writes to the child's stdin.
+    input: Option<Arc<[u8]>>,
     passed_fds: Vec<(RawFd, Arc<OwnedFd>)>,
     foreground: bool,
     timeout: Option<Duration>,
@@ -77,6 +79,7 @@ impl Command {
             stderr: Stdio::inherit(),
             stdio_set: [false; 3],
             drain: Duration::from_secs(1),
+            input: None,
             passed_fds: Vec::new(),
             foreground: false,
             timeout: None,
@@ -402,6 +405,24 @@ impl Command {
     pub fn drain_timeout(&mut self, drain: Duration) -> &mut Command {
         self.drain = drain;
         self
+    }
+
+    /// Bytes that [`output`](Command::output) and [`run`](Command::run) write to the child's
+    /// stdin (then closed). A child that exits without reading them all is no error.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// let sorted = sheepdog::Command::new("sort").input("b\na\n").run().await?;
+    /// assert_eq!(sorted, "a\nb");
+    /// # Ok(()) }
+    /// ```
+    pub fn input(&mut self, bytes: impl Into<Vec<u8>>) -> &mut Command {
+        self.input = Some(bytes.into().into());
+        self
+    }
+
+    pub(crate) fn get_input(&self) -> Option<Arc<[u8]>> {
+        self.input.clone()
     }
 
     pub(crate) fn get_drain(&self) -> Duration {

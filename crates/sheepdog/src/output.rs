@@ -3,7 +3,7 @@
 use std::io;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::command::{Command, Stdio};
 use crate::error::{Error, RunFailure};
@@ -64,7 +64,10 @@ impl Command {
     pub async fn output(&self) -> Result<Output, Error> {
         let mut cmd = self.clone();
         let set = self.stdio_is_set();
-        if !set[0] {
+        let input = self.get_input();
+        if input.is_some() {
+            cmd.stdin(Stdio::piped());
+        } else if !set[0] {
             cmd.stdin(Stdio::null());
         }
         if !set[1] {
@@ -78,6 +81,7 @@ impl Command {
         let mut stderr = Vec::new();
         let out_pipe = child.take_stdout();
         let err_pipe = child.take_stderr();
+        let in_pipe = child.take_stdin();
         let wait_error = |source: io::Error| Error::Os {
             program: self.get_program().to_owned(),
             action: "wait for the program",
@@ -98,8 +102,18 @@ impl Command {
                         None => Ok(()),
                     }
                 };
-                let (out, err) = tokio::join!(read_out, read_err);
-                out.and(err)
+                let write_in = async {
+                    if let (Some(mut pipe), Some(input)) = (in_pipe, input) {
+                        // A child that stops reading early closes the pipe: that is its right.
+                        match pipe.write_all(&input).await {
+                            Err(err) if err.kind() != io::ErrorKind::BrokenPipe => return Err(err),
+                            _ => {}
+                        }
+                    }
+                    Ok(())
+                };
+                let (out, err, input) = tokio::join!(read_out, read_err, write_in);
+                out.and(err).and(input)
             };
             tokio::pin!(readers);
             tokio::select! {

@@ -184,3 +184,34 @@ async fn run_failure_says_signal_timeout_and_held_open() {
     )
     .is_empty()));
 }
+
+#[tokio::test]
+async fn input_reaches_stdin_while_output_is_read() {
+    // More than a pipe holds in either direction: writing and reading must go on together.
+    let data: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let out = cmd("input_cat", "cat")
+        .input(data.clone())
+        .output()
+        .await
+        .expect("output");
+    assert!(out.status.success());
+    assert!(out.stdout == data, "the bytes came back unchanged");
+    let sorted = cmd("input_sort", "sort")
+        .input("b\nc\na\n")
+        .run()
+        .await
+        .expect("run");
+    assert_eq!(sorted, "a\nb\nc");
+}
+
+/// A child that exits without reading its input is no error, no panic, no hang.
+#[tokio::test]
+async fn input_unread_by_the_child_is_no_error() {
+    let out = cmd("input_unread", "true")
+        .input(vec![b'x'; 16 * 1024 * 1024])
+        .output()
+        .await
+        .expect("output");
+    assert!(out.status.success());
+    assert!(!out.held_open());
+}
