@@ -46,20 +46,9 @@ pub async fn run(options: RunOptions) -> ExitCode {
     if interactive {
         command.foreground(true);
     }
-    let mut child = match herd.spawn(&command) {
-        Ok(child) => child,
-        Err(err) => {
-            eprintln!("sheepdog: {err}");
-            return ExitCode::from(match err {
-                sheepdog::Error::NotFound { .. } => EXIT_NOT_FOUND,
-                sheepdog::Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
-                _ => EXIT_INTERNAL,
-            });
-        }
-    };
-
     // Signals sheepdog gets go on, the same, to the tree; Ctrl-Z (SIGTSTP) freezes the herd
     // and pauses the timeout while sheepdog is stopped, and `fg`/`bg` continue all three.
+    // Handled from before CMD starts, so that none arrives unhandled.
     let mut signals = match Signals::new() {
         Ok(signals) => Some(signals),
         Err(err) => {
@@ -80,6 +69,18 @@ pub async fn run(options: RunOptions) -> ExitCode {
     } else {
         None
     };
+    let mut child = match herd.spawn(&command) {
+        Ok(child) => child,
+        Err(err) => {
+            eprintln!("sheepdog: {err}");
+            return ExitCode::from(match err {
+                sheepdog::Error::NotFound { .. } => EXIT_NOT_FOUND,
+                sheepdog::Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
+                _ => EXIT_INTERNAL,
+            });
+        }
+    };
+
     let plan = StopPlan::new().then(options.signal, StopTarget::Tree, options.grace);
     let mut deadline = options.timeout.map(Sleep::new);
     let mut timed_out = false;

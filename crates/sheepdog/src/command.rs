@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::child::Child;
 use crate::error::Error;
+use crate::output::Keep;
 use crate::stop::StopPlan;
 
 /// A program to run, with its arguments, environment, working directory and stdio.
@@ -52,6 +53,7 @@ pub struct Command {
     drain: Duration,
     /// Bytes [`output`](Command::output) writes to the child's stdin.
     input: Option<Arc<[u8]>>,
+    capture_limit: Option<(usize, Keep)>,
     passed_fds: Vec<(RawFd, Arc<OwnedFd>)>,
     foreground: bool,
     timeout: Option<Duration>,
@@ -80,6 +82,7 @@ impl Command {
             stdio_set: [false; 3],
             drain: Duration::from_secs(1),
             input: None,
+            capture_limit: None,
             passed_fds: Vec::new(),
             foreground: false,
             timeout: None,
@@ -419,6 +422,26 @@ impl Command {
     pub fn input(&mut self, bytes: impl Into<Vec<u8>>) -> &mut Command {
         self.input = Some(bytes.into().into());
         self
+    }
+
+    /// Keeps at most `bytes` of each captured stream in [`output`](Command::output) (the
+    /// `keep` part of it); the rest is read and dropped, and [`Output::stdout_truncated`] /
+    /// [`Output::stderr_truncated`] say so. Unlimited by default, as in std.
+    ///
+    /// [`Output::stdout_truncated`]: crate::Output::stdout_truncated
+    /// [`Output::stderr_truncated`]: crate::Output::stderr_truncated
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("make");
+    /// cmd.capture_limit(1 << 20, sheepdog::Keep::Tail); // the last MiB of each stream
+    /// ```
+    pub fn capture_limit(&mut self, bytes: usize, keep: Keep) -> &mut Command {
+        self.capture_limit = Some((bytes, keep));
+        self
+    }
+
+    pub(crate) fn get_capture_limit(&self) -> Option<(usize, Keep)> {
+        self.capture_limit
     }
 
     pub(crate) fn get_input(&self) -> Option<Arc<[u8]>> {

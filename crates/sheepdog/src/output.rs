@@ -28,9 +28,38 @@ pub struct Output {
     /// Everything it wrote to stderr (when captured).
     pub stderr: Vec<u8>,
     held_open: bool,
+    truncated: [bool; 2],
 }
 
 impl Output {
+    /// Whether stdout went past the [capture limit](Command::capture_limit) and only part of
+    /// it was kept.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// let out = sheepdog::Command::new("yes")
+    ///     .timeout(std::time::Duration::from_millis(100))
+    ///     .capture_limit(1024, sheepdog::Keep::Tail)
+    ///     .output()
+    ///     .await?;
+    /// assert!(out.stdout_truncated() && out.stdout.len() == 1024);
+    /// # Ok(()) }
+    /// ```
+    pub fn stdout_truncated(&self) -> bool {
+        self.truncated[0]
+    }
+
+    /// Whether stderr went past the [capture limit](Command::capture_limit).
+    ///
+    /// ```no_run
+    /// # fn demo(out: sheepdog::Output) {
+    /// if out.stderr_truncated() { eprintln!("(stderr was cut)"); }
+    /// # }
+    /// ```
+    pub fn stderr_truncated(&self) -> bool {
+        self.truncated[1]
+    }
+
     /// Whether the program exited but something it started still held its output open after
     /// the [drain timeout](Command::drain_timeout): the output is what came until then, and
     /// the rest of the tree was killed.
@@ -79,6 +108,8 @@ impl Command {
         let mut child = cmd.spawn()?;
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
+        let (mut out_truncated, mut err_truncated) = (false, false);
+        let limit = self.get_capture_limit();
         let out_pipe = child.take_stdout();
         let err_pipe = child.take_stderr();
         let in_pipe = child.take_stdin();
@@ -92,13 +123,13 @@ impl Command {
             let readers = async {
                 let read_out = async {
                     match out_pipe {
-                        Some(mut pipe) => pipe.read_to_end(&mut stdout).await.map(drop),
+                        Some(pipe) => capture(pipe, &mut stdout, limit, &mut out_truncated).await,
                         None => Ok(()),
                     }
                 };
                 let read_err = async {
                     match err_pipe {
-                        Some(mut pipe) => pipe.read_to_end(&mut stderr).await.map(drop),
+                        Some(pipe) => capture(pipe, &mut stderr, limit, &mut err_truncated).await,
                         None => Ok(()),
                     }
                 };
@@ -140,6 +171,7 @@ impl Command {
             stdout,
             stderr,
             held_open,
+            truncated: [out_truncated, err_truncated],
         })
     }
 
@@ -224,4 +256,56 @@ fn shell_quoted(cmd: &Command) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Which part of an output longer than its [capture limit](Command::capture_limit) is kept.
+///
+/// ```
+/// assert_ne!(sheepdog::Keep::Head, sheepdog::Keep::Tail);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Keep {
+    /// The first bytes (the rest is read and dropped, so the program is not blocked).
+    Head,
+    /// The last bytes (where errors usually are).
+    Tail,
+}
+
+/// Reads `pipe` to its end into `buf`, keeping at most `limit` bytes where one is set.
+async fn capture(
+    mut pipe: impl tokio::io::AsyncRead + Unpin,
+    buf: &mut Vec<u8>,
+    limit: Option<(usize, Keep)>,
+    truncated: &mut bool,
+) -> io::Result<()> {
+    let Some((bytes, keep)) = limit else {
+        return pipe.read_to_end(buf).await.map(drop);
+    };
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = pipe.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        match keep {
+            Keep::Head => {
+                let room = bytes.saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..n.min(room)]);
+                *truncated |= n > room;
+            }
+            Keep::Tail => {
+                buf.extend_from_slice(&chunk[..n]);
+                // Trim in batches (at twice the limit), so each byte moves at most once.
+                if buf.len() > bytes.saturating_mul(2).max(bytes + chunk.len()) {
+                    buf.drain(..buf.len() - bytes);
+                    *truncated = true;
+                }
+            }
+        }
+    }
+    if keep == Keep::Tail && buf.len() > bytes {
+        buf.drain(..buf.len() - bytes);
+        *truncated = true;
+    }
+    Ok(())
 }

@@ -215,3 +215,38 @@ async fn input_unread_by_the_child_is_no_error() {
     assert!(out.status.success());
     assert!(!out.held_open());
 }
+
+/// Past the capture limit the head or the tail is kept, exactly, and the cut is reported; the
+/// program is never blocked by what is not kept.
+#[tokio::test]
+async fn capture_limit_keeps_head_or_tail_and_says_so() {
+    // 10 000 numbered lines, about 49 KB, far more than the 1000-byte limit.
+    let script = "i=0; while [ $i -lt 10000 ]; do echo $i; i=$((i+1)); done";
+    let all: Vec<u8> = (0..10000)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    for keep in [sheepdog::Keep::Head, sheepdog::Keep::Tail] {
+        let out = cmd("capture_limit", "sh")
+            .args(["-c", script])
+            .capture_limit(1000, keep)
+            .output()
+            .await
+            .expect("output");
+        assert!(out.status.success());
+        assert!(out.stdout_truncated() && !out.stderr_truncated());
+        let expected = match keep {
+            sheepdog::Keep::Head => &all[..1000],
+            sheepdog::Keep::Tail => &all[all.len() - 1000..],
+        };
+        assert_eq!(out.stdout, expected, "{keep:?}");
+    }
+    // Under the limit nothing is cut.
+    let out = cmd("capture_limit", "echo")
+        .arg("short")
+        .capture_limit(1000, sheepdog::Keep::Tail)
+        .output()
+        .await
+        .expect("output");
+    assert_eq!(out.stdout, b"short\n");
+    assert!(!out.stdout_truncated());
+}
