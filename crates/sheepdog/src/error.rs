@@ -178,6 +178,21 @@ pub struct RunFailure {
     pub stderr_tail: String,
 }
 
+impl RunFailure {
+    /// How the run ended, as one value to match on.
+    ///
+    /// ```no_run
+    /// # async fn demo() {
+    /// if let Err(sheepdog::Error::Failed(failure)) = sheepdog::Command::new("false").run().await {
+    ///     assert_eq!(failure.outcome(), sheepdog::Outcome::Exited(1));
+    /// }
+    /// # }
+    /// ```
+    pub fn outcome(&self) -> crate::Outcome {
+        crate::output::outcome(&self.status, self.held_open)
+    }
+}
+
 impl std::fmt::Display for RunFailure {
     /// `` `cmd` exited with code 3 after 0.02s``, then the tail of stderr, indented.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

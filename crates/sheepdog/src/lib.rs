@@ -40,7 +40,7 @@ pub use error::{Error, RunFailure};
 pub use herd::{
     host_containment, suspend, Containment, Herd, HerdBuilder, HostContainment, Mechanism,
 };
-pub use output::{Keep, Output};
+pub use output::{Keep, Outcome, Output};
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
 pub use signal::Signal;
 pub use signals::{Signals, FORWARDED};

@@ -31,7 +31,49 @@ pub struct Output {
     truncated: [bool; 2],
 }
 
+/// How a run ended, as one value to match on.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), sheepdog::Error> {
+/// use sheepdog::Outcome;
+/// let out = sheepdog::Command::new("make").output().await?;
+/// match out.outcome() {
+///     Outcome::Exited(0) => println!("built"),
+///     Outcome::Exited(code) => println!("failed with {code}"),
+///     Outcome::Killed(signal) => println!("killed by {signal}"),
+///     Outcome::TimedOut => println!("too slow"),
+///     Outcome::OutputHeldOpen => println!("a daemon kept the output open"),
+///     _ => println!("other"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal killed it (not sheepdog's timeout).
+    Killed(crate::Signal),
+    /// It ran into its timeout and was stopped (see the status for how it finally ended).
+    TimedOut,
+    /// It exited, but something it started held its stdout or stderr open past the drain
+    /// timeout, and was killed.
+    OutputHeldOpen,
+}
+
 impl Output {
+    /// How the run ended: a timeout first, then output held open, then the exit itself.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// let out = sheepdog::Command::new("true").output().await?;
+    /// assert_eq!(out.outcome(), sheepdog::Outcome::Exited(0));
+    /// # Ok(()) }
+    /// ```
+    pub fn outcome(&self) -> Outcome {
+        outcome(&self.status, self.held_open)
+    }
+
     /// Whether stdout went past the [capture limit](Command::capture_limit) and only part of
     /// it was kept.
     ///
@@ -308,4 +350,19 @@ async fn capture(
         *truncated = true;
     }
     Ok(())
+}
+
+pub(crate) fn outcome(status: &ExitStatus, held_open: bool) -> Outcome {
+    match (
+        status.timed_out(),
+        held_open,
+        status.code(),
+        status.signal(),
+    ) {
+        (true, _, _, _) => Outcome::TimedOut,
+        (false, true, _, _) => Outcome::OutputHeldOpen,
+        (false, false, Some(code), _) => Outcome::Exited(code),
+        (false, false, None, Some(signal)) => Outcome::Killed(signal),
+        (false, false, None, None) => Outcome::Exited(-1),
+    }
 }

@@ -250,3 +250,38 @@ async fn capture_limit_keeps_head_or_tail_and_says_so() {
     assert_eq!(out.stdout, b"short\n");
     assert!(!out.stdout_truncated());
 }
+
+#[tokio::test]
+async fn outcome_is_one_value_to_match() {
+    use sheepdog::Outcome;
+    let exited = cmd("outcome", "sh")
+        .args(["-c", "exit 9"])
+        .output()
+        .await
+        .expect("output");
+    assert_eq!(exited.outcome(), Outcome::Exited(9));
+    let killed = cmd("outcome", "sh")
+        .args(["-c", "kill -INT $$"])
+        .output()
+        .await
+        .expect("output");
+    assert_eq!(killed.outcome(), Outcome::Killed(sheepdog::Signal::INT));
+    let timed_out = cmd("outcome", "sleep")
+        .arg("100")
+        .timeout(Duration::from_millis(50))
+        .output()
+        .await
+        .expect("output");
+    assert_eq!(timed_out.outcome(), Outcome::TimedOut);
+    let held = cmd("outcome", "sh")
+        .args(["-c", "sleep 600 & exit 0"])
+        .drain_timeout(Duration::from_millis(50))
+        .output()
+        .await
+        .expect("output");
+    assert_eq!(held.outcome(), Outcome::OutputHeldOpen);
+    match cmd("outcome", "false").run().await {
+        Err(sheepdog::Error::Failed(failure)) => assert_eq!(failure.outcome(), Outcome::Exited(1)),
+        other => panic!("{other:?}"),
+    }
+}
