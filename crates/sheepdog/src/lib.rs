@@ -25,6 +25,7 @@ mod child;
 mod command;
 mod error;
 mod herd;
+mod lines;
 mod output;
 mod pipe;
 mod signal;
@@ -40,6 +41,7 @@ pub use error::{Error, RunFailure};
 pub use herd::{
     host_containment, suspend, Containment, Herd, HerdBuilder, HostContainment, Mechanism,
 };
+pub use lines::{Line, Lines, StreamKind};
 pub use output::{Keep, Outcome, Output};
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
 pub use signal::Signal;
