@@ -28,6 +28,7 @@ mod herd;
 mod lines;
 mod output;
 mod pipe;
+mod pipeline;
 mod signal;
 mod signals;
 mod status;
@@ -44,6 +45,7 @@ pub use herd::{
 pub use lines::{Line, Lines, StreamKind};
 pub use output::{Keep, Outcome, Output};
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
+pub use pipeline::{Pipeline, PipelineOutput};
 pub use signal::Signal;
 pub use signals::{Signals, FORWARDED};
 pub use status::{ExitStatus, ResourceUsage};
