@@ -321,8 +321,8 @@ impl Child {
         }
     }
 
-    /// Whether the process is stopped (by SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU), as /proc
-    /// shows it. Safe by pid: an unreaped child's pid cannot be anybody else's.
+    /// Whether the process is stopped (by SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU). Safe to ask by
+    /// pid: an unreaped child's pid cannot be anybody else's.
     ///
     /// ```no_run
     /// # fn demo(child: sheepdog::Child) {
@@ -331,25 +331,11 @@ impl Child {
     /// ```
     pub fn is_stopped(&self) -> bool {
         self.process.status().is_none()
-            && std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).is_ok_and(|stat| {
-                stat.rsplit_once(')')
-                    .and_then(|r| r.1.split_whitespace().next())
-                    .is_some_and(|state| state == "T")
-            })
+            && sys::proc_stat(self.pid()).is_some_and(|stat| stat.state == 'T')
     }
 
     fn process_group(&self) -> i32 {
-        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
-            .ok()
-            .and_then(|stat| {
-                stat.rsplit_once(')')?
-                    .1
-                    .split_whitespace()
-                    .nth(2)?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(self.pid() as i32)
+        sys::proc_stat(self.pid()).map_or(self.pid() as i32, |stat| stat.pgid)
     }
 
     /// Which spawn path created this process (weaker ones are fallbacks for old kernels and

@@ -12,7 +12,7 @@ use rustix::fs::{Mode, OFlags};
 
 use super::cgroup::{self, Cgroup};
 use super::group::Group;
-use super::process::{open_pidfd, pidfd_send_signal};
+use super::process::{open_pidfd, pidfd_send_signal, proc_stat};
 use super::reaper;
 use super::sentinel::{self, Guarded};
 use super::spawn::{spawn, ProcessGroup, SpawnTarget, Spawned};
@@ -229,15 +229,9 @@ impl CgroupHerd {
     }
 }
 
-/// The process group of `pid`, from `/proc/PID/stat` (field 5, after the parenthesised name).
+/// The process group of `pid`.
 fn process_group_of(pid: u32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
+    proc_stat(pid).map(|stat| stat.pgid)
 }
 
 /// Whether any process is in group `pgid` (`kill(-pgid, 0)`, which signals nobody).

@@ -14,7 +14,7 @@ use std::io;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::process::{open_pidfd, pidfd_send_signal, Process};
+use super::process::{open_pidfd, pidfd_send_signal, proc_stat, Process};
 use super::raw::syscall;
 use super::sentinel;
 use super::spawn::{spawn_anchor, ProcessGroup, SpawnTarget};
@@ -94,13 +94,8 @@ impl Group {
     }
 
     fn is_live_member(&self, pid: u32) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let mut fields = stat.rsplit_once(')').map_or("", |r| r.1).split_whitespace();
-        let state = fields.next();
-        let pgid = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
-        state != Some("Z") && state != Some("X") && pgid == Some(self.pgid)
+        proc_stat(pid)
+            .is_some_and(|stat| !matches!(stat.state, 'Z' | 'X') && stat.pgid == self.pgid)
     }
 
     /// Sends `signal` to each live member through a pidfd checked after it was opened; returns
@@ -148,10 +143,7 @@ impl Group {
         // Stopping is asynchronous; the state shows in /proc within a scheduling round.
         for _ in 0..1000 {
             let pending = self.members()?.into_iter().any(|pid| {
-                let stopped = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .ok()
-                    .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? == "T"))
-                    .unwrap_or(frozen);
+                let stopped = proc_stat(pid).map_or(frozen, |stat| stat.state == 'T');
                 stopped != frozen
             });
             if !pending {

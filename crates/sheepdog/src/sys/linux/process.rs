@@ -194,6 +194,23 @@ pub(crate) fn stop_self() {
     }
 }
 
+/// What `/proc/PID/stat` says of a process: its state letter (`R`, `S`, `T`, `Z`, ...) and its
+/// process group. `None` once the process is gone.
+pub(crate) struct ProcStat {
+    pub state: char,
+    pub pgid: i32,
+}
+
+/// Reads `/proc/PID/stat` (fields 3 and 5, after the parenthesised command name, which may
+/// itself hold spaces and parentheses).
+pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let pgid = fields.nth(1)?.parse().ok()?;
+    Some(ProcStat { state, pgid })
+}
+
 /// A pidfd for `pid`, if it still exists. The caller checks that it is the process it meant.
 pub(super) fn open_pidfd(pid: u32) -> Option<OwnedFd> {
     rustix::process::pidfd_open(
