@@ -162,16 +162,10 @@ impl Herd {
                         Vec::new()
                     }
                 }
-                _ => {
-                    let pids = container
-                        .signal_members(step.signal())
-                        .map_err(|err| self.context("signal", err))?;
-                    // Stopped members act on the signal only once continued.
-                    container
-                        .signal_members(Signal::CONT)
-                        .map_err(|err| self.context("signal", err))?;
-                    pids
-                }
+                // Stopped members act on the signal only once continued.
+                _ => container
+                    .signal_members(step.signal(), true)
+                    .map_err(|err| self.context("signal", err))?,
             };
             signalled.push((step.signal(), pids));
             if tokio::time::timeout(step.wait(), container.wait_empty())
@@ -206,7 +200,7 @@ impl Herd {
     /// ```
     pub fn signal(&self, signal: Signal) -> io::Result<Vec<u32>> {
         self.container()
-            .signal_members(signal)
+            .signal_members(signal, false)
             .map_err(|err| self.context("signal", err))
     }
 

@@ -247,7 +247,7 @@ impl Cgroup {
             return Ok(());
         }
         self.set_frozen(true)?;
-        let result = self.signal_members(Signal::KILL).map(drop);
+        let result = self.signal_members(Signal::KILL, false).map(drop);
         self.set_frozen(false)?;
         result
     }
@@ -269,15 +269,19 @@ impl Cgroup {
 
     /// Sends `signal` to every member, each addressed through a pidfd that is verified to belong
     /// to this cgroup after it was opened, so a pid reused by a stranger is never signalled.
-    /// Returns the pids that were signalled.
-    pub(crate) fn signal_members(&self, signal: Signal) -> io::Result<Vec<u32>> {
+    /// `and_continue` follows it with SIGCONT through the same pidfd. Returns the pids that were
+    /// signalled.
+    pub(crate) fn signal_members(
+        &self,
+        signal: Signal,
+        and_continue: bool,
+    ) -> io::Result<Vec<u32>> {
         let mut signalled = Vec::new();
         for pid in self.members()? {
             let Some(pidfd) = self.open_member(pid) else {
                 continue;
             };
-            let sent = super::process::pidfd_send_signal(&pidfd, signal);
-            if sent.is_ok() {
+            if super::process::deliver(&pidfd, signal, and_continue).is_ok() {
                 signalled.push(pid);
             }
         }

@@ -12,7 +12,7 @@ use rustix::fs::{Mode, OFlags};
 
 use super::cgroup::{self, Cgroup};
 use super::group::Group;
-use super::process::{open_pidfd, pidfd_send_signal, proc_stat};
+use super::process::{deliver, open_pidfd, pidfd_send_signal, proc_stat};
 use super::reaper;
 use super::sentinel::{self, Guarded};
 use super::spawn::{spawn, ProcessGroup, SpawnTarget, Spawned};
@@ -129,12 +129,17 @@ impl CgroupHerd {
         killed
     }
 
-    /// Sends `signal` to every member, and to the strays of the herd's process groups.
-    pub(crate) fn signal_members(&self, signal: Signal) -> io::Result<Vec<u32>> {
+    /// Sends `signal` (and then SIGCONT, with `and_continue`) to every member, and to the strays
+    /// of the herd's process groups.
+    pub(crate) fn signal_members(
+        &self,
+        signal: Signal,
+        and_continue: bool,
+    ) -> io::Result<Vec<u32>> {
         let strays = self.group_strays();
-        let mut signalled = self.cgroup.signal_members(signal)?;
+        let mut signalled = self.cgroup.signal_members(signal, and_continue)?;
         for (pid, pidfd) in strays {
-            if pidfd_send_signal(&pidfd, signal).is_ok() {
+            if deliver(&pidfd, signal, and_continue).is_ok() {
                 signalled.push(pid);
             }
         }
@@ -429,10 +434,16 @@ impl Container {
         }
     }
 
-    pub(crate) fn signal_members(&self, signal: Signal) -> io::Result<Vec<u32>> {
+    /// Sends `signal` to every member; `and_continue` follows it with SIGCONT, so stopped
+    /// members act on it at once.
+    pub(crate) fn signal_members(
+        &self,
+        signal: Signal,
+        and_continue: bool,
+    ) -> io::Result<Vec<u32>> {
         match self {
-            Container::Cgroup(herd) => herd.signal_members(signal),
-            Container::Group(group) => group.signal_members(signal),
+            Container::Cgroup(herd) => herd.signal_members(signal, and_continue),
+            Container::Group(group) => group.signal_members(signal, and_continue),
         }
     }
 

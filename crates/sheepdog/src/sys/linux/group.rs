@@ -14,7 +14,7 @@ use std::io;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::process::{open_pidfd, pidfd_send_signal, proc_stat, Process};
+use super::process::{deliver, open_pidfd, proc_stat, Process};
 use super::raw::syscall;
 use super::sentinel;
 use super::spawn::{spawn_anchor, ProcessGroup, SpawnTarget};
@@ -99,14 +99,18 @@ impl Group {
     }
 
     /// Sends `signal` to each live member through a pidfd checked after it was opened; returns
-    /// the pids signalled.
-    pub(crate) fn signal_members(&self, signal: Signal) -> io::Result<Vec<u32>> {
+    /// the pids signalled. `and_continue` follows it with SIGCONT through the same pidfd.
+    pub(crate) fn signal_members(
+        &self,
+        signal: Signal,
+        and_continue: bool,
+    ) -> io::Result<Vec<u32>> {
         let mut signalled = Vec::new();
         for pid in self.members()? {
             let Some(pidfd) = open_pidfd(pid) else {
                 continue;
             };
-            if self.is_live_member(pid) && pidfd_send_signal(&pidfd, signal).is_ok() {
+            if self.is_live_member(pid) && deliver(&pidfd, signal, and_continue).is_ok() {
                 signalled.push(pid);
             }
         }

@@ -240,6 +240,16 @@ pub(super) fn pidfd_send_signal(pidfd: &impl AsFd, signal: Signal) -> io::Result
     Ok(())
 }
 
+/// Sends `signal` through `pidfd`, then, with `and_continue`, SIGCONT, so a stopped process acts
+/// on it at once. The result is that of the first signal; the second matters only if it landed.
+pub(super) fn deliver(pidfd: &impl AsFd, signal: Signal, and_continue: bool) -> io::Result<()> {
+    pidfd_send_signal(pidfd, signal)?;
+    if and_continue {
+        let _ = pidfd_send_signal(pidfd, Signal::CONT);
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy)]
 pub(super) enum Target {
     Pidfd(i32),

@@ -118,19 +118,19 @@ pub(crate) fn adopt_sentinel(pidfd: OwnedFd) {
 
 /// Removes `cgroup` (already killed) once it is empty, and runs `then` (one wake-up for both).
 pub(crate) fn adopt_cgroup(cgroup: Cgroup, then: Option<Task>) {
-    if let (Some(task), Some(Some(reaper))) = (then, REAPER.get()) {
-        OUTSTANDING.fetch_add(1, Ordering::SeqCst);
-        reaper
-            .tasks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(task);
+    if let (Some(task), Some(reaper)) = (then, reaper()) {
+        reaper.queue(task);
     }
     adopt(Adopted::Cgroup(Box::new(cgroup)));
 }
 
+/// The reaper thread's shared state, started on first use; `None` if the thread cannot start.
+fn reaper() -> Option<&'static Arc<Reaper>> {
+    REAPER.get_or_init(start).as_ref()
+}
+
 fn adopt(what: Adopted) {
-    let Some(reaper) = REAPER.get_or_init(start).as_ref() else {
+    let Some(reaper) = reaper() else {
         tracing::error!("sheepdog: no reaper thread; a dropped child or cgroup is left behind");
         return;
     };
@@ -148,20 +148,24 @@ fn adopt(what: Adopted) {
 /// Runs `task` on the reaper thread, off the caller's path; returns `false` (and drops it)
 /// when there is no reaper thread.
 pub(crate) fn run_later(task: impl FnOnce() + Send + 'static) -> bool {
-    let Some(reaper) = REAPER.get_or_init(start).as_ref() else {
+    let Some(reaper) = reaper() else {
         return false;
     };
-    OUTSTANDING.fetch_add(1, Ordering::SeqCst);
-    reaper
-        .tasks
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .push(Box::new(task));
+    reaper.queue(Box::new(task));
     reaper.wake();
     true
 }
 
 impl Reaper {
+    /// Queues `task` for the thread's next wake-up.
+    fn queue(&self, task: Task) {
+        OUTSTANDING.fetch_add(1, Ordering::SeqCst);
+        self.tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(task);
+    }
+
     fn wake(&self) {
         // Cannot fail short of an overflowing counter, which the thread's reads prevent.
         let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
