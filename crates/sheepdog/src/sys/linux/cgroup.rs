@@ -276,16 +276,12 @@ impl Cgroup {
         signal: Signal,
         and_continue: bool,
     ) -> io::Result<Vec<u32>> {
-        let mut signalled = Vec::new();
-        for pid in self.members()? {
-            let Some(pidfd) = self.open_member(pid) else {
-                continue;
-            };
-            if super::process::deliver(&pidfd, signal, and_continue).is_ok() {
-                signalled.push(pid);
-            }
-        }
-        Ok(signalled)
+        Ok(super::process::signal_each(
+            self.members()?,
+            |pid| self.open_member(pid),
+            signal,
+            and_continue,
+        ))
     }
 
     /// A pidfd for `pid` if, once opened, it is still a member of this cgroup (or below it).

@@ -14,7 +14,7 @@ use std::io;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::process::{deliver, open_pidfd, proc_stat, Process};
+use super::process::{open_pidfd, proc_stat, signal_each, Process};
 use super::raw::syscall;
 use super::sentinel;
 use super::spawn::{spawn_anchor, ProcessGroup, SpawnTarget};
@@ -105,16 +105,12 @@ impl Group {
         signal: Signal,
         and_continue: bool,
     ) -> io::Result<Vec<u32>> {
-        let mut signalled = Vec::new();
-        for pid in self.members()? {
-            let Some(pidfd) = open_pidfd(pid) else {
-                continue;
-            };
-            if self.is_live_member(pid) && deliver(&pidfd, signal, and_continue).is_ok() {
-                signalled.push(pid);
-            }
-        }
-        Ok(signalled)
+        Ok(signal_each(
+            self.members()?,
+            |pid| open_pidfd(pid).filter(|_| self.is_live_member(pid)),
+            signal,
+            and_continue,
+        ))
     }
 
     /// Returns when no live member is left: waits for each member's pidfd to turn readable

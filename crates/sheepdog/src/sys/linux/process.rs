@@ -250,6 +250,27 @@ pub(super) fn deliver(pidfd: &impl AsFd, signal: Signal, and_continue: bool) -> 
     Ok(())
 }
 
+/// Delivers `signal` (see [`deliver`]) to each of `pids` that `open_verified` gives a pidfd for:
+/// the caller's proof that the process, once its pidfd was open, is still the one it means.
+/// Returns the pids that got it.
+pub(super) fn signal_each(
+    pids: Vec<u32>,
+    open_verified: impl Fn(u32) -> Option<OwnedFd>,
+    signal: Signal,
+    and_continue: bool,
+) -> Vec<u32> {
+    let mut signalled = Vec::new();
+    for pid in pids {
+        let Some(pidfd) = open_verified(pid) else {
+            continue;
+        };
+        if deliver(&pidfd, signal, and_continue).is_ok() {
+            signalled.push(pid);
+        }
+    }
+    signalled
+}
+
 #[derive(Clone, Copy)]
 pub(super) enum Target {
     Pidfd(i32),
