@@ -28,7 +28,6 @@
 
 use std::error::Error;
 use std::ffi::CString;
-use std::fmt::Display;
 use std::fs;
 use std::future::Future;
 use std::hint::black_box;
@@ -50,21 +49,6 @@ const TREE_SLEEPS: usize = 200;
 const HELD: usize = 1000;
 /// The longest any tree may take to come up or to go away before the run is called broken.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// Adds what was being done to an error.
-trait Context<T> {
-    fn context(self, what: &str) -> BoxResult<T>;
-    fn with_context(self, what: impl FnOnce() -> String) -> BoxResult<T>;
-}
-
-impl<T, E: Display> Context<T> for Result<T, E> {
-    fn context(self, what: &str) -> BoxResult<T> {
-        self.map_err(|err| format!("{what}: {err}").into())
-    }
-    fn with_context(self, what: impl FnOnce() -> String) -> BoxResult<T> {
-        self.map_err(|err| format!("{}: {err}", what()).into())
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Statistics and tables.
@@ -833,16 +817,7 @@ async fn hold_phase(runs: usize) -> BoxResult<String> {
 // ---------------------------------------------------------------------------------------------
 
 fn main() -> BoxResult<()> {
-    // `cargo bench` passes `--bench`; this harness takes no options and ignores it.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot build the tokio runtime")?;
-    let started = Instant::now();
-    runtime.block_on(run())?;
-    println!();
-    println!("total time: {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
+    run_timed(run())
 }
 
 async fn run() -> BoxResult<()> {

@@ -68,23 +68,6 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 const MIB: f64 = (1u64 << 20) as f64;
 
-/// Adds what was being done to an error.
-trait Context<T> {
-    fn context(self, what: &str) -> BoxResult<T>;
-}
-
-impl<T, E: Display> Context<T> for Result<T, E> {
-    fn context(self, what: &str) -> BoxResult<T> {
-        self.map_err(|err| format!("{what}: {err}").into())
-    }
-}
-
-impl<T> Context<T> for Option<T> {
-    fn context(self, what: &str) -> BoxResult<T> {
-        self.ok_or_else(|| format!("{what}: missing").into())
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Variants and phases.
 // ---------------------------------------------------------------------------------------------
@@ -663,16 +646,7 @@ async fn check_nothing_left() -> BoxResult<()> {
 }
 
 fn main() -> BoxResult<()> {
-    // `cargo bench` passes `--bench`; this harness takes no options and ignores it.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot build the tokio runtime")?;
-    let started = Instant::now();
-    runtime.block_on(run())?;
-    println!();
-    println!("total time: {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
+    run_timed(run())
 }
 
 async fn run() -> BoxResult<()> {

@@ -399,11 +399,7 @@ fn summary_line(phase: &Phase, stats: &[(Variant, Stats)]) -> String {
 }
 
 fn main() -> BoxResult<()> {
-    // `cargo bench` passes `--bench`; this harness takes no options and ignores it.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run())
+    run_timed(run())
 }
 
 async fn run() -> BoxResult<()> {

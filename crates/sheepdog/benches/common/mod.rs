@@ -1,12 +1,14 @@
-//! What both benchmarks share: the raw floor (`posix_spawn` + blocking `waitpid`), the big
-//! parent, and the `SHEEPDOG_BENCH_ROUNDS` override.
+//! What the benchmarks share: the raw floor (`posix_spawn` + blocking `waitpid`), the big
+//! parent, the `SHEEPDOG_BENCH_ROUNDS` override, error context and the runtime around a run.
 
 #![allow(dead_code)] // each benchmark uses a different subset
 
 use std::error::Error;
 use std::ffi::{c_char, CStr};
+use std::fmt::Display;
+use std::future::Future;
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const PROGRAM: &str = "/bin/true";
 pub const PAGE: usize = 4096;
@@ -14,6 +16,44 @@ pub const BIG_PARENT_BYTES: usize = 4 << 30;
 pub const ISOLATION_GAP: Duration = Duration::from_millis(50);
 
 pub type BoxResult<T> = Result<T, Box<dyn Error>>;
+
+/// Adds what was being done to an error.
+pub trait Context<T> {
+    fn context(self, what: &str) -> BoxResult<T>;
+    fn with_context(self, what: impl FnOnce() -> String) -> BoxResult<T>;
+}
+
+impl<T, E: Display> Context<T> for Result<T, E> {
+    fn context(self, what: &str) -> BoxResult<T> {
+        self.map_err(|err| format!("{what}: {err}").into())
+    }
+    fn with_context(self, what: impl FnOnce() -> String) -> BoxResult<T> {
+        self.map_err(|err| format!("{}: {err}", what()).into())
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn context(self, what: &str) -> BoxResult<T> {
+        self.ok_or_else(|| format!("{what}: missing").into())
+    }
+    fn with_context(self, what: impl FnOnce() -> String) -> BoxResult<T> {
+        self.ok_or_else(|| format!("{}: missing", what()).into())
+    }
+}
+
+/// Runs a benchmark's body on a current-thread tokio runtime and prints the total time.
+/// (`cargo bench` passes `--bench`; the harnesses take no options and ignore it.)
+pub fn run_timed(body: impl Future<Output = BoxResult<()>>) -> BoxResult<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot build the tokio runtime")?;
+    let started = Instant::now();
+    runtime.block_on(body)?;
+    println!();
+    println!("total time: {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
 
 extern "C" {
     /// The C library's environment, passed unchanged to `posix_spawn` children.
