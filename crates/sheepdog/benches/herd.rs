@@ -55,28 +55,6 @@ const PATIENCE: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Clone, Copy)]
-struct Stats {
-    median: Duration,
-    p90: Duration,
-}
-
-impl Stats {
-    fn of(samples: &mut [Duration]) -> Stats {
-        assert!(!samples.is_empty(), "no samples to summarize");
-        samples.sort_unstable();
-        let n = samples.len();
-        let median = if n % 2 == 1 {
-            samples[n / 2]
-        } else {
-            (samples[n / 2 - 1] + samples[n / 2]) / 2
-        };
-        // Nearest-rank p90: the smallest sample with at least 90 % of samples at or below it.
-        let p90 = samples[(n * 9).div_ceil(10) - 1];
-        Stats { median, p90 }
-    }
-}
-
-#[derive(Clone, Copy)]
 enum Unit {
     Micros,
     Millis,

@@ -496,28 +496,6 @@ async fn sheepdog_pipeline(
 // Running, statistics and tables.
 // ---------------------------------------------------------------------------------------------
 
-struct Stats {
-    median: Duration,
-    best: Duration,
-}
-
-impl Stats {
-    fn of(samples: &mut [Duration]) -> Stats {
-        assert!(!samples.is_empty(), "no samples to summarize");
-        samples.sort_unstable();
-        let n = samples.len();
-        let median = if n % 2 == 1 {
-            samples[n / 2]
-        } else {
-            (samples[n / 2 - 1] + samples[n / 2]) / 2
-        };
-        Stats {
-            median,
-            best: samples[0],
-        }
-    }
-}
-
 /// Runs one phase, interleaved, and prints its table; returns each variant's stats, in the
 /// phase's order (the floor first).
 async fn run_phase(bench: &mut Bench, phase: &Phase) -> BoxResult<Vec<(Variant, Stats)>> {

@@ -130,7 +130,7 @@ async fn split_phase(bench: &Bench, rounds: usize) -> BoxResult<()> {
         floor_wait(pid)?;
         times[3].push(start.elapsed());
     }
-    let [sd_spawn, sd_wait, fl_spawn, fl_wait] = times.each_mut().map(|t| Stats::of(t).median_us);
+    let [sd_spawn, sd_wait, fl_spawn, fl_wait] = times.each_mut().map(|t| Stats::of(t).median_us());
     println!();
     println!("Phase D: spawn and wait timed apart, small parent ({rounds} rounds)");
     println!(
@@ -305,31 +305,6 @@ struct Phase {
     gap: Option<Duration>,
 }
 
-struct Stats {
-    median_us: f64,
-    p90_us: f64,
-}
-
-impl Stats {
-    fn of(samples: &mut [Duration]) -> Stats {
-        assert!(!samples.is_empty(), "no samples to summarize");
-        samples.sort_unstable();
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let n = samples.len();
-        let median = if n % 2 == 1 {
-            us(samples[n / 2])
-        } else {
-            (us(samples[n / 2 - 1]) + us(samples[n / 2])) / 2.0
-        };
-        // Nearest-rank p90: the smallest sample with at least 90 % of samples at or below it.
-        let p90 = us(samples[(n * 9).div_ceil(10) - 1]);
-        Stats {
-            median_us: median,
-            p90_us: p90,
-        }
-    }
-}
-
 /// Runs one phase and prints its table; returns each variant's stats, in `bench.variants` order.
 async fn run_phase(bench: &Bench, phase: &Phase) -> BoxResult<Vec<(Variant, Stats)>> {
     let variants = &bench.variants;
@@ -356,7 +331,7 @@ async fn run_phase(bench: &Bench, phase: &Phase) -> BoxResult<Vec<(Variant, Stat
     let floor = stats
         .iter()
         .find(|(v, _)| *v == Variant::Floor)
-        .map(|(_, s)| s.median_us)
+        .map(|(_, s)| s.median_us())
         .ok_or("the floor variant is missing")?;
 
     println!();
@@ -372,9 +347,9 @@ async fn run_phase(bench: &Bench, phase: &Phase) -> BoxResult<Vec<(Variant, Stat
         println!(
             "  {:<16} {:>10.1} {:>10.1} {:>12.3}",
             variant.name(),
-            s.median_us,
-            s.p90_us,
-            s.median_us / floor
+            s.median_us(),
+            s.p90_us(),
+            s.median_us() / floor
         );
     }
     Ok(stats)
@@ -384,14 +359,14 @@ fn summary_line(phase: &Phase, stats: &[(Variant, Stats)]) -> String {
     let floor = stats
         .iter()
         .find(|(v, _)| *v == Variant::Floor)
-        .map_or(f64::NAN, |(_, s)| s.median_us);
+        .map_or(f64::NAN, |(_, s)| s.median_us());
     let parts: Vec<String> = stats
         .iter()
         .map(|(v, s)| {
             if *v == Variant::Floor {
-                format!("floor {:.1} µs", s.median_us)
+                format!("floor {:.1} µs", s.median_us())
             } else {
-                format!("{} {:.2}x", v.name(), s.median_us / floor)
+                format!("{} {:.2}x", v.name(), s.median_us() / floor)
             }
         })
         .collect();

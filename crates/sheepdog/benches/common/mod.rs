@@ -41,6 +41,42 @@ impl<T> Context<T> for Option<T> {
     }
 }
 
+/// A phase's samples of one variant, summarized.
+#[derive(Clone, Copy)]
+pub struct Stats {
+    pub median: Duration,
+    /// Nearest rank: the smallest sample with at least 90 % of samples at or below it.
+    pub p90: Duration,
+    pub best: Duration,
+}
+
+impl Stats {
+    /// Sorts `samples` and summarizes them; there must be at least one.
+    pub fn of(samples: &mut [Duration]) -> Stats {
+        assert!(!samples.is_empty(), "no samples to summarize");
+        samples.sort_unstable();
+        let n = samples.len();
+        let median = if n % 2 == 1 {
+            samples[n / 2]
+        } else {
+            (samples[n / 2 - 1] + samples[n / 2]) / 2
+        };
+        Stats {
+            median,
+            p90: samples[(n * 9).div_ceil(10) - 1],
+            best: samples[0],
+        }
+    }
+
+    pub fn median_us(&self) -> f64 {
+        self.median.as_secs_f64() * 1e6
+    }
+
+    pub fn p90_us(&self) -> f64 {
+        self.p90.as_secs_f64() * 1e6
+    }
+}
+
 /// Runs a benchmark's body on a current-thread tokio runtime and prints the total time.
 /// (`cargo bench` passes `--bench`; the harnesses take no options and ignore it.)
 pub fn run_timed(body: impl Future<Output = BoxResult<()>>) -> BoxResult<()> {
