@@ -29,7 +29,6 @@
 use std::error::Error;
 use std::ffi::CString;
 use std::fs;
-use std::future::Future;
 use std::hint::black_box;
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -117,36 +116,6 @@ fn summary_line(name: &str, unit: Unit, rows: &[(&str, Stats)]) -> String {
         })
         .collect();
     format!("  {name}: {}", parts.join(", "))
-}
-
-/// Runs `rounds` (after `warmup` unrecorded ones) of every variant, rotating the order every
-/// round so that no variant always follows the same one; returns the samples per variant.
-async fn interleaved<V, F, Fut>(
-    variants: &[V],
-    warmup: usize,
-    rounds: usize,
-    gap: Option<Duration>,
-    mut run: F,
-) -> BoxResult<Vec<Vec<Duration>>>
-where
-    V: Copy,
-    F: FnMut(V) -> Fut,
-    Fut: Future<Output = BoxResult<Duration>>,
-{
-    let mut samples = vec![Vec::with_capacity(rounds); variants.len()];
-    for round in 0..warmup + rounds {
-        for k in 0..variants.len() {
-            let index = (round + k) % variants.len();
-            if let Some(gap) = gap {
-                tokio::time::sleep(gap).await;
-            }
-            let elapsed = run(variants[index]).await?;
-            if round >= warmup {
-                samples[index].push(elapsed);
-            }
-        }
-    }
-    Ok(samples)
 }
 
 // ---------------------------------------------------------------------------------------------

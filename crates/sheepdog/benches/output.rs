@@ -500,17 +500,14 @@ async fn sheepdog_pipeline(
 /// phase's order (the floor first).
 async fn run_phase(bench: &mut Bench, phase: &Phase) -> BoxResult<Vec<(Variant, Stats)>> {
     let variants = phase.variants;
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(phase.rounds); variants.len()];
-    for round in 0..phase.warmup + phase.rounds {
-        // Rotate the order every round so no variant always follows the same one.
-        for k in 0..variants.len() {
-            let index = (round + k) % variants.len();
-            let elapsed = bench.run(phase.kind, variants[index]).await?;
-            if round >= phase.warmup {
-                samples[index].push(elapsed);
-            }
-        }
-    }
+    let mut samples = interleaved(
+        variants,
+        phase.warmup,
+        phase.rounds,
+        None,
+        async |variant| bench.run(phase.kind, variant).await,
+    )
+    .await?;
     let stats: Vec<(Variant, Stats)> = variants
         .iter()
         .zip(&mut samples)

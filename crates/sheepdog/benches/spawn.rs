@@ -308,21 +308,14 @@ struct Phase {
 /// Runs one phase and prints its table; returns each variant's stats, in `bench.variants` order.
 async fn run_phase(bench: &Bench, phase: &Phase) -> BoxResult<Vec<(Variant, Stats)>> {
     let variants = &bench.variants;
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(phase.rounds); variants.len()];
-    for round in 0..phase.warmup_rounds + phase.rounds {
-        // Rotate the order every round so no variant always follows the same one.
-        for k in 0..variants.len() {
-            let index = (round + k) % variants.len();
-            if let Some(gap) = phase.gap {
-                tokio::time::sleep(gap).await;
-            }
-            let elapsed = bench.run(variants[index]).await?;
-            if round >= phase.warmup_rounds {
-                samples[index].push(elapsed);
-            }
-        }
-    }
-
+    let mut samples = interleaved(
+        variants,
+        phase.warmup_rounds,
+        phase.rounds,
+        phase.gap,
+        |variant| bench.run(variant),
+    )
+    .await?;
     let stats: Vec<(Variant, Stats)> = variants
         .iter()
         .zip(&mut samples)

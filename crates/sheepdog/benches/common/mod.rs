@@ -77,6 +77,32 @@ impl Stats {
     }
 }
 
+/// Runs `rounds` (after `warmup` unrecorded ones) of every variant, rotating the order every
+/// round so that no variant always follows the same one, after a `gap` of idle time each;
+/// returns the samples per variant.
+pub async fn interleaved<V: Copy>(
+    variants: &[V],
+    warmup: usize,
+    rounds: usize,
+    gap: Option<Duration>,
+    mut run: impl AsyncFnMut(V) -> BoxResult<Duration>,
+) -> BoxResult<Vec<Vec<Duration>>> {
+    let mut samples = vec![Vec::with_capacity(rounds); variants.len()];
+    for round in 0..warmup + rounds {
+        for k in 0..variants.len() {
+            let index = (round + k) % variants.len();
+            if let Some(gap) = gap {
+                tokio::time::sleep(gap).await;
+            }
+            let elapsed = run(variants[index]).await?;
+            if round >= warmup {
+                samples[index].push(elapsed);
+            }
+        }
+    }
+    Ok(samples)
+}
+
 /// Runs a benchmark's body on a current-thread tokio runtime and prints the total time.
 /// (`cargo bench` passes `--bench`; the harnesses take no options and ignore it.)
 pub fn run_timed(body: impl Future<Output = BoxResult<()>>) -> BoxResult<()> {
