@@ -50,19 +50,11 @@ fn run_leaves_nothing_of_the_tree_behind() {
         .expect("the background pid");
     // Armed only while the sleep may be alive: once it is gone its pid may be reused.
     let cleanup = KillOnDrop(pid);
-    let alive = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|r| r.1.trim_start().chars().next());
-        !matches!(state, None | Some('Z'))
-    };
     // SIGKILL was sent before sheepdog exited; dying takes the process a moment.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while alive() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    assert!(!alive(), "the background sleep {pid} survived sheepdog");
+    assert!(
+        poll_until(|| matches!(state_of(pid), None | Some('Z'))),
+        "the background sleep {pid} survived sheepdog"
+    );
     std::mem::forget(cleanup);
 }
 
