@@ -429,15 +429,11 @@ async fn spawn_phase(
     phase: &SpawnPhase,
 ) -> BoxResult<Vec<(&'static str, Stats)>> {
     let variants = SpawnVariant::ALL;
-    let mut samples = interleaved(&variants, phase.warmup, phase.rounds, phase.gap, |v| {
+    let stats = interleaved(&variants, phase.warmup, phase.rounds, phase.gap, |v| {
         bench.run(v, phase.fresh)
     })
     .await?;
-    let rows: Vec<(&str, Stats)> = variants
-        .iter()
-        .zip(&mut samples)
-        .map(|(v, s)| (v.name(), Stats::of(s)))
-        .collect();
+    let rows: Vec<(&str, Stats)> = stats.into_iter().map(|(v, s)| (v.name(), s)).collect();
     print_table(
         &format!(
             "Phase {}: spawn + wait of {PROGRAM}, {} ({} rounds after {} warm-up rounds)",
@@ -556,12 +552,8 @@ async fn kill_tree_in_herd(make: fn() -> io::Result<Herd>, want: Mechanism) -> B
 
 async fn kill_phase(warmup: usize, rounds: usize) -> BoxResult<Vec<(&'static str, Stats)>> {
     let variants = KillVariant::ALL;
-    let mut samples = interleaved(&variants, warmup, rounds, None, KillVariant::run).await?;
-    let rows: Vec<(&str, Stats)> = variants
-        .iter()
-        .zip(&mut samples)
-        .map(|(v, s)| (v.name(), Stats::of(s)))
-        .collect();
+    let stats = interleaved(&variants, warmup, rounds, None, KillVariant::run).await?;
+    let rows: Vec<(&str, Stats)> = stats.into_iter().map(|(v, s)| (v.name(), s)).collect();
     print_table(
         &format!(
             "Phase 2: kill a tree of {} processes until all are gone \

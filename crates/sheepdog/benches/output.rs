@@ -500,7 +500,7 @@ async fn sheepdog_pipeline(
 /// phase's order (the floor first).
 async fn run_phase(bench: &mut Bench, phase: &Phase) -> BoxResult<Vec<(Variant, Stats)>> {
     let variants = phase.variants;
-    let mut samples = interleaved(
+    let stats = interleaved(
         variants,
         phase.warmup,
         phase.rounds,
@@ -508,11 +508,6 @@ async fn run_phase(bench: &mut Bench, phase: &Phase) -> BoxResult<Vec<(Variant, 
         async |variant| bench.run(phase.kind, variant).await,
     )
     .await?;
-    let stats: Vec<(Variant, Stats)> = variants
-        .iter()
-        .zip(&mut samples)
-        .map(|(&variant, s)| (variant, Stats::of(s)))
-        .collect();
     if stats[0].0 != Variant::Floor {
         return Err("the floor must be the first variant".into());
     }

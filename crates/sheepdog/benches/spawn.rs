@@ -308,7 +308,7 @@ struct Phase {
 /// Runs one phase and prints its table; returns each variant's stats, in `bench.variants` order.
 async fn run_phase(bench: &Bench, phase: &Phase) -> BoxResult<Vec<(Variant, Stats)>> {
     let variants = &bench.variants;
-    let mut samples = interleaved(
+    let stats = interleaved(
         variants,
         phase.warmup_rounds,
         phase.rounds,
@@ -316,11 +316,6 @@ async fn run_phase(bench: &Bench, phase: &Phase) -> BoxResult<Vec<(Variant, Stat
         |variant| bench.run(variant),
     )
     .await?;
-    let stats: Vec<(Variant, Stats)> = variants
-        .iter()
-        .zip(&mut samples)
-        .map(|(&variant, s)| (variant, Stats::of(s)))
-        .collect();
     let floor = stats
         .iter()
         .find(|(v, _)| *v == Variant::Floor)

@@ -79,14 +79,14 @@ impl Stats {
 
 /// Runs `rounds` (after `warmup` unrecorded ones) of every variant, rotating the order every
 /// round so that no variant always follows the same one, after a `gap` of idle time each;
-/// returns the samples per variant.
+/// returns each variant with the statistics of its samples, in `variants` order.
 pub async fn interleaved<V: Copy>(
     variants: &[V],
     warmup: usize,
     rounds: usize,
     gap: Option<Duration>,
     mut run: impl AsyncFnMut(V) -> BoxResult<Duration>,
-) -> BoxResult<Vec<Vec<Duration>>> {
+) -> BoxResult<Vec<(V, Stats)>> {
     let mut samples = vec![Vec::with_capacity(rounds); variants.len()];
     for round in 0..warmup + rounds {
         for k in 0..variants.len() {
@@ -100,7 +100,11 @@ pub async fn interleaved<V: Copy>(
             }
         }
     }
-    Ok(samples)
+    Ok(variants
+        .iter()
+        .zip(&mut samples)
+        .map(|(&variant, s)| (variant, Stats::of(s)))
+        .collect())
 }
 
 /// Runs a benchmark's body on a current-thread tokio runtime and prints the total time.
