@@ -93,9 +93,12 @@ impl Group {
             .collect())
     }
 
+    /// The leader is the anchor and never a member: a vfork parent resumes when the anchor
+    /// calls exit, a moment before /proc shows it as a zombie.
     fn is_live_member(&self, pid: u32) -> bool {
-        proc_stat(pid)
-            .is_some_and(|stat| !matches!(stat.state, 'Z' | 'X') && stat.pgid == self.pgid)
+        pid as i32 != self.pgid
+            && proc_stat(pid)
+                .is_some_and(|stat| !matches!(stat.state, 'Z' | 'X') && stat.pgid == self.pgid)
     }
 
     /// Sends `signal` to each live member through a pidfd checked after it was opened; returns
