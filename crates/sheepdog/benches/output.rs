@@ -78,6 +78,8 @@ enum Variant {
     Std,
     Tokio,
     Sheepdog,
+    /// sheepdog capturing into the buffers of its previous run (`output_with_buffers`).
+    SheepdogReused,
 }
 
 impl Variant {
@@ -87,6 +89,7 @@ impl Variant {
             Variant::Std => "std",
             Variant::Tokio => "tokio",
             Variant::Sheepdog => "sheepdog",
+            Variant::SheepdogReused => "sd reused",
         }
     }
 }
@@ -139,6 +142,8 @@ struct Bench {
     sd_seq: sheepdog::Command,
     sd_head: sheepdog::Command,
     sd_cat: sheepdog::Command,
+    /// What `SheepdogReused` captured last time, handed back to its next run.
+    sd_buffers: (Vec<u8>, Vec<u8>),
 }
 
 impl Bench {
@@ -162,6 +167,7 @@ impl Bench {
             sd_seq,
             sd_head,
             sd_cat: sheepdog::Command::new("cat"),
+            sd_buffers: (Vec::new(), Vec::new()),
         }
     }
 
@@ -170,7 +176,12 @@ impl Bench {
             (Kind::Capture, Variant::Floor) => floor_capture(&mut self.buf),
             (Kind::Capture, Variant::Std) => std_capture(),
             (Kind::Capture, Variant::Tokio) => tokio_capture().await,
-            (Kind::Capture, Variant::Sheepdog) => sheepdog_capture(&self.sd_capture).await,
+            (Kind::Capture, Variant::Sheepdog) => {
+                sheepdog_capture(&self.sd_capture, &mut (Vec::new(), Vec::new())).await
+            }
+            (Kind::Capture, Variant::SheepdogReused) => {
+                sheepdog_capture(&self.sd_capture, &mut self.sd_buffers).await
+            }
             (Kind::Lines, Variant::Floor) => floor_lines(&mut self.buf[..CHUNK]),
             (Kind::Lines, Variant::Std) => std_lines(),
             (Kind::Lines, Variant::Tokio) => tokio_lines().await,
@@ -178,9 +189,13 @@ impl Bench {
             (Kind::Pipeline, Variant::Floor) => floor_pipeline(&mut self.buf[..PIPELINE_BYTES]),
             (Kind::Pipeline, Variant::Tokio) => tokio_pipeline().await,
             (Kind::Pipeline, Variant::Sheepdog) => {
-                sheepdog_pipeline(&self.sd_head, &self.sd_cat).await
+                sheepdog_pipeline(&self.sd_head, &self.sd_cat, &mut Vec::new()).await
+            }
+            (Kind::Pipeline, Variant::SheepdogReused) => {
+                sheepdog_pipeline(&self.sd_head, &self.sd_cat, &mut self.sd_buffers.0).await
             }
             (Kind::Pipeline, Variant::Std) => Err("no std variant for the pipeline".into()),
+            (Kind::Lines, Variant::SheepdogReused) => Err("no reused buffer for lines".into()),
         }
     }
 }
@@ -303,12 +318,22 @@ async fn tokio_capture() -> BoxResult<Duration> {
     Ok(elapsed)
 }
 
-async fn sheepdog_capture(cmd: &sheepdog::Command) -> BoxResult<Duration> {
+/// `output_with_buffers` into `buffers` (empty ones: a fresh allocation, as `output()`), which
+/// get what was captured, for the next run.
+async fn sheepdog_capture(
+    cmd: &sheepdog::Command,
+    buffers: &mut (Vec<u8>, Vec<u8>),
+) -> BoxResult<Duration> {
+    let (stdout, stderr) = std::mem::take(buffers);
     let start = Instant::now();
-    let out = cmd.output().await.context("sheepdog: head")?;
+    let out = cmd
+        .output_with_buffers(stdout, stderr)
+        .await
+        .context("sheepdog: head")?;
     let elapsed = start.elapsed();
     check_status("sheepdog: head", out.status.success(), &out.status)?;
     check_count("sheepdog", "bytes", out.stdout.len(), CAPTURE_BYTES)?;
+    *buffers = (out.stdout, out.stderr);
     Ok(elapsed)
 }
 
@@ -474,14 +499,17 @@ async fn tokio_pipeline() -> BoxResult<Duration> {
     Ok(elapsed)
 }
 
+/// `Pipeline::output_with_buffer` into `buffer`, which gets what was captured.
 async fn sheepdog_pipeline(
     head: &sheepdog::Command,
     cat: &sheepdog::Command,
+    buffer: &mut Vec<u8>,
 ) -> BoxResult<Duration> {
+    let stdout = std::mem::take(buffer);
     let start = Instant::now();
     let out = sheepdog::Pipeline::new(head)
         .pipe(cat)
-        .output()
+        .output_with_buffer(stdout)
         .await
         .context("sheepdog: head | cat")?;
     let elapsed = start.elapsed();
@@ -489,6 +517,7 @@ async fn sheepdog_pipeline(
         return Err(format!("sheepdog: head | cat: stage {stage} failed: {status}").into());
     }
     check_count("sheepdog", "bytes", out.stdout.len(), PIPELINE_BYTES)?;
+    *buffer = out.stdout;
     Ok(elapsed)
 }
 
@@ -634,6 +663,7 @@ async fn run() -> BoxResult<()> {
         Variant::Std,
         Variant::Tokio,
         Variant::Sheepdog,
+        Variant::SheepdogReused,
     ];
     let phases = [
         phase(
@@ -646,13 +676,18 @@ async fn run() -> BoxResult<()> {
             "2",
             "stream the 2 000 000 lines of `seq 2000000`",
             Kind::Lines,
-            ALL,
+            &ALL[..4],
         ),
         phase(
             "3",
             "`head -c 134217728 /dev/zero | cat`, read the last stage's 128 MiB",
             Kind::Pipeline,
-            &[Variant::Floor, Variant::Tokio, Variant::Sheepdog],
+            &[
+                Variant::Floor,
+                Variant::Tokio,
+                Variant::Sheepdog,
+                Variant::SheepdogReused,
+            ],
         ),
     ];
 

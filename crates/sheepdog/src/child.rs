@@ -2,10 +2,6 @@
 
 use std::io;
 
-use std::time::Duration;
-
-use tokio::time::Instant;
-
 use crate::command::Command;
 use crate::herd::Herd;
 use crate::pipe::{ChildStderr, ChildStdin, ChildStdout};
@@ -42,7 +38,7 @@ pub struct Child {
     /// The terminal whose foreground the child holds; dropping it gives the foreground back.
     terminal: Option<sys::Terminal>,
     /// When the child's time is up and how its tree is then stopped (`Command::timeout`).
-    deadline: Option<Box<Deadline>>,
+    deadline: Option<Box<(time::Deadline, StopPlan)>>,
     /// The deadline passed and the stop plan ran.
     timed_out: bool,
     /// The private herd of a child started by `Command::spawn`, killed with it. Boxed: most
@@ -54,13 +50,9 @@ pub struct Child {
 impl Child {
     pub(crate) fn new(spawned: sys::Spawned, cmd: &Command) -> Child {
         let [stdin, stdout, stderr] = spawned.stdio;
-        let deadline = cmd.get_timeout().map(|(timeout, plan)| {
-            Box::new(Deadline {
-                at: Instant::now() + timeout,
-                suspended_before: time::suspended(),
-                plan: plan.clone(),
-            })
-        });
+        let deadline = cmd
+            .get_timeout()
+            .map(|(timeout, plan)| Box::new((time::Deadline::after(timeout), plan.clone())));
         Child {
             process: spawned.process,
             stdin: stdin.map(ChildStdin::new),
@@ -107,21 +99,12 @@ impl Child {
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         self.stdin = None;
         let mut status = match self.deadline.as_deref().cloned() {
-            Some(deadline) if !self.timed_out => loop {
-                // Time spent suspended by job control moves the deadline back.
-                let at = deadline.at + (time::suspended() - deadline.suspended_before);
-                tokio::select! {
-                    status = self.process.wait() => break status?,
-                    () = tokio::time::sleep_until(at) => {
-                        // A suspension since `at` was computed moves it again.
-                        if Instant::now() < deadline.at + (time::suspended() - deadline.suspended_before) {
-                            continue;
-                        }
-                        self.timed_out = true;
-                        self.stop_by(&deadline.plan).await?;
-                        break self.process.wait().await?;
-                    }
-                    () = time::suspension_changed() => continue,
+            Some((deadline, plan)) if !self.timed_out => tokio::select! {
+                status = self.process.wait() => status?,
+                () = deadline.reached() => {
+                    self.timed_out = true;
+                    self.stop_by(&plan).await?;
+                    self.process.wait().await?
                 }
             },
             _ => self.process.wait().await?,
@@ -129,6 +112,15 @@ impl Child {
         status.timed_out = self.timed_out;
         self.terminal = None; // the foreground goes back
         Ok(status)
+    }
+
+    /// Kills the child's private herd at once (the whole tree), or, for a child of a shared
+    /// herd, the child alone. Does not wait.
+    pub(crate) fn kill_tree(&self) -> io::Result<()> {
+        match &self.herd {
+            Some(herd) => herd.kill_now(),
+            None => self.kill(),
+        }
     }
 
     /// Runs `plan` on the child's private herd, or, for a child of a shared herd, on the child
@@ -362,13 +354,4 @@ impl Drop for Child {
             );
         }
     }
-}
-
-/// When a child's time is up, and how its tree is then stopped.
-#[derive(Debug, Clone)]
-struct Deadline {
-    at: Instant,
-    /// Time the process had spent suspended before this child started.
-    suspended_before: Duration,
-    plan: StopPlan,
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::child::Child;
 use crate::error::Error;
-use crate::output::Keep;
+use crate::output::{Input, OverLimit};
 use crate::stop::StopPlan;
 
 /// A program to run, with its arguments, environment, working directory and stdio.
@@ -51,9 +51,9 @@ pub struct Command {
     /// Which of stdin, stdout, stderr were set, so that `output()` can default the others.
     stdio_set: [bool; 3],
     drain: Duration,
-    /// Bytes [`output`](Command::output) writes to the child's stdin.
-    input: Option<Arc<[u8]>>,
-    capture_limit: Option<(usize, Keep)>,
+    /// What [`output`](Command::output) feeds the child's stdin.
+    input: Option<Input>,
+    capture_limit: Option<(usize, OverLimit)>,
     passed_fds: Vec<(RawFd, Arc<OwnedFd>)>,
     foreground: bool,
     timeout: Option<Duration>,
@@ -420,32 +420,83 @@ impl Command {
     /// # Ok(()) }
     /// ```
     pub fn input(&mut self, bytes: impl Into<Vec<u8>>) -> &mut Command {
-        self.input = Some(bytes.into().into());
+        self.input = Some(Input::Bytes(bytes.into().into()));
         self
     }
 
-    /// Keeps at most `bytes` of each captured stream in [`output`](Command::output) (the
-    /// `keep` part of it); the rest is read and dropped, and [`Output::stdout_truncated`] /
-    /// [`Output::stderr_truncated`] say so. Unlimited by default, as in std.
+    /// Feeds the child's stdin from `reader` in [`output`](Command::output) and
+    /// [`run`](Command::run), while the output is read; stdin is closed at the reader's end. A
+    /// reader can be read once: the first run takes it (clones of this command share it), and
+    /// a later run fails before it starts unless a new one is set. A child that exits without
+    /// reading it all is no error. To feed a file, hand it over as stdin instead
+    /// (`.stdin(File::open(path)?)`): the child then reads it without a copy through this process.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let socket = tokio::net::TcpStream::connect("127.0.0.1:7000").await?;
+    /// let count = sheepdog::Command::new("wc").arg("-c").input_reader(socket).run().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn input_reader(
+        &mut self,
+        reader: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+    ) -> &mut Command {
+        self.input = Some(Input::Reader(Arc::new(std::sync::Mutex::new(Some(
+            Box::new(reader),
+        )))));
+        self
+    }
+
+    /// Keeps at most `bytes` of each captured stream in [`output`](Command::output); what
+    /// happens past it is `over`'s choice: keep the head or the tail (the rest is read and
+    /// dropped, and [`Output::stdout_truncated`] / [`Output::stderr_truncated`] say so), or
+    /// stop the run ([`OverLimit::Fail`]). Unlimited by default, as in std.
     ///
     /// [`Output::stdout_truncated`]: crate::Output::stdout_truncated
     /// [`Output::stderr_truncated`]: crate::Output::stderr_truncated
     ///
     /// ```
     /// let mut cmd = sheepdog::Command::new("make");
-    /// cmd.capture_limit(1 << 20, sheepdog::Keep::Tail); // the last MiB of each stream
+    /// cmd.capture_limit(1 << 20, sheepdog::OverLimit::KeepTail); // the last MiB of each stream
     /// ```
-    pub fn capture_limit(&mut self, bytes: usize, keep: Keep) -> &mut Command {
-        self.capture_limit = Some((bytes, keep));
+    pub fn capture_limit(&mut self, bytes: usize, over: OverLimit) -> &mut Command {
+        self.capture_limit = Some((bytes, over));
         self
     }
 
-    pub(crate) fn get_capture_limit(&self) -> Option<(usize, Keep)> {
+    /// Sends stderr where stdout goes, like the shell's `2>&1`: one pipe (or file) carries
+    /// both, in the order the program wrote them. [`output`](Command::output) then has both
+    /// in `stdout`, and [`Child::lines`] tags every line [`StreamKind::Stdout`]. Setting
+    /// [`stderr`](Command::stderr) afterwards undoes it.
+    ///
+    /// [`StreamKind::Stdout`]: crate::StreamKind::Stdout
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// let out = sheepdog::Command::new("sh")
+    ///     .args(["-c", "echo out; echo err >&2"])
+    ///     .merge_stderr()
+    ///     .output()
+    ///     .await?;
+    /// assert_eq!(out.stdout, b"out\nerr\n");
+    /// # Ok(()) }
+    /// ```
+    pub fn merge_stderr(&mut self) -> &mut Command {
+        self.stderr = Stdio(StdioKind::MergeIntoStdout);
+        self.stdio_set[2] = true;
+        self
+    }
+
+    pub(crate) fn merges_stderr(&self) -> bool {
+        matches!(self.stderr.0, StdioKind::MergeIntoStdout)
+    }
+
+    pub(crate) fn get_capture_limit(&self) -> Option<(usize, OverLimit)> {
         self.capture_limit
     }
 
-    pub(crate) fn get_input(&self) -> Option<Arc<[u8]>> {
-        self.input.clone()
+    pub(crate) fn get_input(&self) -> Option<&Input> {
+        self.input.as_ref()
     }
 
     pub(crate) fn get_drain(&self) -> Duration {
@@ -482,6 +533,8 @@ pub(crate) enum StdioKind {
     Null,
     Piped,
     Fd(Arc<OwnedFd>),
+    /// Stderr only ([`Command::merge_stderr`]): a copy of the child's stdout.
+    MergeIntoStdout,
 }
 
 impl Stdio {

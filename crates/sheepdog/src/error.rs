@@ -174,6 +174,9 @@ pub struct RunFailure {
     pub duration: std::time::Duration,
     /// Whether a descendant held its output open after it exited.
     pub held_open: bool,
+    /// The [capture limit](crate::Command::capture_limit) in bytes, when a stream went past it
+    /// under [`OverLimit::Fail`](crate::OverLimit::Fail) and the run was stopped for it.
+    pub output_limit: Option<usize>,
     /// The last lines it wrote to stderr.
     pub stderr_tail: String,
 }
@@ -189,20 +192,29 @@ impl RunFailure {
     /// # }
     /// ```
     pub fn outcome(&self) -> crate::Outcome {
-        crate::output::outcome(&self.status, self.held_open)
+        use crate::output::Ending;
+        let ending = match (self.output_limit, self.held_open) {
+            (Some(_), _) => Ending::LimitExceeded,
+            (None, true) => Ending::HeldOpen,
+            (None, false) => Ending::Read,
+        };
+        crate::output::outcome(&self.status, ending)
     }
 }
 
 impl std::fmt::Display for RunFailure {
     /// `` `cmd` exited with code 3 after 0.02s``, then the tail of stderr, indented.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "`{}` {} after {:.2}s",
-            self.command,
-            self.status,
-            self.duration.as_secs_f64()
-        )?;
+        let seconds = self.duration.as_secs_f64();
+        match self.output_limit {
+            // The status (SIGKILL) would only echo our own kill.
+            Some(limit) => write!(
+                f,
+                "`{}` went past the output limit of {limit} bytes and was killed after {seconds:.2}s",
+                self.command
+            )?,
+            None => write!(f, "`{}` {} after {seconds:.2}s", self.command, self.status)?,
+        }
         if self.held_open {
             f.write_str("; a process it started still held its output open, and was killed")?;
         }

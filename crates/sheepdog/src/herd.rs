@@ -98,12 +98,18 @@ impl Herd {
     /// # Ok(()) }
     /// ```
     pub async fn kill(&self) -> io::Result<()> {
-        let container = self.container();
-        container.kill().map_err(|err| self.context("kill", err))?;
-        container
+        self.kill_now()?;
+        self.container()
             .wait_empty()
             .await
             .map_err(|err| self.context("wait for", err))
+    }
+
+    /// Issues the kill of every member without waiting for them to go.
+    pub(crate) fn kill_now(&self) -> io::Result<()> {
+        self.container()
+            .kill()
+            .map_err(|err| self.context("kill", err))
     }
 
     /// Stops the herd gracefully: [`StopPlan::grace`] — SIGTERM to every member, up to `grace`

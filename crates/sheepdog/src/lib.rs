@@ -43,9 +43,9 @@ pub use herd::{
     host_containment, suspend, Containment, Herd, HerdBuilder, HostContainment, Mechanism,
 };
 pub use lines::{Line, Lines, StreamKind};
-pub use output::{Keep, Outcome, Output};
+pub use output::{Outcome, Output, OverLimit};
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};
-pub use pipeline::{Pipeline, PipelineOutput};
+pub use pipeline::{Pipeline, PipelineOutput, RunningPipeline};
 pub use signal::Signal;
 pub use signals::{Signals, FORWARDED};
 pub use status::{ExitStatus, ResourceUsage};

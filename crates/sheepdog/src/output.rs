@@ -1,12 +1,17 @@
-//! Run-and-capture: `Command::output` and `Command::status`, whose waits always end.
+//! Run-and-capture: `Command::output`, `run` and `status`, whose waits always end.
+//!
+//! The reading itself ([`read_while`]) is shared with `Pipeline::output`.
 
+use std::future::Future;
 use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::command::{Command, Stdio};
 use crate::error::{Error, RunFailure};
+use crate::pipe::{ChildStderr, ChildStdin, ChildStdout, PipeReader};
 use crate::status::ExitStatus;
 
 /// What a program printed, and how it ended ([`Command::output`]).
@@ -27,7 +32,7 @@ pub struct Output {
     pub stdout: Vec<u8>,
     /// Everything it wrote to stderr (when captured).
     pub stderr: Vec<u8>,
-    held_open: bool,
+    ending: Ending,
     truncated: [bool; 2],
 }
 
@@ -42,6 +47,7 @@ pub struct Output {
 ///     Outcome::Exited(code) => println!("failed with {code}"),
 ///     Outcome::Killed(signal) => println!("killed by {signal}"),
 ///     Outcome::TimedOut => println!("too slow"),
+///     Outcome::OutputLimit => println!("too chatty"),
 ///     Outcome::OutputHeldOpen => println!("a daemon kept the output open"),
 ///     _ => println!("other"),
 /// }
@@ -56,13 +62,17 @@ pub enum Outcome {
     Killed(crate::Signal),
     /// It ran into its timeout and was stopped (see the status for how it finally ended).
     TimedOut,
+    /// A captured stream went past its [capture limit](Command::capture_limit) with
+    /// [`OverLimit::Fail`], and the tree was killed.
+    OutputLimit,
     /// It exited, but something it started held its stdout or stderr open past the drain
     /// timeout, and was killed.
     OutputHeldOpen,
 }
 
 impl Output {
-    /// How the run ended: a timeout first, then output held open, then the exit itself.
+    /// How the run ended: a timeout first, then the output limit, then output held open, then
+    /// the exit itself.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), sheepdog::Error> {
@@ -71,7 +81,7 @@ impl Output {
     /// # Ok(()) }
     /// ```
     pub fn outcome(&self) -> Outcome {
-        outcome(&self.status, self.held_open)
+        outcome(&self.status, self.ending)
     }
 
     /// Whether stdout went past the [capture limit](Command::capture_limit) and only part of
@@ -81,7 +91,7 @@ impl Output {
     /// # async fn demo() -> Result<(), sheepdog::Error> {
     /// let out = sheepdog::Command::new("yes")
     ///     .timeout(std::time::Duration::from_millis(100))
-    ///     .capture_limit(1024, sheepdog::Keep::Tail)
+    ///     .capture_limit(1024, sheepdog::OverLimit::KeepTail)
     ///     .output()
     ///     .await?;
     /// assert!(out.stdout_truncated() && out.stdout.len() == 1024);
@@ -114,7 +124,23 @@ impl Output {
     /// # Ok(()) }
     /// ```
     pub fn held_open(&self) -> bool {
-        self.held_open
+        self.ending == Ending::HeldOpen
+    }
+
+    /// Whether a stream went past the [capture limit](Command::capture_limit) set with
+    /// [`OverLimit::Fail`], so the run was stopped there (the output is what came until then).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// let out = sheepdog::Command::new("yes")
+    ///     .capture_limit(4096, sheepdog::OverLimit::Fail)
+    ///     .output()
+    ///     .await?;
+    /// assert!(out.limit_exceeded() && out.stdout.len() == 4096);
+    /// # Ok(()) }
+    /// ```
+    pub fn limit_exceeded(&self) -> bool {
+        self.ending == Ending::LimitExceeded
     }
 }
 
@@ -133,10 +159,35 @@ impl Command {
     /// # Ok(()) }
     /// ```
     pub async fn output(&self) -> Result<Output, Error> {
+        self.output_with_buffers(Vec::new(), Vec::new()).await
+    }
+
+    /// [`output`](Command::output) into buffers the caller provides: they are cleared, and
+    /// their capacity is kept. A program that captures large outputs again and again saves the
+    /// first touch of every fresh page (the kernel zeroes each one), which costs more than
+    /// reading the bytes; [`Output`] hands the buffers back for the next run.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// let mut cmd = sheepdog::Command::new("git");
+    /// cmd.arg("log");
+    /// let (mut stdout, mut stderr) = (Vec::with_capacity(1 << 20), Vec::new());
+    /// for _ in 0..3 {
+    ///     let out = cmd.output_with_buffers(stdout, stderr).await?;
+    ///     println!("{} bytes", out.stdout.len());
+    ///     (stdout, stderr) = (out.stdout, out.stderr);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn output_with_buffers(
+        &self,
+        mut stdout: Vec<u8>,
+        mut stderr: Vec<u8>,
+    ) -> Result<Output, Error> {
+        let feed = self.take_input()?;
         let mut cmd = self.clone();
         let set = self.stdio_is_set();
-        let input = self.get_input();
-        if input.is_some() {
+        if feed.is_some() {
             cmd.stdin(Stdio::piped());
         } else if !set[0] {
             cmd.stdin(Stdio::null());
@@ -148,78 +199,57 @@ impl Command {
             cmd.stderr(Stdio::piped());
         }
         let mut child = cmd.spawn()?;
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        let (mut out_truncated, mut err_truncated) = (false, false);
-        let limit = self.get_capture_limit();
-        let out_pipe = child.take_stdout();
-        let err_pipe = child.take_stderr();
-        let in_pipe = child.take_stdin();
-        let wait_error = |source: io::Error| Error::Os {
-            program: self.get_program().to_owned(),
-            action: "wait for the program",
-            source,
+        stdout.clear();
+        stderr.clear();
+        let mut streams = Streams {
+            stdout: child.take_stdout(),
+            stderr: child.take_stderr(),
+            stdin: child.take_stdin().zip(feed),
         };
-
-        let (status, held_open) = {
-            let readers = async {
-                let read_out = async {
-                    match out_pipe {
-                        Some(pipe) => capture(pipe, &mut stdout, limit, &mut out_truncated).await,
-                        None => Ok(()),
-                    }
-                };
-                let read_err = async {
-                    match err_pipe {
-                        Some(pipe) => capture(pipe, &mut stderr, limit, &mut err_truncated).await,
-                        None => Ok(()),
-                    }
-                };
-                let write_in = async {
-                    if let (Some(mut pipe), Some(input)) = (in_pipe, input) {
-                        // A child that stops reading early closes the pipe: that is its right.
-                        match pipe.write_all(&input).await {
-                            Err(err) if err.kind() != io::ErrorKind::BrokenPipe => return Err(err),
-                            _ => {}
-                        }
-                    }
-                    Ok(())
-                };
-                let (out, err, input) = tokio::join!(read_out, read_err, write_in);
-                out.and(err).and(input)
-            };
-            tokio::pin!(readers);
-            tokio::select! {
-                read = &mut readers => {
-                    read.map_err(wait_error)?;
-                    (child.wait().await.map_err(wait_error)?, false)
-                }
-                status = child.wait() => {
-                    let status = status.map_err(wait_error)?;
-                    match drain(&mut readers, self.get_drain()).await {
-                        Some(read) => {
-                            read.map_err(wait_error)?;
-                            (status, false)
-                        }
-                        None => (status, true),
-                    }
-                }
+        let mut read = Captured {
+            bufs: [stdout, stderr],
+            truncated: [false; 2],
+        };
+        let limit = self.get_capture_limit();
+        let (status, ending) = read_while(
+            child.wait(),
+            &mut streams,
+            &mut read,
+            limit,
+            self.get_drain(),
+        )
+        .await
+        .map_err(|(action, source)| self.os_error(action, source))?;
+        let status = match status {
+            Some(status) => status,
+            None => {
+                // A stream went past its limit while the program ran: stop the whole tree.
+                child
+                    .kill_tree()
+                    .map_err(|source| self.os_error("stop the program", source))?;
+                child
+                    .wait()
+                    .await
+                    .map_err(|source| self.os_error(WAIT, source))?
             }
         };
         // Dropping the child kills what is left of its tree: the holders of the output.
         drop(child);
+        drop(streams);
+        let [stdout, stderr] = read.bufs;
         Ok(Output {
             status,
             stdout,
             stderr,
-            held_open,
-            truncated: [out_truncated, err_truncated],
+            ending,
+            truncated: read.truncated,
         })
     }
 
     /// Runs the program and returns its stdout, trimmed, as text (lossily decoded); a non-zero
-    /// exit, a signal, a timeout or output held open is an [`Error::Failed`] that says what ran,
-    /// how it ended, how long it took, and how stderr ended.
+    /// exit, a signal, a timeout, output held open or an output limit with [`OverLimit::Fail`]
+    /// is an [`Error::Failed`] that says what ran, how it ended, how long it took, and how
+    /// stderr ended.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), sheepdog::Error> {
@@ -232,16 +262,26 @@ impl Command {
     pub async fn run(&self) -> Result<String, Error> {
         let started = std::time::Instant::now();
         let out = self.output().await?;
-        if out.status.success() && !out.held_open {
+        if out.status.success() && out.ending == Ending::Read {
             return Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned());
         }
+        // With stderr merged into stdout, the end of stdout is where the errors are.
+        let errors = if self.merges_stderr() {
+            &out.stdout
+        } else {
+            &out.stderr
+        };
         Err(Error::Failed(Box::new(RunFailure {
             program: self.get_program().to_owned(),
             command: shell_quoted(self),
             status: out.status,
             duration: started.elapsed(),
-            held_open: out.held_open,
-            stderr_tail: tail(&out.stderr, STDERR_TAIL_LINES),
+            held_open: out.held_open(),
+            output_limit: self
+                .get_capture_limit()
+                .filter(|_| out.limit_exceeded())
+                .map(|(bytes, _)| bytes),
+            stderr_tail: tail(errors, STDERR_TAIL_LINES),
         })))
     }
 
@@ -254,20 +294,191 @@ impl Command {
     /// ```
     pub async fn status(&self) -> Result<ExitStatus, Error> {
         let mut child = self.spawn()?;
-        child.wait().await.map_err(|source| Error::Os {
+        child
+            .wait()
+            .await
+            .map_err(|source| self.os_error(WAIT, source))
+    }
+
+    fn os_error(&self, action: &'static str, source: io::Error) -> Error {
+        Error::Os {
             program: self.get_program().to_owned(),
-            action: "wait for the program",
+            action,
             source,
-        })
+        }
     }
 }
 
-/// The readers' result, or `None` if they did not finish within `drain`.
-async fn drain<F: std::future::Future + Unpin>(
-    readers: &mut F,
+const WAIT: &str = "wait for the program";
+
+/// What [`Command::input`] or [`Command::input_reader`] feeds the child's stdin.
+#[derive(Clone)]
+pub(crate) enum Input {
+    Bytes(Arc<[u8]>),
+    /// Read by one run only: the first takes it.
+    Reader(Arc<Mutex<Option<BoxedReader>>>),
+}
+
+type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            Input::Reader(_) => f.write_str("Reader"),
+        }
+    }
+}
+
+/// What one run writes to stdin.
+pub(crate) enum Feed {
+    Bytes(Arc<[u8]>),
+    Reader(BoxedReader),
+}
+
+impl Input {
+    /// What this run feeds; a reader can feed one run only.
+    pub(crate) fn take(&self) -> io::Result<Feed> {
+        match self {
+            Input::Bytes(bytes) => Ok(Feed::Bytes(bytes.clone())),
+            Input::Reader(reader) => reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take()
+                .map(Feed::Reader)
+                .ok_or_else(|| {
+                    io::Error::other(
+                        "the input reader was used up by an earlier run of this command",
+                    )
+                }),
+        }
+    }
+}
+
+impl Command {
+    /// This run's stdin feed, if the command has one.
+    pub(crate) fn take_input(&self) -> Result<Option<Feed>, Error> {
+        self.get_input()
+            .map(Input::take)
+            .transpose()
+            .map_err(|source| self.os_error("feed stdin", source))
+    }
+}
+
+/// How reading a run's output ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Every stream reached its end.
+    Read,
+    /// A stream went past its limit under [`OverLimit::Fail`].
+    LimitExceeded,
+    /// The program exited, and something held a stream open past the drain timeout.
+    HeldOpen,
+}
+
+/// The pipes of one run: read from the child, and what is fed to its stdin.
+pub(crate) struct Streams {
+    pub(crate) stdout: Option<ChildStdout>,
+    pub(crate) stderr: Option<ChildStderr>,
+    pub(crate) stdin: Option<(ChildStdin, Feed)>,
+}
+
+/// What was read of stdout and stderr.
+pub(crate) struct Captured {
+    pub(crate) bufs: [Vec<u8>; 2],
+    pub(crate) truncated: [bool; 2],
+}
+
+/// Why reading stopped early.
+enum Stop {
+    Failed(&'static str, io::Error),
+    Limit,
+}
+
+/// Reads `streams` into `read` (and feeds stdin) while `wait` runs. Once `wait` has its result,
+/// the streams get `drain` to reach their ends; past it they are left, as [`Ending::HeldOpen`].
+/// A stream over a limit with [`OverLimit::Fail`] ends the reading at once: then the result of
+/// `wait` is `None` if it did not have it yet, and the caller stops the tree. The pipes stay
+/// with the caller, open, so that a program stopped for its output dies of the caller's kill
+/// rather than of a SIGPIPE first.
+pub(crate) async fn read_while<T>(
+    wait: impl Future<Output = io::Result<T>>,
+    streams: &mut Streams,
+    read: &mut Captured,
+    limit: Option<(usize, OverLimit)>,
     drain: Duration,
-) -> Option<F::Output> {
-    tokio::time::timeout(drain, readers).await.ok()
+) -> Result<(Option<T>, Ending), (&'static str, io::Error)> {
+    let [out_buf, err_buf] = &mut read.bufs;
+    let [out_cut, err_cut] = &mut read.truncated;
+    let readers = async {
+        let read_out = async {
+            match &mut streams.stdout {
+                Some(pipe) => capture(pipe, out_buf, limit, out_cut).await,
+                None => Ok(()),
+            }
+        };
+        let read_err = async {
+            match &mut streams.stderr {
+                Some(pipe) => capture(pipe, err_buf, limit, err_cut).await,
+                None => Ok(()),
+            }
+        };
+        let write_in = async {
+            match streams.stdin.take() {
+                Some((pipe, feed)) => write_feed(pipe, feed).await,
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(read_out, read_err, write_in).map(drop)
+    };
+    tokio::pin!(readers, wait);
+    let finished = |read: Result<(), Stop>| match read {
+        Ok(()) => Ok(Ending::Read),
+        Err(Stop::Limit) => Ok(Ending::LimitExceeded),
+        Err(Stop::Failed(action, err)) => Err((action, err)),
+    };
+    tokio::select! {
+        read = &mut readers => match finished(read)? {
+            Ending::Read => Ok((Some(wait.await.map_err(|err| (WAIT, err))?), Ending::Read)),
+            ending => Ok((None, ending)),
+        },
+        done = &mut wait => {
+            let done = done.map_err(|err| (WAIT, err))?;
+            match tokio::time::timeout(drain, readers).await {
+                Ok(read) => Ok((Some(done), finished(read)?)),
+                Err(_) => Ok((Some(done), Ending::HeldOpen)),
+            }
+        }
+    }
+}
+
+/// Writes `feed` to stdin and closes it. A child that stops reading early closes the pipe:
+/// that is its right, not an error.
+async fn write_feed(mut pipe: ChildStdin, feed: Feed) -> Result<(), Stop> {
+    let written = match feed {
+        Feed::Bytes(bytes) => pipe.write_all(&bytes).await,
+        Feed::Reader(mut reader) => {
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                let n = reader
+                    .read(&mut chunk)
+                    .await
+                    .map_err(|err| Stop::Failed("read the input", err))?;
+                if n == 0 {
+                    break Ok(());
+                }
+                if let Err(err) = pipe.write_all(&chunk[..n]).await {
+                    break Err(err);
+                }
+            }
+        }
+    };
+    match written {
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
+            Err(Stop::Failed("write the program's stdin", err))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// How many lines of stderr a failure quotes.
@@ -300,69 +511,100 @@ fn shell_quoted(cmd: &Command) -> String {
         .join(" ")
 }
 
-/// Which part of an output longer than its [capture limit](Command::capture_limit) is kept.
+/// What happens to a captured stream longer than its [capture limit](Command::capture_limit).
 ///
 /// ```
-/// assert_ne!(sheepdog::Keep::Head, sheepdog::Keep::Tail);
+/// assert_ne!(sheepdog::OverLimit::KeepHead, sheepdog::OverLimit::KeepTail);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Keep {
-    /// The first bytes (the rest is read and dropped, so the program is not blocked).
-    Head,
-    /// The last bytes (where errors usually are).
-    Tail,
+pub enum OverLimit {
+    /// Keep the first bytes; the rest is read and dropped, so the program is not blocked.
+    KeepHead,
+    /// Keep the last bytes (where errors usually are).
+    KeepTail,
+    /// Keep the first bytes, then kill the tree: the run ends as [`Outcome::OutputLimit`],
+    /// which [`run`](Command::run) reports as an error.
+    Fail,
+}
+
+/// Once a stream has brought this much, its pipe is grown to [`BIG_PIPE`].
+const BIG_STREAM: usize = 1 << 20;
+/// The buffer of a big stream's pipe: a reader that falls behind takes more per wake-up, and
+/// the writer blocks less. Only big streams get it: an unprivileged user's pipe buffers count
+/// against `pipe-user-pages-soft`, past which the kernel gives that user's new pipes 8 KiB.
+const BIG_PIPE: usize = 1 << 20;
+
+/// Reads `pipe` to its end, appending to `buf` (in its spare capacity first, then growing it
+/// by doubling). A stream that proves big gets a bigger pipe.
+async fn read_to_end(pipe: &mut impl PipeReader, buf: &mut Vec<u8>) -> io::Result<()> {
+    let start = buf.len();
+    let mut resized = false;
+    loop {
+        if buf.capacity() - buf.len() < 32 * 1024 {
+            buf.reserve(buf.len().max(64 * 1024));
+        }
+        if pipe.read_buf(buf).await? == 0 {
+            return Ok(());
+        }
+        if !resized && buf.len() - start >= BIG_STREAM {
+            resized = true;
+            // Best effort: the default buffer works, only slower.
+            let _ = pipe.resize(BIG_PIPE);
+        }
+    }
 }
 
 /// Reads `pipe` to its end into `buf`, keeping at most `limit` bytes where one is set.
 async fn capture(
-    mut pipe: impl tokio::io::AsyncRead + Unpin,
+    pipe: &mut impl PipeReader,
     buf: &mut Vec<u8>,
-    limit: Option<(usize, Keep)>,
+    limit: Option<(usize, OverLimit)>,
     truncated: &mut bool,
-) -> io::Result<()> {
-    let Some((bytes, keep)) = limit else {
-        return pipe.read_to_end(buf).await.map(drop);
+) -> Result<(), Stop> {
+    let failed = |err| Stop::Failed("read the program's output", err);
+    let Some((bytes, over)) = limit else {
+        return read_to_end(pipe, buf).await.map_err(failed);
     };
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        let n = pipe.read(&mut chunk).await?;
+        let n = pipe.read(&mut chunk).await.map_err(failed)?;
         if n == 0 {
             break;
         }
-        match keep {
-            Keep::Head => {
-                let room = bytes.saturating_sub(buf.len());
-                buf.extend_from_slice(&chunk[..n.min(room)]);
-                *truncated |= n > room;
+        if over == OverLimit::KeepTail {
+            buf.extend_from_slice(&chunk[..n]);
+            // Trim in batches (at twice the limit), so each byte moves at most once.
+            if buf.len() > bytes.saturating_mul(2).max(bytes + chunk.len()) {
+                buf.drain(..buf.len() - bytes);
+                *truncated = true;
             }
-            Keep::Tail => {
-                buf.extend_from_slice(&chunk[..n]);
-                // Trim in batches (at twice the limit), so each byte moves at most once.
-                if buf.len() > bytes.saturating_mul(2).max(bytes + chunk.len()) {
-                    buf.drain(..buf.len() - bytes);
-                    *truncated = true;
-                }
+            continue;
+        }
+        let room = bytes.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..n.min(room)]);
+        if n > room {
+            *truncated = true;
+            if over == OverLimit::Fail {
+                return Err(Stop::Limit);
             }
         }
     }
-    if keep == Keep::Tail && buf.len() > bytes {
+    if over == OverLimit::KeepTail && buf.len() > bytes {
         buf.drain(..buf.len() - bytes);
         *truncated = true;
     }
     Ok(())
 }
 
-pub(crate) fn outcome(status: &ExitStatus, held_open: bool) -> Outcome {
-    match (
-        status.timed_out(),
-        held_open,
-        status.code(),
-        status.signal(),
-    ) {
-        (true, _, _, _) => Outcome::TimedOut,
-        (false, true, _, _) => Outcome::OutputHeldOpen,
-        (false, false, Some(code), _) => Outcome::Exited(code),
-        (false, false, None, Some(signal)) => Outcome::Killed(signal),
-        (false, false, None, None) => Outcome::Exited(-1),
+pub(crate) fn outcome(status: &ExitStatus, ending: Ending) -> Outcome {
+    if status.timed_out() {
+        return Outcome::TimedOut;
+    }
+    match (ending, status.code(), status.signal()) {
+        (Ending::LimitExceeded, _, _) => Outcome::OutputLimit,
+        (Ending::HeldOpen, _, _) => Outcome::OutputHeldOpen,
+        (Ending::Read, Some(code), _) => Outcome::Exited(code),
+        (Ending::Read, None, Some(signal)) => Outcome::Killed(signal),
+        (Ending::Read, None, None) => Outcome::Exited(-1),
     }
 }

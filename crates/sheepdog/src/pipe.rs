@@ -4,7 +4,7 @@
 //! runtime and a pipe handed on to another process never touches the reactor.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -41,7 +41,7 @@ impl Register for pipe::Receiver {
     }
 }
 
-impl<T: Register + Unpin> Lazy<T> {
+impl<T: Register + AsFd + Unpin> Lazy<T> {
     fn get(&mut self) -> io::Result<Pin<&mut T>> {
         if let Lazy::Fd(fd) = self {
             if tokio::runtime::Handle::try_current().is_err() {
@@ -57,6 +57,13 @@ impl<T: Register + Unpin> Lazy<T> {
         match self {
             Lazy::Registered(inner) => Ok(Pin::new(inner)),
             Lazy::Fd(_) => unreachable!("registered above"),
+        }
+    }
+
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Lazy::Fd(fd) => fd.as_ref().map(|fd| fd.as_fd()),
+            Lazy::Registered(inner) => Some(inner.as_fd()),
         }
     }
 
@@ -91,6 +98,7 @@ macro_rules! pipe_end {
             pub fn into_owned_fd(self) -> io::Result<OwnedFd> {
                 self.0.into_owned_fd()
             }
+
         }
     };
 }
@@ -182,8 +190,23 @@ impl AsyncWrite for ChildStdin {
     }
 }
 
+/// The read end of a child's pipe, as the capture in `output` reads it.
+pub(crate) trait PipeReader: AsyncRead + Unpin {
+    /// Sets the pipe's kernel buffer to `bytes` (see `sys::resize_pipe`).
+    fn resize(&self, bytes: usize) -> io::Result<()>;
+}
+
 macro_rules! impl_async_read {
     ($($name:ident),*) => {$(
+        impl PipeReader for $name {
+            fn resize(&self, bytes: usize) -> io::Result<()> {
+                let fd = self.0.as_fd().ok_or_else(|| {
+                    io::Error::other("sheepdog: pipe lost by a failed registration")
+                })?;
+                crate::sys::resize_pipe(fd, bytes)
+            }
+        }
+
         impl AsyncRead for $name {
             fn poll_read(
                 mut self: Pin<&mut Self>,

@@ -3,14 +3,20 @@
 //! shell), all stages live in one herd, and each stage's status is kept.
 
 use std::io;
+use std::time::Duration;
 
 use rustix::pipe::{pipe_with, PipeFlags};
-use tokio::io::AsyncReadExt;
 
+use crate::child::Child;
 use crate::command::{Command, Stdio};
 use crate::error::Error;
 use crate::herd::Herd;
+use crate::lines::Lines;
+use crate::output::{read_while, Captured, Ending, Streams};
+use crate::pipe::{ChildStdin, ChildStdout};
 use crate::status::ExitStatus;
+use crate::stop::StopPlan;
+use crate::time::Deadline;
 
 /// Commands whose stdout feeds the next one's stdin.
 ///
@@ -27,6 +33,8 @@ use crate::status::ExitStatus;
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     stages: Vec<Command>,
+    timeout: Option<Duration>,
+    stop_plan: StopPlan,
 }
 
 /// What a [`Pipeline`] printed (its last stage's stdout) and how each stage ended.
@@ -45,6 +53,8 @@ pub struct PipelineOutput {
     pub statuses: Vec<ExitStatus>,
     /// The last stage's stdout.
     pub stdout: Vec<u8>,
+    ending: Ending,
+    truncated: bool,
 }
 
 impl PipelineOutput {
@@ -77,6 +87,53 @@ impl PipelineOutput {
     pub fn success(&self) -> bool {
         self.failure().is_none()
     }
+
+    /// Whether the pipeline ran into its [timeout](Pipeline::timeout) and was stopped.
+    ///
+    /// ```no_run
+    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// if out.timed_out() { eprintln!("too slow"); }
+    /// # }
+    /// ```
+    pub fn timed_out(&self) -> bool {
+        self.statuses.iter().any(ExitStatus::timed_out)
+    }
+
+    /// Whether the last stage's stdout went past its [capture limit](Command::capture_limit)
+    /// and only part of it was kept.
+    ///
+    /// ```no_run
+    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// if out.stdout_truncated() { eprintln!("(output cut)"); }
+    /// # }
+    /// ```
+    pub fn stdout_truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// Whether the output went past the capture limit under
+    /// [`OverLimit::Fail`](crate::OverLimit::Fail), and the pipeline was killed.
+    ///
+    /// ```no_run
+    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// if out.limit_exceeded() { eprintln!("too much output"); }
+    /// # }
+    /// ```
+    pub fn limit_exceeded(&self) -> bool {
+        self.ending == Ending::LimitExceeded
+    }
+
+    /// Whether, once every stage had ended, something they started still held the output
+    /// open past the [drain timeout](Command::drain_timeout), and was killed.
+    ///
+    /// ```no_run
+    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// if out.held_open() { eprintln!("a daemon kept the pipe open"); }
+    /// # }
+    /// ```
+    pub fn held_open(&self) -> bool {
+        self.ending == Ending::HeldOpen
+    }
 }
 
 impl Pipeline {
@@ -88,6 +145,8 @@ impl Pipeline {
     pub fn new(first: &Command) -> Pipeline {
         Pipeline {
             stages: vec![first.clone()],
+            timeout: None,
+            stop_plan: StopPlan::default(),
         }
     }
 
@@ -102,21 +161,53 @@ impl Pipeline {
         self
     }
 
-    /// Runs every stage in one herd and captures the last stage's stdout; stderr is inherited
-    /// unless a stage sets it, and the first stage reads `/dev/null` unless it sets stdin.
-    /// When the last stage ends, whatever is left of the pipeline is killed.
+    /// The longest the whole pipeline may run; then every stage and everything they started
+    /// is stopped by the [stop plan](Pipeline::stop_plan), and every stage's status says
+    /// [timed out](ExitStatus::timed_out). Time suspended by job control does not count.
+    ///
+    /// ```
+    /// use sheepdog::{Command, Pipeline};
+    /// let pipeline = Pipeline::new(&Command::new("find").arg("/"))
+    ///     .pipe(&Command::new("wc"))
+    ///     .timeout(std::time::Duration::from_secs(60));
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Pipeline {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How a timed-out pipeline is stopped ([`StopPlan::default`]: SIGTERM to the tree, 5 s,
+    /// SIGKILL).
+    ///
+    /// ```
+    /// use sheepdog::{Command, Pipeline, StopPlan};
+    /// let pipeline = Pipeline::new(&Command::new("make"))
+    ///     .pipe(&Command::new("tee").arg("build.log"))
+    ///     .stop_plan(StopPlan::grace(std::time::Duration::from_secs(1)));
+    /// ```
+    pub fn stop_plan(mut self, plan: StopPlan) -> Pipeline {
+        self.stop_plan = plan;
+        self
+    }
+
+    /// Starts every stage in one herd, each stage's stdout joined to the next one's stdin by a
+    /// kernel pipe. The first stage's stdin and the last stage's stdout are as their commands
+    /// set them (inherited by default); pipe the last one to stream the result.
     ///
     /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
-    /// use sheepdog::{Command, Pipeline};
-    /// let out = Pipeline::new(Command::new("ls").arg("/"))
-    ///     .pipe(Command::new("wc").arg("-l"))
-    ///     .output()
-    ///     .await?;
-    /// println!("{} entries", String::from_utf8_lossy(&out.stdout).trim());
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sheepdog::{Command, Pipeline, Stdio};
+    /// let mut running = Pipeline::new(Command::new("journalctl").arg("-f"))
+    ///     .pipe(Command::new("grep").args(["--line-buffered", "error"]).stdout(Stdio::piped()))
+    ///     .spawn()?;
+    /// let mut lines = running.lines();
+    /// while let Some(line) = lines.next().await? {
+    ///     println!("{}", line.text());
+    /// }
+    /// running.wait().await?;
     /// # Ok(()) }
     /// ```
-    pub async fn output(&self) -> Result<PipelineOutput, Error> {
+    pub fn spawn(&self) -> Result<RunningPipeline, Error> {
         let first = &self.stages[0];
         let os_err = |action: &'static str| {
             move |source: io::Error| Error::Os {
@@ -129,18 +220,12 @@ impl Pipeline {
             .build_or_os_error()
             .map_err(|(_, source)| os_err("create a herd")(source))?;
         let last = self.stages.len() - 1;
-        let mut children = Vec::with_capacity(self.stages.len());
+        let mut stages = Vec::with_capacity(self.stages.len());
         let mut next_stdin: Option<Stdio> = None;
         for (i, stage) in self.stages.iter().enumerate() {
             let mut cmd = stage.clone();
-            match next_stdin.take() {
-                Some(stdin) => {
-                    cmd.stdin(stdin);
-                }
-                None if !stage.stdio_is_set()[0] => {
-                    cmd.stdin(Stdio::null());
-                }
-                None => {}
+            if let Some(stdin) = next_stdin.take() {
+                cmd.stdin(stdin);
             }
             if i < last {
                 // Straight from this stage to the next: the kernel's pipe, not ours.
@@ -148,41 +233,261 @@ impl Pipeline {
                     pipe_with(PipeFlags::CLOEXEC).map_err(|e| os_err("create a pipe")(e.into()))?;
                 cmd.stdout(Stdio::from(write));
                 next_stdin = Some(Stdio::from(read));
-            } else if !stage.stdio_is_set()[1] {
-                cmd.stdout(Stdio::piped());
             }
             // `cmd` (and with it this process's copies of the pipe ends) is dropped right after
             // the spawn, so a stage sees end-of-file or SIGPIPE exactly as in a shell.
-            children.push(herd.spawn(&cmd)?);
+            stages.push(herd.spawn(&cmd)?);
         }
-        let mut stdout = Vec::new();
-        if let Some(mut pipe) = children[last].take_stdout() {
-            pipe.read_to_end(&mut stdout)
-                .await
-                .map_err(os_err("read the pipeline's output"))?;
+        Ok(RunningPipeline {
+            herd,
+            stages,
+            drain: self.stages[last].get_drain(),
+            deadline: self.timeout.map(Deadline::after),
+            stop_plan: self.stop_plan.clone(),
+            timed_out: false,
+        })
+    }
+
+    /// Runs the pipeline and captures the last stage's stdout; stderr is inherited unless a
+    /// stage sets it, and the first stage reads `/dev/null` unless it sets stdin or
+    /// [input](Command::input). The last stage's [capture limit](Command::capture_limit) and
+    /// [drain timeout](Command::drain_timeout) apply. When the last stage ends, the others get
+    /// the drain timeout to end too; then whatever is left of the pipeline is killed.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// use sheepdog::{Command, Pipeline};
+    /// let out = Pipeline::new(Command::new("ls").arg("/"))
+    ///     .pipe(Command::new("wc").arg("-l"))
+    ///     .output()
+    ///     .await?;
+    /// println!("{} entries", String::from_utf8_lossy(&out.stdout).trim());
+    /// # Ok(()) }
+    /// ```
+    pub async fn output(&self) -> Result<PipelineOutput, Error> {
+        self.output_with_buffer(Vec::new()).await
+    }
+
+    /// [`output`](Pipeline::output) into a buffer the caller provides (cleared first, its
+    /// capacity kept), as [`Command::output_with_buffers`] does.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// use sheepdog::{Command, Pipeline};
+    /// let pipeline = Pipeline::new(Command::new("cat").arg("big.log")).pipe(&Command::new("sort"));
+    /// let first = pipeline.output_with_buffer(Vec::with_capacity(64 << 20)).await?;
+    /// let again = pipeline.output_with_buffer(first.stdout).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn output_with_buffer(&self, mut stdout: Vec<u8>) -> Result<PipelineOutput, Error> {
+        let (first, last) = (&self.stages[0], &self.stages[self.stages.len() - 1]);
+        let feed = first.take_input()?;
+        let mut pipeline = self.clone();
+        if feed.is_some() {
+            pipeline.stages[0].stdin(Stdio::piped());
+        } else if !first.stdio_is_set()[0] {
+            pipeline.stages[0].stdin(Stdio::null());
         }
-        let mut statuses = Vec::with_capacity(children.len());
-        let last_status = children[last]
-            .wait()
-            .await
-            .map_err(os_err("wait for the pipeline"))?;
-        // The last stage is done: upstream stages get SIGPIPE on their next write; a stage
-        // that would never write again is stopped with the rest of the herd.
-        for child in &mut children[..last] {
-            let status = match tokio::time::timeout(first.get_drain(), child.wait()).await {
-                Ok(status) => status.map_err(os_err("wait for the pipeline"))?,
+        let last_index = pipeline.stages.len() - 1;
+        if !last.stdio_is_set()[1] {
+            pipeline.stages[last_index].stdout(Stdio::piped());
+        }
+        let mut running = pipeline.spawn()?;
+        stdout.clear();
+        let mut streams = Streams {
+            stdout: running.take_stdout(),
+            stderr: None,
+            stdin: running.take_stdin().zip(feed),
+        };
+        let mut read = Captured {
+            bufs: [stdout, Vec::new()],
+            truncated: [false; 2],
+        };
+        let os_err = |action: &'static str| {
+            move |source: io::Error| Error::Os {
+                program: first.get_program().to_owned(),
+                action,
+                source,
+            }
+        };
+        let (statuses, ending) = read_while(
+            running.wait(),
+            &mut streams,
+            &mut read,
+            last.get_capture_limit(),
+            last.get_drain(),
+        )
+        .await
+        .map_err(|(action, source)| os_err(action)(source))?;
+        let statuses = match statuses {
+            Some(statuses) => statuses,
+            None => {
+                running
+                    .herd
+                    .kill_now()
+                    .map_err(os_err("stop the pipeline"))?;
+                running
+                    .wait()
+                    .await
+                    .map_err(os_err("wait for the pipeline"))?
+            }
+        };
+        drop(running);
+        drop(streams);
+        let [stdout, _] = read.bufs;
+        Ok(PipelineOutput {
+            statuses,
+            stdout,
+            ending,
+            truncated: read.truncated[0],
+        })
+    }
+}
+
+/// A started [`Pipeline`]: its stages (one [`Child`] each) in one herd.
+///
+/// Dropping it kills every stage and everything they started.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use sheepdog::{Command, Pipeline};
+/// let mut running = Pipeline::new(&Command::new("yes")).pipe(&Command::new("sleep").arg("1")).spawn()?;
+/// let statuses = running.wait().await?;
+/// assert_eq!(statuses[0].signal(), Some(sheepdog::Signal::PIPE));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "dropping a RunningPipeline kills every stage"]
+pub struct RunningPipeline {
+    herd: Herd,
+    stages: Vec<Child>,
+    /// How long upstream stages may run on once the last stage has ended.
+    drain: Duration,
+    deadline: Option<Deadline>,
+    stop_plan: StopPlan,
+    timed_out: bool,
+}
+
+impl RunningPipeline {
+    /// The stages, in order, for their pids, their signals or their pipes.
+    ///
+    /// ```no_run
+    /// # fn demo(running: &mut sheepdog::RunningPipeline) {
+    /// let pids: Vec<u32> = running.stages().iter().map(|stage| stage.pid()).collect();
+    /// # }
+    /// ```
+    pub fn stages(&mut self) -> &mut [Child] {
+        &mut self.stages
+    }
+
+    /// The herd every stage runs in.
+    ///
+    /// ```no_run
+    /// # fn demo(running: &sheepdog::RunningPipeline) -> std::io::Result<()> {
+    /// println!("{} processes", running.herd().members()?.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn herd(&self) -> &Herd {
+        &self.herd
+    }
+
+    /// The first stage's stdin pipe, if its command had [`Stdio::piped`].
+    ///
+    /// ```no_run
+    /// # fn demo(running: &mut sheepdog::RunningPipeline) {
+    /// let stdin = running.take_stdin();
+    /// # }
+    /// ```
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stages[0].take_stdin()
+    }
+
+    /// The last stage's stdout pipe, if its command had [`Stdio::piped`].
+    ///
+    /// ```no_run
+    /// # fn demo(running: &mut sheepdog::RunningPipeline) {
+    /// let stdout = running.take_stdout();
+    /// # }
+    /// ```
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        let last = self.stages.len() - 1;
+        self.stages[last].take_stdout()
+    }
+
+    /// The last stage's piped stdout and stderr, as lines ([`Child::lines`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(running: &mut sheepdog::RunningPipeline) -> std::io::Result<()> {
+    /// let mut lines = running.lines();
+    /// while let Some(line) = lines.next().await? {
+    ///     println!("{}", line.text());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn lines(&mut self) -> Lines {
+        let last = self.stages.len() - 1;
+        self.stages[last].lines()
+    }
+
+    /// Waits for the pipeline and returns each stage's status. Once the last stage has ended,
+    /// upstream stages get the last stage's [drain timeout](Command::drain_timeout) to end
+    /// (a writer's next write gets SIGPIPE); a stage still running then is killed. At the
+    /// [timeout](Pipeline::timeout), the whole herd is stopped. Cancel-safe.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut running: sheepdog::RunningPipeline) -> std::io::Result<()> {
+    /// let statuses = running.wait().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait(&mut self) -> io::Result<Vec<ExitStatus>> {
+        let mut statuses = match self.deadline {
+            Some(deadline) if !self.timed_out => tokio::select! {
+                statuses = self.wait_stages() => statuses?,
+                () = deadline.reached() => {
+                    self.timed_out = true;
+                    self.herd.stop_with(&self.stop_plan, None).await?;
+                    self.wait_stages().await?
+                }
+            },
+            _ => self.wait_stages().await?,
+        };
+        for status in &mut statuses {
+            status.timed_out |= self.timed_out;
+        }
+        Ok(statuses)
+    }
+
+    /// Kills every stage and everything they started, and returns when all are gone.
+    ///
+    /// ```no_run
+    /// # async fn demo(running: sheepdog::RunningPipeline) -> std::io::Result<()> {
+    /// running.kill().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn kill(&self) -> io::Result<()> {
+        self.herd.kill().await
+    }
+
+    async fn wait_stages(&mut self) -> io::Result<Vec<ExitStatus>> {
+        let (last, upstream) = self
+            .stages
+            .split_last_mut()
+            .expect("a pipeline has a stage");
+        let last_status = last.wait().await?;
+        let drained = tokio::time::Instant::now() + self.drain;
+        let mut statuses = Vec::with_capacity(upstream.len() + 1);
+        for stage in upstream {
+            let status = match tokio::time::timeout_at(drained, stage.wait()).await {
+                Ok(status) => status?,
+                // It would never write again: stop it (the herd takes the rest at drop).
                 Err(_) => {
-                    child.kill().map_err(os_err("stop the pipeline"))?;
-                    child
-                        .wait()
-                        .await
-                        .map_err(os_err("wait for the pipeline"))?
+                    stage.kill()?;
+                    stage.wait().await?
                 }
             };
             statuses.push(status);
         }
         statuses.push(last_status);
-        drop(herd);
-        Ok(PipelineOutput { statuses, stdout })
+        Ok(statuses)
     }
 }

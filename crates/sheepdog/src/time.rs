@@ -238,6 +238,41 @@ pub(crate) async fn suspension_changed() {
     JOB_CLOCK_CHANGED.notified().await;
 }
 
+/// A moment that time spent suspended by job control moves back: a timeout must not run out
+/// while its tree could not run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    at: Instant,
+    /// Time the process had spent suspended when the deadline was set.
+    suspended_before: Duration,
+}
+
+impl Deadline {
+    pub(crate) fn after(timeout: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + timeout,
+            suspended_before: suspended(),
+        }
+    }
+
+    fn due(&self) -> Instant {
+        self.at + (suspended() - self.suspended_before)
+    }
+
+    /// Completes once the deadline has passed, suspensions not counted. Cancel-safe.
+    pub(crate) async fn reached(&self) {
+        loop {
+            tokio::select! {
+                // A suspension while asleep moves the deadline again: look once more.
+                () = tokio::time::sleep_until(self.due()) => if Instant::now() >= self.due() {
+                    return;
+                },
+                () = suspension_changed() => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

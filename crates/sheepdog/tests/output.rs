@@ -225,7 +225,7 @@ async fn capture_limit_keeps_head_or_tail_and_says_so() {
     let all: Vec<u8> = (0..10000)
         .flat_map(|i| format!("{i}\n").into_bytes())
         .collect();
-    for keep in [sheepdog::Keep::Head, sheepdog::Keep::Tail] {
+    for keep in [sheepdog::OverLimit::KeepHead, sheepdog::OverLimit::KeepTail] {
         let out = cmd("capture_limit", "sh")
             .args(["-c", script])
             .capture_limit(1000, keep)
@@ -235,15 +235,15 @@ async fn capture_limit_keeps_head_or_tail_and_says_so() {
         assert!(out.status.success());
         assert!(out.stdout_truncated() && !out.stderr_truncated());
         let expected = match keep {
-            sheepdog::Keep::Head => &all[..1000],
-            sheepdog::Keep::Tail => &all[all.len() - 1000..],
+            sheepdog::OverLimit::KeepHead => &all[..1000],
+            _ => &all[all.len() - 1000..],
         };
         assert_eq!(out.stdout, expected, "{keep:?}");
     }
     // Under the limit nothing is cut.
     let out = cmd("capture_limit", "echo")
         .arg("short")
-        .capture_limit(1000, sheepdog::Keep::Tail)
+        .capture_limit(1000, sheepdog::OverLimit::KeepTail)
         .output()
         .await
         .expect("output");
@@ -284,4 +284,209 @@ async fn outcome_is_one_value_to_match() {
         Err(sheepdog::Error::Failed(failure)) => assert_eq!(failure.outcome(), Outcome::Exited(1)),
         other => panic!("{other:?}"),
     }
+}
+
+/// 256 MiB of random bytes (every byte value, no lines) come back exactly, also into a reused
+/// buffer, which keeps its memory.
+#[tokio::test]
+async fn large_binary_output_is_exact() {
+    let dir = common::TempDir::new("output_large");
+    let path = dir.path().join("random.bin");
+    let made = cmd("output_large", "head")
+        .args(["-c", "268435456", "/dev/urandom"])
+        .stdout(std::fs::File::create(&path).expect("create"))
+        .status()
+        .await
+        .expect("write the file");
+    assert!(made.success());
+    let expected = std::fs::read(&path).expect("read the file");
+    assert_eq!(expected.len(), 256 << 20);
+    let cat = {
+        let mut cat = cmd("output_large", "cat");
+        cat.arg(&path);
+        cat
+    };
+    let out = cat.output().await.expect("output");
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), expected.len());
+    assert!(
+        out.stdout == expected,
+        "the captured bytes differ from the file"
+    );
+    // Into the same buffer again: cleared, refilled exactly, not reallocated.
+    let buffer = out.stdout.as_ptr();
+    let again = cat
+        .output_with_buffers(out.stdout, out.stderr)
+        .await
+        .expect("output again");
+    assert_eq!(again.stdout.as_ptr(), buffer, "the buffer was reused");
+    assert!(again.stdout == expected, "the second capture differs");
+}
+
+/// A buffer with content is cleared before the capture; what it held never shows.
+#[tokio::test]
+async fn output_with_buffers_starts_empty() {
+    let out = cmd("output_buffers", "sh")
+        .args(["-c", "echo new; echo err >&2"])
+        .output_with_buffers(b"old stdout".to_vec(), b"old stderr".to_vec())
+        .await
+        .expect("output");
+    assert_eq!(out.stdout, b"new\n");
+    assert_eq!(out.stderr, b"err\n");
+}
+
+/// With `OverLimit::Fail`, going past the limit stops the whole tree at once; the head is
+/// kept, the outcome says why, and `run()` fails with a text that says so.
+#[tokio::test]
+async fn capture_limit_fail_stops_the_tree() {
+    use sheepdog::{Outcome, OverLimit};
+    let marker = format!("capture_fail-{}", std::process::id());
+    let started = Instant::now();
+    // `yes` never ends by itself; neither does the sleeper it leaves beside it.
+    let out = cmd(&marker, "sh")
+        .args(["-c", "sleep 600 & yes"])
+        .capture_limit(4096, OverLimit::Fail)
+        .output()
+        .await
+        .expect("output");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(out.limit_exceeded() && out.stdout_truncated());
+    assert_eq!(out.outcome(), Outcome::OutputLimit);
+    assert_eq!(out.stdout, b"y\n".repeat(2048));
+    assert_eq!(out.status.signal(), Some(sheepdog::Signal::KILL));
+    assert!(common::poll_until(Duration::from_secs(10), || alive(
+        &marker
+    )
+    .is_empty()));
+
+    // Exactly at the limit is not past it.
+    let out = cmd(&marker, "head")
+        .args(["-c", "4096", "/dev/zero"])
+        .capture_limit(4096, OverLimit::Fail)
+        .output()
+        .await
+        .expect("output");
+    assert_eq!(out.outcome(), Outcome::Exited(0));
+    assert_eq!(out.stdout.len(), 4096);
+
+    let err = cmd(&marker, "yes")
+        .capture_limit(100, OverLimit::Fail)
+        .run()
+        .await
+        .expect_err("over the limit");
+    let sheepdog::Error::Failed(failure) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(failure.output_limit, Some(100));
+    assert_eq!(failure.outcome(), Outcome::OutputLimit);
+    let text = err.to_string();
+    assert!(
+        text.starts_with("`yes` went past the output limit of 100 bytes and was killed after ")
+            && text.ends_with('s'),
+        "{text}"
+    );
+}
+
+/// `merge_stderr` is `2>&1`: one pipe, the order written, for `output`, `lines` and a file.
+#[tokio::test]
+async fn merged_streams_keep_the_order_written() {
+    let script = "for i in 1 2 3; do echo out$i; echo err$i >&2; done";
+    let out = cmd("merge", "sh")
+        .args(["-c", script])
+        .merge_stderr()
+        .output()
+        .await
+        .expect("output");
+    assert_eq!(out.stdout, b"out1\nerr1\nout2\nerr2\nout3\nerr3\n");
+    assert_eq!(out.stderr, b"");
+
+    let mut child = cmd("merge", "sh")
+        .args(["-c", script])
+        .stdout(Stdio::piped())
+        .merge_stderr()
+        .spawn()
+        .expect("spawn");
+    let mut lines = child.lines();
+    let mut seen = Vec::new();
+    while let Some(line) = lines.next().await.expect("line") {
+        assert_eq!(line.stream, sheepdog::StreamKind::Stdout);
+        seen.push(line.text().into_owned());
+    }
+    assert_eq!(seen, ["out1", "err1", "out2", "err2", "out3", "err3"]);
+    assert!(child.wait().await.expect("wait").success());
+
+    let dir = common::TempDir::new("merge");
+    let path = dir.path().join("log");
+    let status = cmd("merge", "sh")
+        .args(["-c", script])
+        .stdout(std::fs::File::create(&path).expect("create"))
+        .merge_stderr()
+        .status()
+        .await
+        .expect("status");
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        b"out1\nerr1\nout2\nerr2\nout3\nerr3\n"
+    );
+
+    // `run` quotes the end of the merged stream, where the errors are.
+    let err = cmd("merge", "sh")
+        .args(["-c", "echo step; echo broke >&2; exit 3"])
+        .merge_stderr()
+        .run()
+        .await
+        .expect_err("exit 3");
+    assert!(
+        err.to_string()
+            .ends_with("\nstderr ended with:\n  step\n  broke"),
+        "{err}"
+    );
+}
+
+/// stdin fed from an `AsyncRead`: more than a pipe holds, exact; the reader is read once; a
+/// reader that fails is reported; an endless reader and a child that does not read end fine.
+#[tokio::test]
+async fn input_reader_feeds_stdin() {
+    let data: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let mut cat = cmd("input_reader", "cat");
+    cat.input_reader(std::io::Cursor::new(data.clone()));
+    let out = cat.output().await.expect("output");
+    assert!(out.status.success());
+    assert!(out.stdout == data, "the bytes came back unchanged");
+
+    let again = cat.output().await.expect_err("the reader is used up");
+    assert!(
+        again.to_string().contains("used up by an earlier run"),
+        "{again}"
+    );
+
+    let out = cmd("input_reader", "head")
+        .args(["-c", "10"])
+        .input_reader(tokio::io::repeat(b'z'))
+        .output()
+        .await
+        .expect("an endless reader ends with its reader");
+    assert_eq!(out.stdout, b"zzzzzzzzzz");
+
+    struct Broken;
+    impl tokio::io::AsyncRead for Broken {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Err(std::io::Error::other("disk on fire")))
+        }
+    }
+    let err = cmd("input_reader", "cat")
+        .input_reader(Broken)
+        .output()
+        .await
+        .expect_err("the reader fails");
+    let text = err.to_string();
+    assert!(
+        text.contains("read the input") && text.contains("disk on fire"),
+        "{text}"
+    );
 }

@@ -376,6 +376,14 @@ impl StdioPlan {
                     rustix::io::fcntl_dupfd_cloexec(fd.as_fd(), 3)
                         .map_err(|e| ("duplicate a stdio descriptor", e.into()))?
                 }
+                StdioKind::MergeIntoStdout => {
+                    // Whatever stdout got (installed first), else the stdout this process has.
+                    plan.child_fds[i] = match plan.child_fds[1] {
+                        -1 => 1,
+                        stdout => stdout,
+                    };
+                    continue;
+                }
             };
             plan.child_fds[i] = keep_above_stdio(child_fd, &mut plan.keep)
                 .map_err(|e| ("duplicate a stdio descriptor", e))?;
