@@ -98,7 +98,6 @@ macro_rules! pipe_end {
             pub fn into_owned_fd(self) -> io::Result<OwnedFd> {
                 self.0.into_owned_fd()
             }
-
         }
     };
 }

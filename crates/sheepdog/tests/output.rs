@@ -291,16 +291,7 @@ async fn outcome_is_one_value_to_match() {
 #[tokio::test]
 async fn large_binary_output_is_exact() {
     let dir = common::TempDir::new("output_large");
-    let path = dir.path().join("random.bin");
-    let made = cmd("output_large", "head")
-        .args(["-c", "268435456", "/dev/urandom"])
-        .stdout(std::fs::File::create(&path).expect("create"))
-        .status()
-        .await
-        .expect("write the file");
-    assert!(made.success());
-    let expected = std::fs::read(&path).expect("read the file");
-    assert_eq!(expected.len(), 256 << 20);
+    let (path, expected) = common::random_file("output_large", &dir, 256 << 20).await;
     let cat = {
         let mut cat = cmd("output_large", "cat");
         cat.arg(&path);

@@ -188,15 +188,7 @@ async fn an_output_limit_stops_the_pipeline() {
 #[tokio::test]
 async fn large_binary_output_through_stages_is_exact() {
     let dir = common::TempDir::new("pipeline_large");
-    let path = dir.path().join("random.bin");
-    let made = cmd("pipeline_large", "head")
-        .args(["-c", "268435456", "/dev/urandom"])
-        .stdout(std::fs::File::create(&path).expect("create"))
-        .status()
-        .await
-        .expect("write the file");
-    assert!(made.success());
-    let expected = std::fs::read(&path).expect("read the file");
+    let (path, expected) = common::random_file("pipeline_large", &dir, 256 << 20).await;
     let out = Pipeline::new(cmd("pipeline_large", "cat").arg(&path))
         .pipe(&cmd("pipeline_large", "cat"))
         .output_with_buffer(Vec::with_capacity(expected.len()))

@@ -199,6 +199,22 @@ impl Drop for TempDir {
     }
 }
 
+/// A file of `bytes` random bytes (from `/dev/urandom`, written by a marked `head`) in `dir`,
+/// and its contents.
+pub async fn random_file(test: &str, dir: &TempDir, bytes: usize) -> (PathBuf, Vec<u8>) {
+    let path = dir.path().join("random.bin");
+    let made = cmd(test, "head")
+        .args(["-c", &bytes.to_string(), "/dev/urandom"])
+        .stdout(std::fs::File::create(&path).expect("create the file"))
+        .status()
+        .await
+        .expect("write the file");
+    assert!(made.success(), "head: {made}");
+    let contents = std::fs::read(&path).expect("read the file");
+    assert_eq!(contents.len(), bytes);
+    (path, contents)
+}
+
 /// Reads a piped stdout to the end and waits: (status, bytes).
 pub async fn output(mut child: sheepdog::Child) -> (sheepdog::ExitStatus, Vec<u8>) {
     use tokio::io::AsyncReadExt;
