@@ -10,8 +10,10 @@ use std::process::{Command, Stdio};
 
 const HELPER: &str = "SHEEPDOG_FALLBACK_HELPER";
 
-/// The herd's side; does nothing unless run as the helper. Prints one line:
-/// `mechanism=<m> reason=<r>` and `left=<n>` after killing a tree.
+/// The herd's side; does nothing unless run as the helper. Prints `mechanism=<m> reason=<r>`,
+/// then `before=<n> left=<n>` after killing a tree, then `captured=...` about `output()` on this
+/// host (a 4 MiB stream, whose pipe grows if the user may; a daemon holding the output open; a
+/// failing limit).
 #[test]
 fn fallback_helper() {
     if std::env::var_os(HELPER).is_none() {
@@ -46,11 +48,33 @@ fn fallback_helper() {
             "before={before} left={}",
             herd.members().expect("members").len()
         );
+
+        let out = sheepdog::Command::new("sh")
+            .args([
+                "-c",
+                "head -c 4194304 /dev/zero; echo err >&2; sleep 1000 &",
+            ])
+            .drain_timeout(std::time::Duration::from_millis(200))
+            .output()
+            .await
+            .expect("output");
+        let zeros = out.stdout.len() == 4 << 20 && out.stdout.iter().all(|&b| b == 0);
+        let limited = sheepdog::Command::new("yes")
+            .capture_limit(1000, sheepdog::OverLimit::Fail)
+            .output()
+            .await
+            .expect("output");
+        println!(
+            "captured={zeros} stderr={:?} held={} limited={}",
+            String::from_utf8_lossy(&out.stderr),
+            out.held_open(),
+            limited.limit_exceeded() && limited.stdout.len() == 1000,
+        );
     });
 }
 
 /// Runs the helper under `wrapper` (a command line that ends by running the binary) and returns
-/// its two report lines, or `None` to skip.
+/// its first two report lines, or `None` to skip; checks the third (`output()`) itself.
 fn run_helper(test: &str, wrapper: &[&str]) -> Option<(String, String)> {
     let exe = common::SharedExe::new(test);
     let marker = format!("{test}-{}", std::process::id());
@@ -79,6 +103,10 @@ fn run_helper(test: &str, wrapper: &[&str]) -> Option<(String, String)> {
         out.status.success(),
         "{test}: helper failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("captured=true stderr=\"err\\n\" held=true limited=true"),
+        "{test}: output() on this host:\n{stdout}"
     );
     assert!(
         common::alive(&marker).is_empty(),
