@@ -325,11 +325,7 @@ impl Command {
     pub fn spawn(&self) -> Result<Child, Error> {
         let herd = crate::Herd::builder()
             .build_or_os_error()
-            .map_err(|(_, source)| Error::Os {
-                program: self.program.clone(),
-                action: "create a herd",
-                source,
-            })?;
+            .map_err(|(_, source)| self.os_error("create a herd", source))?;
         Ok(herd.spawn(self)?.in_private_herd(herd))
     }
 

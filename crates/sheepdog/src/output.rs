@@ -300,7 +300,8 @@ impl Command {
             .map_err(|source| self.os_error(WAIT, source))
     }
 
-    fn os_error(&self, action: &'static str, source: io::Error) -> Error {
+    /// An OS error met while running this command, with what was being done.
+    pub(crate) fn os_error(&self, action: &'static str, source: io::Error) -> Error {
         Error::Os {
             program: self.get_program().to_owned(),
             action,

@@ -209,16 +209,9 @@ impl Pipeline {
     /// ```
     pub fn spawn(&self) -> Result<RunningPipeline, Error> {
         let first = &self.stages[0];
-        let os_err = |action: &'static str| {
-            move |source: io::Error| Error::Os {
-                program: first.get_program().to_owned(),
-                action,
-                source,
-            }
-        };
         let herd = Herd::builder()
             .build_or_os_error()
-            .map_err(|(_, source)| os_err("create a herd")(source))?;
+            .map_err(|(_, source)| first.os_error("create a herd", source))?;
         let last = self.stages.len() - 1;
         let mut stages = Vec::with_capacity(self.stages.len());
         let mut next_stdin: Option<Stdio> = None;
@@ -229,8 +222,8 @@ impl Pipeline {
             }
             if i < last {
                 // Straight from this stage to the next: the kernel's pipe, not ours.
-                let (read, write) =
-                    pipe_with(PipeFlags::CLOEXEC).map_err(|e| os_err("create a pipe")(e.into()))?;
+                let (read, write) = pipe_with(PipeFlags::CLOEXEC)
+                    .map_err(|e| first.os_error("create a pipe", e.into()))?;
                 cmd.stdout(Stdio::from(write));
                 next_stdin = Some(Stdio::from(read));
             }
@@ -303,13 +296,6 @@ impl Pipeline {
             bufs: [stdout, Vec::new()],
             truncated: [false; 2],
         };
-        let os_err = |action: &'static str| {
-            move |source: io::Error| Error::Os {
-                program: first.get_program().to_owned(),
-                action,
-                source,
-            }
-        };
         let (statuses, ending) = read_while(
             running.wait(),
             &mut streams,
@@ -318,18 +304,18 @@ impl Pipeline {
             last.get_drain(),
         )
         .await
-        .map_err(|(action, source)| os_err(action)(source))?;
+        .map_err(|(action, source)| first.os_error(action, source))?;
         let statuses = match statuses {
             Some(statuses) => statuses,
             None => {
                 running
                     .herd
                     .kill_now()
-                    .map_err(os_err("stop the pipeline"))?;
+                    .map_err(|source| first.os_error("stop the pipeline", source))?;
                 running
                     .wait()
                     .await
-                    .map_err(os_err("wait for the pipeline"))?
+                    .map_err(|source| first.os_error("wait for the pipeline", source))?
             }
         };
         drop(running);
