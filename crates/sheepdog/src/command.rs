@@ -422,8 +422,9 @@ impl Command {
 
     /// Feeds the child's stdin from `reader` in [`output`](Command::output) and
     /// [`run`](Command::run), while the output is read; stdin is closed at the reader's end. A
-    /// reader can be read once: the first run takes it (clones of this command share it), and
-    /// a later run fails before it starts unless a new one is set. A child that exits without
+    /// reader can be read once: the first run takes it (clones of this command share it), even
+    /// one that then fails to start, and a later run fails before it starts unless a new one
+    /// is set. A child that exits without
     /// reading it all is no error. To feed a file, hand it over as stdin instead
     /// (`.stdin(File::open(path)?)`): the child then reads it without a copy through this process.
     ///

@@ -8,15 +8,25 @@ use std::time::Duration;
 use common::{alive, cmd};
 use sheepdog::{Herd, Signal, Stdio, StopPlan, StopTarget};
 
+/// `sh -c script`, started with `timeout` and `grace`.
+fn timed_tree(marker: &str, script: &str, timeout: Duration, grace: Duration) -> sheepdog::Child {
+    cmd(marker, "sh")
+        .args(["-c", script])
+        .timeout(timeout)
+        .grace(grace)
+        .spawn()
+        .expect("spawn")
+}
+
 #[tokio::test]
 async fn timeout_stops_the_whole_tree_gracefully() {
     let marker = format!("timeout_graceful-{}", std::process::id());
-    let mut child = cmd(&marker, "sh")
-        .args(["-c", "sleep 100 & sleep 100 & wait"])
-        .timeout(Duration::from_millis(200))
-        .grace(Duration::from_secs(10))
-        .spawn()
-        .expect("spawn");
+    let mut child = timed_tree(
+        &marker,
+        "sleep 100 & sleep 100 & wait",
+        Duration::from_millis(200),
+        Duration::from_secs(10),
+    );
     let status = child.wait().await.expect("wait");
     assert!(status.timed_out(), "{status}");
     assert!(!status.success());
@@ -30,12 +40,12 @@ async fn timeout_stops_the_whole_tree_gracefully() {
 #[tokio::test]
 async fn timeout_escalates_when_the_tree_ignores_sigterm() {
     let marker = format!("timeout_ignores-{}", std::process::id());
-    let mut child = cmd(&marker, "sh")
-        .args(["-c", "trap '' TERM; sleep 100 & wait"])
-        .timeout(Duration::from_millis(100))
-        .grace(Duration::from_millis(200))
-        .spawn()
-        .expect("spawn");
+    let mut child = timed_tree(
+        &marker,
+        "trap '' TERM; sleep 100 & wait",
+        Duration::from_millis(100),
+        Duration::from_millis(200),
+    );
     let status = child.wait().await.expect("wait");
     assert!(status.timed_out());
     assert_eq!(status.signal(), Some(Signal::KILL), "{status}");
@@ -47,12 +57,12 @@ async fn timeout_escalates_when_the_tree_ignores_sigterm() {
 #[tokio::test]
 async fn escalation_waits_for_the_tree_not_the_leader() {
     let marker = format!("timeout_tree-{}", std::process::id());
-    let mut child = cmd(&marker, "sh")
-        .args(["-c", "(trap '' TERM; sleep 100) & wait"])
-        .timeout(Duration::from_millis(100))
-        .grace(Duration::from_millis(200))
-        .spawn()
-        .expect("spawn");
+    let mut child = timed_tree(
+        &marker,
+        "(trap '' TERM; sleep 100) & wait",
+        Duration::from_millis(100),
+        Duration::from_millis(200),
+    );
     let status = child.wait().await.expect("wait");
     assert!(status.timed_out());
     assert_eq!(
