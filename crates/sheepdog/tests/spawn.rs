@@ -4,9 +4,67 @@
 #[macro_use]
 mod common;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
 use common::cmd;
 
+const ENV_HELPER: &str = "SHEEPDOG_ENV_HELPER";
+
 scenario_tests!(sheepdog::SpawnPath::Clone3, "");
+
+/// A command that leaves the environment alone hands the child this process's environment as it
+/// is: every entry, in order, byte for byte (it is passed without a copy). One that removes a
+/// variable hands over all the others, in order. The harness's own commands always set the leak
+/// mark, so the spawning side runs in this test binary started again (marked) as the helper.
+#[test]
+fn inherited_environment_is_passed_unchanged() {
+    if std::env::var_os(ENV_HELPER).is_none() {
+        let status = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+            .args([
+                "--exact",
+                "inherited_environment_is_passed_unchanged",
+                "--test-threads=1",
+            ])
+            .env(ENV_HELPER, OsStr::from_bytes(b"not utf-8: \xff\xfe"))
+            .env(common::MARK, "inherited_environment")
+            .stdin(std::process::Stdio::null())
+            .status()
+            .expect("run the helper");
+        assert!(status.success(), "the helper failed: {status}");
+        return;
+    }
+    let expected = |skip: &str| -> Vec<u8> {
+        std::env::vars_os()
+            .filter(|(key, _)| key != skip)
+            .flat_map(|(key, value)| {
+                [key.into_vec(), b"=".to_vec(), value.into_vec(), b"\0".to_vec()].concat()
+            })
+            .collect()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let out = sheepdog::Command::new("/usr/bin/env")
+            .arg("-0")
+            .output()
+            .await
+            .expect("run env");
+        assert!(out.status.success());
+        assert_eq!(out.stdout, expected(""));
+        // The helper's own variable, with its non-UTF-8 bytes, is among them.
+        assert!(out.stdout.windows(3).any(|w| w == b"\xff\xfe\0"));
+        let out = sheepdog::Command::new("/usr/bin/env")
+            .arg("-0")
+            .env_remove(ENV_HELPER)
+            .output()
+            .await
+            .expect("run env");
+        assert_eq!(out.stdout, expected(ENV_HELPER));
+    });
+}
 
 /// 1000 spawns from 64 concurrent tasks: every status belongs to its own child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

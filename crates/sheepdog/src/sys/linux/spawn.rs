@@ -1,7 +1,7 @@
 //! Spawning: everything that can fail is prepared here in the parent (C strings, `PATH`
 //! candidates, pipes), then [`clone_child`] runs the child, which only makes system calls.
 
-use std::ffi::{c_char, CString, OsStr, OsString};
+use std::ffi::{c_char, CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -179,11 +179,111 @@ impl CStringArray {
     }
 }
 
+extern "C" {
+    /// The C library's environment: a null-terminated array of `KEY=value` strings (environ(7)).
+    static environ: *const *const c_char;
+}
+
+/// The environment the child gets.
+///
+/// This process's own variables are not copied: the child is handed libc's `environ` itself, or
+/// pointers to its strings, as posix_spawn callers do. Copying them (through
+/// `std::env::vars_os`) was a third of the parent's work before clone for an isolated spawn.
+/// Reading `environ` without std's lock is sound under `std::env::set_var`'s contract: whoever
+/// changes the environment while other threads read it through anything but `std::env` breaks
+/// that contract, not the reader.
+enum EnvPlan {
+    /// This process's environment, unchanged.
+    Inherited,
+    /// The entries of this process's environment the command keeps, then the command's own.
+    Built {
+        _owned: Vec<CString>,
+        pointers: Vec<*const c_char>,
+    },
+}
+
+impl EnvPlan {
+    fn new(cmd: &Command) -> Result<EnvPlan, Error> {
+        if !cmd.get_env_clear() && cmd.get_envs().next().is_none() {
+            return Ok(EnvPlan::Inherited);
+        }
+        let mut pointers = Vec::new();
+        if !cmd.get_env_clear() {
+            for_each_inherited(|entry| {
+                // SAFETY: `entry` is one of `environ`'s strings, which stay put until the spawn
+                // ends (see the type's doc).
+                let bytes = unsafe { CStr::from_ptr(entry) }.to_bytes();
+                // Like std: the key ends at the first `=` after its first byte; an entry with
+                // no `=` is not a variable and is left out.
+                if let Some(eq) = bytes.iter().skip(1).position(|&b| b == b'=') {
+                    if cmd
+                        .get_env_override(OsStr::from_bytes(&bytes[..=eq]))
+                        .is_none()
+                    {
+                        pointers.push(entry);
+                    }
+                }
+            });
+        }
+        let owned = cmd
+            .get_envs()
+            .filter_map(|(key, value)| Some((key, value?)))
+            .map(|(key, value)| {
+                let mut entry = Vec::with_capacity(key.len() + value.len() + 2);
+                entry.extend_from_slice(key.as_bytes());
+                entry.push(b'=');
+                entry.extend_from_slice(value.as_bytes());
+                c_string(cmd.get_program(), entry, &|| {
+                    format!("environment variable `{}`", key.to_string_lossy())
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        pointers.extend(owned.iter().map(|s| s.as_ptr()));
+        pointers.push(ptr::null());
+        Ok(EnvPlan::Built {
+            _owned: owned,
+            pointers,
+        })
+    }
+
+    fn pointers(&self) -> *const *const c_char {
+        match self {
+            // SAFETY: reading the pointer libc keeps in `environ` (see the type's doc).
+            EnvPlan::Inherited => unsafe { environ },
+            EnvPlan::Built { pointers, .. } => pointers.as_ptr(),
+        }
+    }
+}
+
+/// `bytes` as a C string, or the error naming `what` holds a NUL byte.
+fn c_string(program: &OsStr, bytes: Vec<u8>, what: &dyn Fn() -> String) -> Result<CString, Error> {
+    CString::new(bytes).map_err(|_| Error::NulByte {
+        program: program.to_owned(),
+        what: what(),
+    })
+}
+
+/// Calls `f` with each string of this process's environment, in order.
+fn for_each_inherited(mut f: impl FnMut(*const c_char)) {
+    // SAFETY: `environ` is null or a null-terminated array of C strings (see `EnvPlan`'s doc),
+    // so no index read here is past its terminator.
+    unsafe {
+        let mut entry = environ;
+        if entry.is_null() {
+            return;
+        }
+        while !(*entry).is_null() {
+            f(*entry);
+            entry = entry.add(1);
+        }
+    }
+}
+
 /// The exec side of a spawn: paths to try, argv, envp, working directory.
 struct ExecPlan {
     candidates: CStringArray,
     argv: CStringArray,
-    envp: CStringArray,
+    envp: EnvPlan,
     cwd: Option<CString>,
     /// The `PATH` searched, when the program name has no `/`.
     searched_path: Option<OsString>,
@@ -195,12 +295,7 @@ const DEFAULT_PATH: &str = "/bin:/usr/bin";
 impl ExecPlan {
     fn new(cmd: &Command) -> Result<ExecPlan, Error> {
         let program = cmd.get_program();
-        let c = |bytes: Vec<u8>, what: &dyn Fn() -> String| {
-            CString::new(bytes).map_err(|_| Error::NulByte {
-                program: program.to_owned(),
-                what: what(),
-            })
-        };
+        let c = |bytes, what: &dyn Fn() -> String| c_string(program, bytes, what);
         if program.is_empty() {
             return Err(Error::NotFound {
                 program: program.to_owned(),
@@ -245,27 +340,7 @@ impl ExecPlan {
             .map(|(i, arg)| c(arg.as_bytes().to_vec(), &|| format!("argument {i}")))
             .collect::<Result<Vec<_>, _>>()?;
 
-        // This process's variables in their order, minus those the command overrides, then
-        // the command's own: one allocation per variable.
-        let entry = |key: &OsStr, value: &OsStr| {
-            let mut entry = Vec::with_capacity(key.len() + value.len() + 2);
-            entry.extend_from_slice(key.as_bytes());
-            entry.push(b'=');
-            entry.extend_from_slice(value.as_bytes());
-            c(entry, &|| {
-                format!("environment variable `{}`", key.to_string_lossy())
-            })
-        };
-        let inherited = (!cmd.get_env_clear())
-            .then(std::env::vars_os)
-            .into_iter()
-            .flatten()
-            .filter(|(key, _)| cmd.get_env_override(key).is_none())
-            .map(|(key, value)| entry(&key, &value));
-        let overrides = cmd
-            .get_envs()
-            .filter_map(|(key, value)| Some(entry(key, value?)));
-        let envp = inherited.chain(overrides).collect::<Result<Vec<_>, _>>()?;
+        let envp = EnvPlan::new(cmd)?;
 
         let cwd = cmd
             .get_current_dir()
@@ -279,7 +354,7 @@ impl ExecPlan {
         Ok(ExecPlan {
             candidates: CStringArray::new(candidates),
             argv: CStringArray::new(argv),
-            envp: CStringArray::new(envp),
+            envp,
             cwd,
             searched_path,
         })
