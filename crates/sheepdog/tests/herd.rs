@@ -445,3 +445,35 @@ async fn cpu_time_counts_the_whole_tree() {
         None => assert_eq!(herd.containment().mechanism(), Mechanism::ProcessGroup),
     }
 }
+
+/// A child spawned into a herd's cgroup gets the spawning thread's CPU mask, and the thread
+/// keeps its own: the spawn pins the thread to its CPU around the clone, and the child takes
+/// the saved mask back before exec.
+#[tokio::test]
+async fn spawn_into_a_cgroup_keeps_the_cpu_mask() {
+    let mask = |task: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{task}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+            .expect("Cpus_allowed_list")
+            .trim()
+            .to_owned()
+    };
+    let before = mask("thread-self");
+    if !before.contains(['-', ',']) {
+        eprintln!("skipping: this thread may run on CPU {before} only, like a pinned one");
+        return;
+    }
+    let script = "echo ready; exec sleep 1000";
+    let Some(tree) = start("cpu_mask", Mechanism::CgroupV2, End::Kill, script).await else {
+        return;
+    };
+    assert_eq!(
+        mask(&tree.leader.pid().to_string()),
+        before,
+        "the child's mask"
+    );
+    assert_eq!(mask("thread-self"), before, "the spawning thread's mask");
+    tree.end(End::Kill, Duration::ZERO).await;
+}

@@ -38,7 +38,13 @@ fn inherited_environment_is_passed_unchanged() {
         std::env::vars_os()
             .filter(|(key, _)| key != skip)
             .flat_map(|(key, value)| {
-                [key.into_vec(), b"=".to_vec(), value.into_vec(), b"\0".to_vec()].concat()
+                [
+                    key.into_vec(),
+                    b"=".to_vec(),
+                    value.into_vec(),
+                    b"\0".to_vec(),
+                ]
+                .concat()
             })
             .collect()
     };

@@ -35,7 +35,21 @@ pub(super) struct ChildPlan {
     /// The kernel already reset caught signals to default (`CLONE_CLEAR_SIGHAND`); only
     /// SIGPIPE, which it leaves ignored, is left to do.
     pub handlers_cleared: bool,
+    /// The parent pinned itself to one CPU around the clone (see `clone::PinnedToThisCpu`):
+    /// the child takes back the parent's own mask before exec. Null when not pinned.
+    pub unpin: *const CpuMasks,
 }
+
+/// A thread's CPU mask as sched_setaffinity(2) takes it, and the one-CPU mask it was pinned to.
+pub(super) struct CpuMasks {
+    pub saved: [u64; CPU_MASK_WORDS],
+    pub pinned: [u64; CPU_MASK_WORDS],
+    /// Bytes of each mask the kernel uses.
+    pub len: usize,
+}
+
+/// Room for 1024 CPUs, as glibc's `cpu_set_t`.
+pub(super) const CPU_MASK_WORDS: usize = 16;
 
 /// The step a child failed at, with its errno. All zero means the exec succeeded.
 #[derive(Debug, Default, Clone, Copy)]
@@ -115,6 +129,24 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> ChildReport {
                 syscall(
                     libc::SYS_rt_sigaction,
                     &[sig, default.as_ptr() as usize, 0, 8],
+                );
+            }
+        }
+
+        if !plan.unpin.is_null() {
+            // Only a mask that is still the pin is replaced: a clone into another cpuset has
+            // already been given that cpuset's CPUs, and keeps them as it would unpinned. Best
+            // effort: the parent's mask is what the child had inherited without the pin.
+            let masks = &*plan.unpin;
+            let mut now = [0u64; CPU_MASK_WORDS];
+            let ret = syscall(
+                libc::SYS_sched_getaffinity,
+                &[0, masks.len, now.as_mut_ptr() as usize],
+            );
+            if ret > 0 && now == masks.pinned {
+                syscall(
+                    libc::SYS_sched_setaffinity,
+                    &[0, masks.len, masks.saved.as_ptr() as usize],
                 );
             }
         }

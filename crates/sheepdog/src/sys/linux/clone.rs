@@ -12,11 +12,12 @@
 
 use core::ffi::{c_int, c_void};
 use core::mem::MaybeUninit;
+use core::ptr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-use super::child::{child_main, ChildPlan};
+use super::child::{child_main, ChildPlan, CpuMasks, CPU_MASK_WORDS};
 use super::raw::syscall;
 
 /// How a child was created, from the strongest path to the weakest fallback.
@@ -122,6 +123,8 @@ pub(super) fn clone_child(
     #[cfg(target_arch = "x86_64")]
     if current_path() == SpawnPath::Clone3 {
         plan.cgroup_procs = -1;
+        let pin = cgroup_dir.and_then(|_| PinnedToThisCpu::new());
+        plan.unpin = pin.as_ref().map_or(ptr::null(), |pin| &pin.masks);
         let mut result = clone3(plan, &mut stack, cgroup_dir);
         if matches!(&result, Err(err) if err.raw_os_error() == Some(libc::EINVAL))
             && plan.handlers_cleared
@@ -130,6 +133,8 @@ pub(super) fn clone_child(
             CLEAR_SIGHAND.store(false, Ordering::Relaxed);
             result = clone3(plan, &mut stack, cgroup_dir);
         }
+        plan.unpin = ptr::null();
+        drop(pin);
         match result {
             Ok(cloned) => return Ok(cloned),
             Err(err) => match err.raw_os_error() {
@@ -167,6 +172,67 @@ pub(super) fn clone_child(
         SpawnPath::CloneWithoutPidfd
     };
     Ok(Cloned { pid, pidfd, path })
+}
+
+/// Keeps the calling thread on the CPU it runs on until dropped.
+///
+/// Used around a clone into a cgroup: when that cgroup was empty, the kernel's notification of
+/// `cgroup.events` makes a kworker runnable on this CPU at the clone, and the new child is then
+/// placed on another CPU — one that may be idle and slow to wake (a halted vCPU), and whose
+/// wake-up at the child's exec pulls this thread over behind the child. Pinned, the child starts
+/// here like any vfork child. It takes back the saved mask before exec (see [`ChildPlan`]), so
+/// it ends with the same mask as without the pin. See docs/ARCHITECTURE.md, "the first task in
+/// an empty cgroup".
+struct PinnedToThisCpu {
+    masks: CpuMasks,
+}
+
+impl PinnedToThisCpu {
+    /// Pins this thread, or returns `None` (and changes nothing) where that is not possible.
+    fn new() -> Option<PinnedToThisCpu> {
+        let mut masks = CpuMasks {
+            saved: [0; CPU_MASK_WORDS],
+            pinned: [0; CPU_MASK_WORDS],
+            len: 0,
+        };
+        // SAFETY: sched_getaffinity(2) writes at most the given number of bytes into `saved`
+        // and returns how many it wrote (EINVAL if the kernel's mask is larger).
+        let len = unsafe {
+            syscall(
+                libc::SYS_sched_getaffinity,
+                &[0, 8 * CPU_MASK_WORDS, masks.saved.as_mut_ptr() as usize],
+            )
+        };
+        let mut cpu: u32 = 0;
+        // SAFETY: getcpu(2) writes one u32 through its first pointer; the others are null.
+        let ret = unsafe { syscall(libc::SYS_getcpu, &[&mut cpu as *mut u32 as usize, 0, 0]) };
+        let cpu = cpu as usize;
+        if len <= 0 || ret < 0 || cpu >= 8 * len as usize {
+            return None;
+        }
+        masks.len = len as usize;
+        masks.pinned[cpu / 64] = 1 << (cpu % 64);
+        // SAFETY: sched_setaffinity(2) reads `len` bytes of `pinned`.
+        let ret = unsafe {
+            syscall(
+                libc::SYS_sched_setaffinity,
+                &[0, masks.len, masks.pinned.as_ptr() as usize],
+            )
+        };
+        (ret == 0).then_some(PinnedToThisCpu { masks })
+    }
+}
+
+impl Drop for PinnedToThisCpu {
+    fn drop(&mut self) {
+        // SAFETY: sched_setaffinity(2) reads `len` bytes of the mask saved in `new`.
+        unsafe {
+            syscall(
+                libc::SYS_sched_setaffinity,
+                &[0, self.masks.len, self.masks.saved.as_ptr() as usize],
+            )
+        };
+    }
 }
 
 /// The kernel's `struct clone_args` (clone3(2)), version 2 (with `cgroup`).

@@ -92,6 +92,7 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
         terminal: terminal.as_ref().map_or(-1, Terminal::raw_fd),
         report: &mut report,
         handlers_cleared: false,
+        unpin: ptr::null(),
     };
     let cloned = clone_child(
         &mut plan,
@@ -146,6 +147,7 @@ pub(super) fn clone_anchor() -> io::Result<Cloned> {
         terminal: -1,
         report: &mut report,
         handlers_cleared: false,
+        unpin: ptr::null(),
     };
     let cloned = clone_child(&mut plan, None, None)?;
     // SAFETY: the child has exited, so nothing writes `report` any more.
