@@ -41,6 +41,8 @@ pub(super) struct ChildPlan {
 }
 
 /// A thread's CPU mask as sched_setaffinity(2) takes it, and the one-CPU mask it was pinned to.
+/// Only the clone3 path (x86_64) pins.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) struct CpuMasks {
     pub saved: [u64; CPU_MASK_WORDS],
     pub pinned: [u64; CPU_MASK_WORDS],

@@ -181,12 +181,15 @@ pub(super) fn clone_child(
 /// placed on another CPU — one that may be idle and slow to wake (a halted vCPU), and whose
 /// wake-up at the child's exec pulls this thread over behind the child. Pinned, the child starts
 /// here like any vfork child. It takes back the saved mask before exec (see [`ChildPlan`]), so
-/// it ends with the same mask as without the pin. See docs/ARCHITECTURE.md, "the first task in
-/// an empty cgroup".
+/// it ends with the same mask as without the pin. (A mask another thread sets for this one while
+/// it is pinned is overwritten by the restore.) See docs/ARCHITECTURE.md, "the first task in an
+/// empty cgroup".
+#[cfg(target_arch = "x86_64")]
 struct PinnedToThisCpu {
     masks: CpuMasks,
 }
 
+#[cfg(target_arch = "x86_64")]
 impl PinnedToThisCpu {
     /// Pins this thread, or returns `None` (and changes nothing) where that is not possible.
     fn new() -> Option<PinnedToThisCpu> {
@@ -223,6 +226,7 @@ impl PinnedToThisCpu {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 impl Drop for PinnedToThisCpu {
     fn drop(&mut self) {
         // SAFETY: sched_setaffinity(2) reads `len` bytes of the mask saved in `new`.
