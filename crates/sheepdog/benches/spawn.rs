@@ -11,6 +11,8 @@
 //! - B: the parent holds 4 GiB of touched memory (what a fork-based spawn would pay for).
 //! - C: isolated spawns, one every 50 ms (cold caches, idle CPU).
 //! - D: the spawn call and the wait timed apart, for sheepdog and the floor.
+//! - E: the spawn call alone for a CPU-bound child, isolated, into no cgroup and into an empty
+//!   one (skipped without a cgroup).
 //!
 //! `SHEEPDOG_BENCH_ROUNDS=N` makes every phase run N rounds (warm-up N/10, at least 1) for a
 //! quick check; by default A runs 2000 rounds, B 300, C 60 and D 1000.
@@ -150,6 +152,39 @@ async fn split_phase(bench: &Bench, rounds: usize) -> BoxResult<()> {
         sd_wait,
         fl_wait,
         sd_wait / fl_wait
+    );
+    Ok(())
+}
+
+/// Phase E: the spawn call alone for a CPU-bound child, isolated, into no cgroup and into an
+/// empty one, interleaved. A spawn returns at the child's exec; into an empty cgroup, unless the
+/// spawning thread is pinned for the clone, it returned only after the child's first time slice
+/// (see docs/ARCHITECTURE.md, "The first task in an empty cgroup").
+async fn busy_child_phase(cgroup: &CgroupGuard, rounds: usize) -> BoxResult<()> {
+    let mut cmd = sheepdog::Command::new("sh");
+    cmd.args(["-c", "i=0; while [ $i -lt 5000 ]; do i=$((i+1)); done"]);
+    let mut times: [Vec<Duration>; 2] = Default::default();
+    for round in 0..rounds {
+        for into_cgroup in [round % 2 == 0, round % 2 == 1] {
+            tokio::time::sleep(ISOLATION_GAP).await;
+            let start = Instant::now();
+            let mut child = if into_cgroup {
+                spawn_into_cgroup(&cmd, cgroup)?
+            } else {
+                sheepdog::__private::spawn_into(&cmd, None, None)?
+            };
+            times[into_cgroup as usize].push(start.elapsed());
+            let status = child.wait().await?;
+            check("busy child", status.success(), &status)?;
+        }
+    }
+    let [plain, cgroup] = times.each_mut().map(|t| Stats::of(t).median_us());
+    println!();
+    println!("Phase E: the spawn call alone, CPU-bound child, one every 50 ms ({rounds} rounds)");
+    println!("  into no cgroup       {plain:>10.1} µs");
+    println!(
+        "  into an empty cgroup {cgroup:>10.1} µs  ({:.2}x)",
+        cgroup / plain
     );
     Ok(())
 }
@@ -442,6 +477,9 @@ async fn run() -> BoxResult<()> {
 
     let stats_c = run_phase(&bench, &phase_c).await?;
     split_phase(&bench, phase_a.rounds / 2).await?;
+    if let Some(cgroup) = &bench.cgroup {
+        busy_child_phase(cgroup, phase_c.rounds / 2).await?;
+    }
 
     println!();
     println!("Summary (median, and each median / floor's median):");
