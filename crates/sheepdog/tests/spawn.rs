@@ -20,18 +20,26 @@ scenario_tests!(sheepdog::SpawnPath::Clone3, "");
 #[test]
 fn inherited_environment_is_passed_unchanged() {
     if std::env::var_os(ENV_HELPER).is_none() {
-        let status = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+        let out = std::process::Command::new(std::env::current_exe().expect("this test binary"))
             .args([
                 "--exact",
                 "inherited_environment_is_passed_unchanged",
+                "--nocapture",
                 "--test-threads=1",
             ])
             .env(ENV_HELPER, OsStr::from_bytes(b"not utf-8: \xff\xfe"))
             .env(common::MARK, "inherited_environment")
             .stdin(std::process::Stdio::null())
-            .status()
+            .output()
             .expect("run the helper");
-        assert!(status.success(), "the helper failed: {status}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "the helper failed: {}\n{stdout}",
+            out.status
+        );
+        // The helper ran this very test, to its end.
+        assert!(stdout.contains("environments checked"), "{stdout}");
         return;
     }
     let expected = |skip: &str| -> Vec<u8> {
@@ -70,6 +78,7 @@ fn inherited_environment_is_passed_unchanged() {
             .expect("run env");
         assert_eq!(out.stdout, expected(ENV_HELPER));
     });
+    println!("environments checked");
 }
 
 /// 1000 spawns from 64 concurrent tasks: every status belongs to its own child.
