@@ -528,27 +528,54 @@ pub enum OverLimit {
     Fail,
 }
 
-/// Once a stream has brought this much, its pipe is grown to [`BIG_PIPE`].
+/// Once a stream has brought this much, its pipe is grown to [`BIG_PIPE`], and the memory it
+/// will be read into is made ready while the reader waits (see [`read_to_end`]).
 const BIG_STREAM: usize = 1 << 20;
-/// The buffer of a big stream's pipe: a reader that falls behind takes more per wake-up, and
-/// the writer blocks less. Only big streams get it: an unprivileged user's pipe buffers count
-/// against `pipe-user-pages-soft`, past which the kernel gives that user's new pipes 8 KiB.
-const BIG_PIPE: usize = 1 << 20;
+/// The buffer of a big stream's pipe (the default is 64 KiB): the writer blocks less, and a
+/// reader that falls behind takes more per wake-up. 256 KiB did as well as 1 MiB for a capture
+/// and better for a pipeline's last stage. Only big streams get it: an unprivileged user's
+/// pipe buffers count against `pipe-user-pages-soft`, past which the kernel gives that user's
+/// new pipes 8 KiB.
+const BIG_PIPE: usize = 256 << 10;
+/// How much of a big stream's buffer is faulted in ahead of the reads, each time the pipe is
+/// found empty.
+const POPULATE_AHEAD: usize = 1 << 20;
 
 /// Reads `pipe` to its end, appending to `buf` (in its spare capacity first, then growing it
-/// by doubling). A stream that proves big gets a bigger pipe.
+/// by doubling). A stream that proves big gets a bigger pipe, and whenever the pipe is empty
+/// the next [`POPULATE_AHEAD`] bytes of `buf`'s spare capacity are faulted in before waiting
+/// (`sys::populate`): fresh memory otherwise takes a page fault per 4 KiB inside each read,
+/// while the writer waits for the pipe. Done while the writer fills the pipe, that work
+/// overlaps with it: `output()` of 256 MiB went from 0.38–0.53× the floor to 0.55–0.70× here.
 async fn read_to_end(pipe: &mut impl PipeReader, buf: &mut Vec<u8>) -> io::Result<()> {
     let start = buf.len();
-    let mut resized = false;
+    let mut big = false;
+    // Where in `buf` the memory already faulted in ends.
+    let mut populated = 0;
     loop {
         if buf.capacity() - buf.len() < 32 * 1024 {
             buf.reserve(buf.len().max(64 * 1024));
+            populated = 0; // the spare capacity may have moved
         }
-        if pipe.read_buf(buf).await? == 0 {
-            return Ok(());
+        match pipe.try_read_buf(buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if big {
+                    let from = populated.max(buf.len()) - buf.len();
+                    let spare = buf.spare_capacity_mut();
+                    let to = spare.len().min(POPULATE_AHEAD);
+                    if to > from {
+                        crate::sys::populate(&mut spare[from..to]);
+                    }
+                    populated = populated.max(buf.len() + to);
+                }
+                std::future::poll_fn(|cx| pipe.poll_read_ready(cx)).await?;
+            }
+            Err(err) => return Err(err),
         }
-        if !resized && buf.len() - start >= BIG_STREAM {
-            resized = true;
+        if !big && buf.len() - start >= BIG_STREAM {
+            big = true;
             // Best effort: the default buffer works, only slower.
             let _ = pipe.resize(BIG_PIPE);
         }

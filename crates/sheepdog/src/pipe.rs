@@ -193,6 +193,13 @@ impl AsyncWrite for ChildStdin {
 pub(crate) trait PipeReader: AsyncRead + Unpin {
     /// Sets the pipe's kernel buffer to `bytes` (see `sys::resize_pipe`).
     fn resize(&self, bytes: usize) -> io::Result<()>;
+
+    /// Reads what the pipe holds now into `buf`'s spare capacity, without waiting: `WouldBlock`
+    /// when it holds nothing (and then [`poll_read_ready`](Self::poll_read_ready) waits).
+    fn try_read_buf(&mut self, buf: &mut Vec<u8>) -> io::Result<usize>;
+
+    /// Ready once the pipe holds data or its writers are gone.
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
 macro_rules! impl_async_read {
@@ -203,6 +210,14 @@ macro_rules! impl_async_read {
                     io::Error::other("sheepdog: pipe lost by a failed registration")
                 })?;
                 crate::sys::resize_pipe(fd, bytes)
+            }
+
+            fn try_read_buf(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+                self.0.get()?.try_read_buf(buf)
+            }
+
+            fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.0.get()?.poll_read_ready(cx)
             }
         }
 

@@ -16,7 +16,7 @@ mod terminal;
 pub(crate) use clone::force as force_spawn_path;
 pub use clone::SpawnPath;
 pub(crate) use container::{cgroup_parent, CgroupError, Container};
-pub(crate) use pipes::resize_pipe;
+pub(crate) use pipes::{populate, resize_pipe};
 pub(crate) use process::{proc_stat, stop_self, Process};
 pub(crate) use reaper::outstanding as background_work;
 pub(crate) use spawn::{spawn, CgroupTarget, ProcessGroup, SpawnTarget, Spawned};

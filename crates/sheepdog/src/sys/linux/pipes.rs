@@ -1,6 +1,8 @@
-//! Pipe buffers.
+//! Pipe buffers, and the memory a pipe is read into.
 
+use std::ffi::c_void;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
 
 /// Sets the kernel buffer of the pipe behind `fd` to `bytes` (`F_SETPIPE_SZ`, see fcntl(2)).
@@ -9,4 +11,25 @@ pub(crate) fn resize_pipe(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
     rustix::pipe::fcntl_setpipe_size(fd, bytes)
         .map(drop)
         .map_err(io::Error::from)
+}
+
+/// Faults in the whole pages of `spare` ready for writing (`MADV_POPULATE_WRITE`, Linux 5.14;
+/// see madvise(2)), so that a later read into it copies without a page fault per page. Best
+/// effort: older kernels refuse it, and then the reads take the faults as before.
+pub(crate) fn populate(spare: &mut [MaybeUninit<u8>]) {
+    let page = rustix::param::page_size();
+    let start = spare.as_mut_ptr() as usize;
+    let first = start.next_multiple_of(page);
+    let end = (start + spare.len()) / page * page;
+    if end > first {
+        // SAFETY: [first, end) lies inside `spare`, memory this process owns and may write;
+        // MADV_POPULATE_WRITE maps its pages writable and leaves what they hold as it is.
+        let _ = unsafe {
+            rustix::mm::madvise(
+                first as *mut c_void,
+                end - first,
+                rustix::mm::Advice::LinuxPopulateWrite,
+            )
+        };
+    }
 }
