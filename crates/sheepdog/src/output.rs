@@ -546,7 +546,7 @@ const POPULATE_AHEAD: usize = 1 << 20;
 /// the next [`POPULATE_AHEAD`] bytes of `buf`'s spare capacity are faulted in before waiting
 /// (`sys::populate`): fresh memory otherwise takes a page fault per 4 KiB inside each read,
 /// while the writer waits for the pipe. Done while the writer fills the pipe, that work
-/// overlaps with it: `output()` of 256 MiB went from 0.38–0.53× the floor to 0.55–0.70× here.
+/// overlaps with it: `output()` of 256 MiB went from 0.38–0.53× the floor to about 0.6× here.
 async fn read_to_end(pipe: &mut impl PipeReader, buf: &mut Vec<u8>) -> io::Result<()> {
     let start = buf.len();
     let mut big = false;

@@ -4,6 +4,7 @@ use std::ffi::c_void;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Sets the kernel buffer of the pipe behind `fd` to `bytes` (`F_SETPIPE_SZ`, see fcntl(2)).
 /// An unprivileged user may be refused (`EPERM` past `/proc/sys/fs/pipe-user-pages-soft`).
@@ -15,8 +16,12 @@ pub(crate) fn resize_pipe(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
 
 /// Faults in the whole pages of `spare` ready for writing (`MADV_POPULATE_WRITE`, Linux 5.14;
 /// see madvise(2)), so that a later read into it copies without a page fault per page. Best
-/// effort: older kernels refuse it, and then the reads take the faults as before.
+/// effort: older kernels refuse it (asked once), and then the reads take the faults as before.
 pub(crate) fn populate(spare: &mut [MaybeUninit<u8>]) {
+    static REFUSED: AtomicBool = AtomicBool::new(false);
+    if REFUSED.load(Ordering::Relaxed) {
+        return;
+    }
     let page = rustix::param::page_size();
     let start = spare.as_mut_ptr() as usize;
     let first = start.next_multiple_of(page);
@@ -24,12 +29,15 @@ pub(crate) fn populate(spare: &mut [MaybeUninit<u8>]) {
     if end > first {
         // SAFETY: [first, end) lies inside `spare`, memory this process owns and may write;
         // MADV_POPULATE_WRITE maps its pages writable and leaves what they hold as it is.
-        let _ = unsafe {
+        let result = unsafe {
             rustix::mm::madvise(
                 first as *mut c_void,
                 end - first,
                 rustix::mm::Advice::LinuxPopulateWrite,
             )
         };
+        if result == Err(rustix::io::Errno::INVAL) {
+            REFUSED.store(true, Ordering::Relaxed);
+        }
     }
 }
