@@ -30,10 +30,14 @@
 //! Note on phases 1 and 3: the floor's buffer is touched once before the first round, so the
 //! floor pays no page faults, while every other variant returns a fresh `Vec` and pays the
 //! first touch of each of its pages (zeroing and memcg charge included) inside the measurement.
-//! On a small machine that is most of the distance between the floor and everybody else.
+//! On a small machine that is most of the distance between the floor and everybody else
+//! (sheepdog takes those faults while its pipe is empty rather than inside the reads, which
+//! hides part of them). The `sd reused` variant reads into the previous round's buffers, as
+//! the floor does.
 //!
 //! `SHEEPDOG_BENCH_ROUNDS=N` makes every phase run N rounds (warm-up N/10, at least 1) for a
-//! quick check; by default every phase runs 7 rounds after 1 warm-up round.
+//! quick check; by default every phase runs 21 rounds after 1 warm-up round (the floor moves
+//! from round to round on a small machine; fewer rounds give medians that move by a tenth).
 //!
 //! Run with `cargo bench -p sheepdog --bench output`.
 
@@ -61,7 +65,7 @@ const PIPELINE_BYTES: usize = 128 << 20;
 const PIPELINE_ARG: &str = "134217728";
 /// The floor's read size.
 const CHUNK: usize = 64 << 10;
-const DEFAULT_ROUNDS: usize = 7;
+const DEFAULT_ROUNDS: usize = 21;
 const DEFAULT_WARMUP: usize = 1;
 /// How long the final check waits for background reaping to finish.
 const PATIENCE: Duration = Duration::from_secs(10);
