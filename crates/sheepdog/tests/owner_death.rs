@@ -3,7 +3,8 @@
 //!
 //! The owner is this test binary itself, run again as `owner_helper` with
 //! `SHEEPDOG_OWNER_HELPER` set: it makes a herd, starts a tree, reports, and then is killed or
-//! aborts.
+//! aborts. A process-group herd is the owner's second, so its anchor is the one the sentinel
+//! made ahead.
 
 mod common;
 
@@ -30,6 +31,13 @@ fn owner_helper() {
         } else {
             sheepdog::Mechanism::CgroupV2
         };
+        if group {
+            // A herd made and dropped first, so that the herd below takes the anchor the
+            // sentinel made ahead rather than one made on request.
+            if let Ok(first) = sheepdog::Herd::builder().mechanism(mechanism).build() {
+                drop(first);
+            }
+        }
         let herd = match sheepdog::Herd::builder().mechanism(mechanism).build() {
             Ok(herd) => herd,
             Err(err) => {

@@ -166,7 +166,7 @@ impl Group {
             tracing::error!(pgid = self.pgid, %err, "sheepdog: cannot kill a dropped herd");
         }
         match self.anchor {
-            Anchor::Sentinel(id) => sentinel::unregister(id),
+            Anchor::Sentinel(id) => sentinel::release_anchor(id),
             Anchor::Own(anchor) => drop(anchor),
         }
     }
