@@ -52,6 +52,15 @@ pub use status::{ExitStatus, ResourceUsage};
 pub use stop::{StopPlan, StopReport, StopStep, StopTarget};
 pub use sys::SpawnPath;
 
+/// Locks `mutex`, taking over a lock poisoned by a thread that panicked while holding it: every
+/// critical section in this crate leaves its data whole (a push, a pop, a take), so the data is
+/// still good, and a panic elsewhere must not stop herds from being cleaned up.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Seams for sheepdog's own tests and benchmarks; not part of the API.
 #[doc(hidden)]
 pub mod __private {

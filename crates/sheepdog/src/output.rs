@@ -342,16 +342,13 @@ impl Input {
     pub(crate) fn take(&self) -> io::Result<Feed> {
         match self {
             Input::Bytes(bytes) => Ok(Feed::Bytes(bytes.clone())),
-            Input::Reader(reader) => reader
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .take()
-                .map(Feed::Reader)
-                .ok_or_else(|| {
+            Input::Reader(reader) => {
+                crate::lock(reader).take().map(Feed::Reader).ok_or_else(|| {
                     io::Error::other(
                         "the input reader was used up by an earlier run of this command",
                     )
-                }),
+                })
+            }
         }
     }
 }

@@ -201,9 +201,7 @@ static JOB_CLOCK: std::sync::Mutex<JobClock> = std::sync::Mutex::new(JobClock {
 static JOB_CLOCK_CHANGED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 fn job_clock() -> std::sync::MutexGuard<'static, JobClock> {
-    JOB_CLOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    crate::lock(&JOB_CLOCK)
 }
 
 /// All the time spent suspended so far, the current suspension included.

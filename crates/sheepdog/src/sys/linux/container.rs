@@ -113,9 +113,7 @@ impl CgroupHerd {
     }
 
     fn lock_groups(&self) -> std::sync::MutexGuard<'_, Vec<i32>> {
-        self.groups
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.groups)
     }
 
     /// Kills the cgroup with one write, and, as a second net, members of the herd's process
@@ -263,9 +261,7 @@ const READY: usize = 2;
 static HOMES: Mutex<Vec<Home>> = Mutex::new(Vec::new());
 
 fn homes() -> std::sync::MutexGuard<'static, Vec<Home>> {
-    HOMES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    crate::lock(&HOMES)
 }
 
 /// A new, empty cgroup for a herd below `parent`, and whether the sentinel guards it. Without

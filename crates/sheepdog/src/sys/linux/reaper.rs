@@ -137,11 +137,7 @@ fn adopt(what: Adopted) {
     if what.is_work() {
         OUTSTANDING.fetch_add(1, Ordering::SeqCst);
     }
-    reaper
-        .adopted
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .push(what);
+    crate::lock(&reaper.adopted).push(what);
     reaper.wake();
 }
 
@@ -160,10 +156,7 @@ impl Reaper {
     /// Queues `task` for the thread's next wake-up.
     fn queue(&self, task: Task) {
         OUTSTANDING.fetch_add(1, Ordering::SeqCst);
-        self.tasks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(task);
+        crate::lock(&self.tasks).push(task);
     }
 
     fn wake(&self) {
@@ -211,12 +204,7 @@ fn start() -> Option<Arc<Reaper>> {
 fn run(reaper: &Reaper) {
     let mut watched: Vec<Adopted> = Vec::new();
     loop {
-        let new: Vec<Adopted> = reaper
-            .adopted
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .drain(..)
-            .collect();
+        let new = std::mem::take(&mut *crate::lock(&reaper.adopted));
         for adopted in new {
             if adopted.pending() {
                 watched.push(adopted);
@@ -224,12 +212,7 @@ fn run(reaper: &Reaper) {
                 adopted.done();
             }
         }
-        let tasks: Vec<Task> = reaper
-            .tasks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .drain(..)
-            .collect();
+        let tasks = std::mem::take(&mut *crate::lock(&reaper.tasks));
         for task in tasks {
             task();
             OUTSTANDING.fetch_sub(1, Ordering::SeqCst);

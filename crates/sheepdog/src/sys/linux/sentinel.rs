@@ -150,9 +150,7 @@ pub(crate) fn unregister(id: u64) {
 
 impl Sentinel {
     fn lock(&self) -> std::sync::MutexGuard<'_, Channel> {
-        self.channel
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.channel)
     }
 
     fn send(&self, message: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
