@@ -102,6 +102,7 @@ static OUTSTANDING: AtomicUsize = AtomicUsize::new(0);
 
 /// How much background work is still to be done: adopted children and cgroups not yet finished,
 /// tasks not yet run.
+///
 /// Asking wakes the thread, so that values waiting in [`release`] are finished too.
 pub(crate) fn outstanding() -> usize {
     let outstanding = OUTSTANDING.load(Ordering::SeqCst);
