@@ -214,19 +214,7 @@ impl CgroupHerd {
     }
 
     /// Kills everything at once; the cgroup is removed in the background once it is empty.
-    ///
-    /// A guarded herd is finished on the reaper thread, off the caller's path (reading
-    /// `cgroup.events` alone costs about 10 µs with cold caches): should this process die
-    /// before the reaper gets to it, the sentinel kills it. An unguarded one is killed here.
     pub(crate) fn dispose(self) {
-        if self.guarded() && reaper::available() {
-            reaper::run_later(move || self.finish());
-        } else {
-            self.finish();
-        }
-    }
-
-    fn finish(self) {
         // An empty herd (the usual case at drop) has nothing to kill and proves no stray.
         if !matches!(self.cgroup.populated(), Ok(false)) {
             if let Err(err) = self.kill() {

@@ -167,9 +167,6 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         if self.status.is_some() || matches!(self.try_wait(), Ok(Some(_))) {
-            if let Handle::Registered(fd) = std::mem::replace(&mut self.handle, Handle::Empty) {
-                reaper::release(fd);
-            }
             return;
         }
         match std::mem::replace(&mut self.handle, Handle::Empty) {

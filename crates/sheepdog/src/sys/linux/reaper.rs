@@ -102,16 +102,8 @@ static OUTSTANDING: AtomicUsize = AtomicUsize::new(0);
 
 /// How much background work is still to be done: adopted children and cgroups not yet finished,
 /// tasks not yet run.
-///
-/// Asking wakes the thread, so that values waiting in [`release`] are finished too.
 pub(crate) fn outstanding() -> usize {
-    let outstanding = OUTSTANDING.load(Ordering::SeqCst);
-    if outstanding > 0 {
-        if let Some(reaper) = REAPER.get().and_then(Option::as_ref) {
-            reaper.wake();
-        }
-    }
-    outstanding
+    OUTSTANDING.load(Ordering::SeqCst)
 }
 
 /// Reaps the process behind `pidfd` once it exits.
@@ -149,11 +141,6 @@ fn adopt(what: Adopted) {
     reaper.wake();
 }
 
-/// Whether the reaper thread runs (it is started here if need be).
-pub(crate) fn available() -> bool {
-    reaper().is_some()
-}
-
 /// Runs `task` on the reaper thread, off the caller's path; returns `false` (and drops it)
 /// when there is no reaper thread.
 pub(crate) fn run_later(task: impl FnOnce() + Send + 'static) -> bool {
@@ -165,29 +152,11 @@ pub(crate) fn run_later(task: impl FnOnce() + Send + 'static) -> bool {
     true
 }
 
-/// How many values [`release`] lets wait for a wake-up before it makes one.
-const RELEASE_BATCH: usize = 32;
-
-/// Drops `value` on the reaper thread, at its next wake-up: for a release that need not delay
-/// the caller, such as a finished child's pidfd, whose removal from the reactor and `close` cost
-/// about 10 µs with cold caches. Values wait for a wake-up that happens anyway (a dropped herd,
-/// a dropped running child) until [`RELEASE_BATCH`] of them wait; [`outstanding`] wakes too.
-pub(crate) fn release(value: impl Send + 'static) {
-    let Some(reaper) = reaper() else {
-        return drop(value);
-    };
-    if reaper.queue(Box::new(move || drop(value))) >= RELEASE_BATCH {
-        reaper.wake();
-    }
-}
-
 impl Reaper {
-    /// Queues `task` for the thread's next wake-up; returns how many tasks wait.
-    fn queue(&self, task: Task) -> usize {
+    /// Queues `task` for the thread's next wake-up.
+    fn queue(&self, task: Task) {
         OUTSTANDING.fetch_add(1, Ordering::SeqCst);
-        let mut tasks = crate::lock(&self.tasks);
-        tasks.push(task);
-        tasks.len()
+        crate::lock(&self.tasks).push(task);
     }
 
     fn wake(&self) {
@@ -274,65 +243,5 @@ fn run(reaper: &Reaper) {
             }
             keep
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-    use std::time::{Duration, Instant};
-
-    use super::*;
-
-    /// Sends its number when dropped, to tell on which thread and when.
-    struct Tell(usize, mpsc::Sender<(usize, std::thread::ThreadId)>);
-
-    impl Drop for Tell {
-        fn drop(&mut self) {
-            let _ = self.1.send((self.0, std::thread::current().id()));
-        }
-    }
-
-    /// One test, so that nothing else in this binary wakes the reaper meanwhile.
-    #[test]
-    fn releases_wait_for_a_full_batch_or_a_question() {
-        let (tx, rx) = mpsc::channel();
-        // A lone release waits for a wake-up; asking for outstanding work makes one. (This
-        // also starts the thread, so that the batch below finds it idle.)
-        release(Tell(RELEASE_BATCH, tx.clone()));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let _ = outstanding();
-            match rx.recv_timeout(Duration::from_millis(10)) {
-                Ok((n, _)) => break assert_eq!(n, RELEASE_BATCH),
-                Err(_) if Instant::now() < deadline => continue,
-                Err(_) => panic!("a release was not finished within 10 s of asking"),
-            }
-        }
-        let settled = Instant::now() + Duration::from_secs(10);
-        while OUTSTANDING.load(Ordering::SeqCst) > 0 {
-            assert!(
-                Instant::now() < settled,
-                "the reaper did not settle within 10 s"
-            );
-            std::thread::yield_now();
-        }
-
-        // A full batch wakes the thread by itself.
-        for n in 0..RELEASE_BATCH {
-            release(Tell(n, tx.clone()));
-        }
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while seen.len() < RELEASE_BATCH {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (n, thread) = rx
-                .recv_timeout(left)
-                .expect("a full batch of releases was not dropped within 10 s");
-            assert_ne!(thread, std::thread::current().id(), "dropped by the caller");
-            seen.push(n);
-        }
-        seen.sort_unstable();
-        assert_eq!(seen, (0..RELEASE_BATCH).collect::<Vec<_>>());
     }
 }
