@@ -15,7 +15,8 @@
 //!   one (skipped without a cgroup).
 //!
 //! `SHEEPDOG_BENCH_ROUNDS=N` makes every phase run N rounds (warm-up N/10, at least 1) for a
-//! quick check; by default A runs 2000 rounds, B 300, C 60 and D 1000.
+//! quick check; by default A runs 2000 rounds, B 300, C 200 (a median of 60 moved by a few
+//! percent from run to run, as much as the gap it measures), D 1000 and E 100.
 //!
 //! Run with `cargo bench -p sheepdog --bench spawn`.
 
@@ -420,8 +421,8 @@ async fn run() -> BoxResult<()> {
     let phase_c = phase(
         "C",
         "isolated spawns, one every 50 ms",
-        4,
-        60,
+        10,
+        200,
         Some(ISOLATION_GAP),
     );
 
