@@ -206,11 +206,14 @@ impl PinnedToThisCpu {
                 &[0, 8 * CPU_MASK_WORDS, masks.saved.as_mut_ptr() as usize],
             )
         };
-        let mut cpu: u32 = 0;
-        // SAFETY: getcpu(2) writes one u32 through its first pointer; the others are null.
-        let ret = unsafe { syscall(libc::SYS_getcpu, &[&mut cpu as *mut u32 as usize, 0, 0]) };
-        let cpu = cpu as usize;
-        if len <= 0 || ret < 0 || cpu >= 8 * len as usize {
+        // libc's, not the system call: glibc answers from the vDSO or its rseq area, without
+        // entering the kernel (0.4 µs against 1.3 µs with caches cold, measured in C).
+        // SAFETY: sched_getcpu(3) takes no arguments and touches only this thread's state.
+        let cpu = unsafe { libc::sched_getcpu() };
+        let Ok(cpu) = usize::try_from(cpu) else {
+            return None;
+        };
+        if len <= 0 || cpu >= 8 * len as usize {
             return None;
         }
         masks.len = len as usize;
