@@ -210,13 +210,13 @@ impl PinnedToThisCpu {
         // entering the kernel (0.4 µs against 1.3 µs with caches cold, measured in C).
         // SAFETY: sched_getcpu(3) takes no arguments and touches only this thread's state.
         let cpu = unsafe { libc::sched_getcpu() };
-        let Ok(cpu) = usize::try_from(cpu) else {
-            return None;
+        let (Ok(len), Ok(cpu)) = (usize::try_from(len), usize::try_from(cpu)) else {
+            return None; // either call failed
         };
-        if len <= 0 || cpu >= 8 * len as usize {
+        if len == 0 || cpu >= 8 * len {
             return None;
         }
-        masks.len = len as usize;
+        masks.len = len;
         masks.pinned[cpu / 64] = 1 << (cpu % 64);
         // SAFETY: sched_setaffinity(2) reads `len` bytes of `pinned`.
         let ret = unsafe {
