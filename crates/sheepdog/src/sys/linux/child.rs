@@ -121,13 +121,21 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> ChildReport {
             if sig == SIGKILL || sig == SIGSTOP || (plan.handlers_cleared && sig != SIGPIPE) {
                 continue;
             }
+            if sig == SIGPIPE {
+                // Whatever it was, it ends as default: one call, no need to look first.
+                syscall(
+                    libc::SYS_rt_sigaction,
+                    &[sig, default.as_ptr() as usize, 0, 8],
+                );
+                continue;
+            }
             let query = syscall(
                 libc::SYS_rt_sigaction,
                 &[sig, 0, old.as_mut_ptr() as usize, 8],
             );
             let handler = old[0];
             let caught = handler != libc::SIG_DFL && handler != libc::SIG_IGN;
-            if query == 0 && (caught || (sig == SIGPIPE && handler != libc::SIG_DFL)) {
+            if query == 0 && caught {
                 syscall(
                     libc::SYS_rt_sigaction,
                     &[sig, default.as_ptr() as usize, 0, 8],

@@ -257,6 +257,14 @@ impl EnvPlan {
     }
 }
 
+/// A copy of `bytes` with room for the NUL that [`CString::new`] appends, so that it does not
+/// grow (and move) the copy.
+fn with_nul_room(bytes: &[u8]) -> Vec<u8> {
+    let mut copy = Vec::with_capacity(bytes.len() + 1);
+    copy.extend_from_slice(bytes);
+    copy
+}
+
 /// `bytes` as a C string, or the error naming `what` holds a NUL byte.
 fn c_string(program: &OsStr, bytes: Vec<u8>, what: &dyn Fn() -> String) -> Result<CString, Error> {
     CString::new(bytes).map_err(|_| Error::NulByte {
@@ -308,7 +316,7 @@ impl ExecPlan {
 
         let (candidates, searched_path) = if program.as_bytes().contains(&b'/') {
             (
-                vec![c(program.as_bytes().to_vec(), &|| {
+                vec![c(with_nul_room(program.as_bytes()), &|| {
                     "the program name".into()
                 })?],
                 None,
@@ -325,7 +333,7 @@ impl ExecPlan {
                 .split(|&b| b == b':')
                 .map(|dir| {
                     let dir = if dir.is_empty() { b".".as_slice() } else { dir };
-                    let mut full = Vec::with_capacity(dir.len() + 1 + program.len());
+                    let mut full = Vec::with_capacity(dir.len() + program.len() + 2); // `/` and NUL
                     full.extend_from_slice(dir);
                     full.push(b'/');
                     full.extend_from_slice(program.as_bytes());
@@ -339,7 +347,7 @@ impl ExecPlan {
         let argv = std::iter::once(argv0)
             .chain(cmd.get_args())
             .enumerate()
-            .map(|(i, arg)| c(arg.as_bytes().to_vec(), &|| format!("argument {i}")))
+            .map(|(i, arg)| c(with_nul_room(arg.as_bytes()), &|| format!("argument {i}")))
             .collect::<Result<Vec<_>, _>>()?;
 
         let envp = EnvPlan::new(cmd)?;
@@ -347,7 +355,7 @@ impl ExecPlan {
         let cwd = cmd
             .get_current_dir()
             .map(|dir| {
-                c(dir.as_os_str().as_bytes().to_vec(), &|| {
+                c(with_nul_room(dir.as_os_str().as_bytes()), &|| {
                     "the working directory".into()
                 })
             })
