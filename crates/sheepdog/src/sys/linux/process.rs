@@ -65,9 +65,15 @@ impl Process {
         if matches!(self.handle, Handle::Pid) {
             return self.wait_without_pidfd().await;
         }
+        // The first wait registers the pidfd before it looks: a pidfd is readable from the
+        // moment its process has exited, so one that exited already is reported at once. Right
+        // after a spawn the child has not exited, and a `waitid` first would only lengthen the
+        // time the child, runnable on this CPU, waits for this thread to block.
+        if matches!(self.handle, Handle::Pidfd(_)) {
+            let mut ready = self.registered()?.readable().await?;
+            ready.clear_ready();
+        }
         loop {
-            // One `waitid` first: a child that has already exited (one just killed, say) is
-            // reaped without a round trip through the reactor.
             if let Some(status) = self.try_wait()? {
                 return Ok(status);
             }
