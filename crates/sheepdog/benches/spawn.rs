@@ -2,6 +2,11 @@
 //! cgroup) against raw `posix_spawn`, std and tokio. `Command::spawn`, which makes a private
 //! herd per child, is measured in `benches/herd.rs`.
 //!
+//! Two more raw floors (x86_64) show what the kernel itself charges: `clone3` with
+//! `CLONE_VM | CLONE_VFORK` and a blocking `waitpid`, into no cgroup and into an empty one
+//! (`CLONE_INTO_CGROUP`, the thread pinned for the clone as sheepdog does) — no signal mask, no
+//! pidfd, no reactor: what a spawn into a cgroup cannot go below.
+//!
 //! One process run; the variants are interleaved round-robin (in a rotating order) so that
 //! drift in machine state hits all of them equally, and every spawn + wait is timed on its own.
 //! Reports medians and p90 in microseconds, and each median's ratio to the floor's.
@@ -20,10 +25,11 @@
 //!
 //! Run with `cargo bench -p sheepdog --bench spawn`.
 
-use std::ffi::CString;
+use std::ffi::{c_char, CStr, CString};
 use std::fs::{self, File, OpenOptions};
 use std::hint::black_box;
-use std::os::fd::AsFd;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -42,6 +48,8 @@ enum Variant {
     Floor,
     Sheepdog,
     SheepdogCgroup,
+    RawClone3,
+    RawClone3Cgroup,
     Std,
     Tokio,
 }
@@ -52,6 +60,8 @@ impl Variant {
             Variant::Floor => "floor",
             Variant::Sheepdog => "sheepdog",
             Variant::SheepdogCgroup => "sheepdog+cgroup",
+            Variant::RawClone3 => "raw clone3",
+            Variant::RawClone3Cgroup => "raw clone3+cgroup",
             Variant::Std => "std",
             Variant::Tokio => "tokio",
         }
@@ -64,6 +74,8 @@ struct Bench {
     sheepdog_cmd: sheepdog::Command,
     /// `None` when cgroup v2 is unavailable here; the variant is skipped then.
     cgroup: Option<CgroupGuard>,
+    /// The raw floor's own empty cgroup, so that the two never share one.
+    raw_cgroup: Option<CgroupGuard>,
     variants: Vec<Variant>,
 }
 
@@ -73,6 +85,15 @@ impl Bench {
             Variant::Floor => self.floor(),
             Variant::Sheepdog => self.sheepdog().await,
             Variant::SheepdogCgroup => self.sheepdog_cgroup().await,
+            Variant::RawClone3 => raw_clone3(&self.program, None),
+            Variant::RawClone3Cgroup => raw_clone3(
+                &self.program,
+                Some(
+                    self.raw_cgroup
+                        .as_ref()
+                        .ok_or("raw clone3+cgroup run without a cgroup")?,
+                ),
+            ),
             Variant::Std => std_status(),
             Variant::Tokio => tokio_status().await,
         }
@@ -213,6 +234,158 @@ async fn tokio_status() -> BoxResult<Duration> {
     Ok(elapsed)
 }
 
+// ---------------------------------------------------------------------------------------------
+// The raw floors of a spawn into a cgroup (x86_64: the child's code is a few instructions of
+// assembly, since it runs on this thread's stack while the thread is suspended).
+// ---------------------------------------------------------------------------------------------
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7), from `linux/sched.h`.
+#[cfg(target_arch = "x86_64")]
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The kernel's `struct clone_args` up to `cgroup` (clone3(2)).
+#[cfg(target_arch = "x86_64")]
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// This thread pinned to the CPU it runs on, and its mask before, put back on drop.
+#[cfg(target_arch = "x86_64")]
+struct Pinned {
+    saved: libc::cpu_set_t,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Pinned {
+    fn new() -> BoxResult<Pinned> {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: all-zero bytes are a valid (empty) cpu_set_t.
+        let (mut saved, mut one): (libc::cpu_set_t, libc::cpu_set_t) =
+            unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        // SAFETY: the masks are valid for `size` bytes; sched_getcpu takes no arguments.
+        let cpu = unsafe {
+            if libc::sched_getaffinity(0, size, &mut saved) != 0 {
+                return Err(format!("sched_getaffinity: {}", io::Error::last_os_error()).into());
+            }
+            libc::sched_getcpu()
+        };
+        let cpu = usize::try_from(cpu).map_err(|_| "sched_getcpu failed")?;
+        // SAFETY: CPU_SET checks `cpu` against the mask's size; `one` is a valid mask of `size`
+        // bytes.
+        if unsafe {
+            libc::CPU_SET(cpu, &mut one);
+            libc::sched_setaffinity(0, size, &one)
+        } != 0
+        {
+            return Err(format!("sched_setaffinity: {}", io::Error::last_os_error()).into());
+        }
+        Ok(Pinned { saved })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: `saved` is the valid mask sched_getaffinity filled in.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.saved) };
+    }
+}
+
+/// Spawns `program` with a bare `clone3(CLONE_VM | CLONE_VFORK)` — into `cgroup` with
+/// `CLONE_INTO_CGROUP`, pinned as sheepdog pins — and waits with a blocking `waitpid`.
+#[cfg(target_arch = "x86_64")]
+fn raw_clone3(program: &CStr, cgroup: Option<&CgroupGuard>) -> BoxResult<Duration> {
+    let argv: [*const c_char; 2] = [program.as_ptr(), std::ptr::null()];
+    let start = Instant::now();
+    let pinned = cgroup.map(|_| Pinned::new()).transpose()?;
+    let mut args = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(cgroup) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = cgroup.dir.as_raw_fd() as u64;
+    }
+    let (mask, mask_len) = pinned.as_ref().map_or((std::ptr::null(), 0), |p| {
+        (
+            &p.saved as *const libc::cpu_set_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+        )
+    });
+    let ret: isize;
+    // SAFETY: clone3(2) with a valid `clone_args` of the size given. The child shares this
+    // thread's memory and stack while the thread is suspended (CLONE_VFORK): it runs only the
+    // instructions below, touches no memory but the kernel's reads of the mask, path, argv and
+    // environ (all alive until the thread resumes), restores the thread's mask if it was pinned,
+    // and execs or exits. The parent's path only takes the clone's result; the syscall
+    // instruction clobbers rcx and r11.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "test r12, r12",
+            "jz 3f",
+            "mov eax, {setaffinity}",
+            "xor edi, edi",
+            "mov rsi, r13",
+            "mov rdx, r12",
+            "syscall",
+            "3:",
+            "mov eax, {execve}",
+            "mov rdi, r8",
+            "mov rsi, r9",
+            "mov rdx, r10",
+            "syscall",
+            "mov eax, {exit}",
+            "mov edi, 127",
+            "syscall",
+            "ud2",
+            "2:",
+            setaffinity = const libc::SYS_sched_setaffinity,
+            execve = const libc::SYS_execve,
+            exit = const libc::SYS_exit,
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") &args as *const CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r8") program.as_ptr(),
+            in("r9") argv.as_ptr(),
+            in("r10") environ,
+            in("r12") mask,
+            in("r13") mask_len,
+            lateout("rcx") _,
+            lateout("rdx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    drop(pinned);
+    if ret < 0 {
+        let err = io::Error::from_raw_os_error(-ret as i32);
+        return Err(format!("clone3: {err}").into());
+    }
+    floor_wait(ret as libc::pid_t)?;
+    Ok(start.elapsed())
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn raw_clone3(_: &CStr, _: Option<&CgroupGuard>) -> BoxResult<Duration> {
+    Err("the raw clone3 floors are x86_64 only".into())
+}
+
 fn check(variant: &str, success: bool, status: &dyn std::fmt::Display) -> BoxResult<()> {
     if success {
         Ok(())
@@ -245,8 +418,8 @@ impl Drop for CgroupGuard {
     }
 }
 
-/// Creates `sheepdog-bench-<pid>` under this process's cgroup, or says why it cannot.
-fn make_cgroup() -> Result<CgroupGuard, String> {
+/// Creates `sheepdog-bench-<pid><suffix>` under this process's cgroup, or says why it cannot.
+fn make_cgroup(suffix: &str) -> Result<CgroupGuard, String> {
     let mount = cgroup2_mount()?;
     let own = fs::read_to_string("/proc/self/cgroup")
         .map_err(|err| format!("cannot read /proc/self/cgroup: {err}"))?;
@@ -255,7 +428,7 @@ fn make_cgroup() -> Result<CgroupGuard, String> {
         .find_map(|line| line.strip_prefix("0::"))
         .ok_or("this process is in no cgroup v2 hierarchy (no `0::` line in /proc/self/cgroup)")?;
     let parent = mount.join(own.trim_start_matches('/'));
-    let path = parent.join(format!("sheepdog-bench-{}", std::process::id()));
+    let path = parent.join(format!("sheepdog-bench-{}{suffix}", std::process::id()));
     fs::create_dir(&path).map_err(|err| format!("cannot create {}: {err}", path.display()))?;
 
     // From here on the directory exists: a half-built guard still removes it on failure.
@@ -364,12 +537,12 @@ async fn run_phase(bench: &Bench, phase: &Phase) -> BoxResult<Vec<(Variant, Stat
         phase.name, phase.description, phase.rounds, phase.warmup_rounds
     );
     println!(
-        "  {:<16} {:>10} {:>10} {:>12}",
+        "  {:<18} {:>10} {:>10} {:>12}",
         "variant", "median µs", "p90 µs", "median/floor"
     );
     for (variant, s) in &stats {
         println!(
-            "  {:<16} {:>10.1} {:>10.1} {:>12.3}",
+            "  {:<18} {:>10.1} {:>10.1} {:>12.3}",
             variant.name(),
             s.median_us(),
             s.p90_us(),
@@ -439,7 +612,7 @@ async fn run() -> BoxResult<()> {
     }
 
     let mut variants = vec![Variant::Floor, Variant::Sheepdog];
-    let cgroup = match make_cgroup() {
+    let cgroup = match make_cgroup("") {
         Ok(cgroup) => match spawn_into_cgroup(&sheepdog_cmd, &cgroup) {
             Ok(mut child) => {
                 child.wait().await?;
@@ -460,11 +633,26 @@ async fn run() -> BoxResult<()> {
             None
         }
     };
+    let program = CString::new(PROGRAM)?;
+    let mut raw_cgroup = None;
+    if cfg!(target_arch = "x86_64") {
+        raw_clone3(&program, None)?;
+        variants.push(Variant::RawClone3);
+        if cgroup.is_some() {
+            let made = make_cgroup("-raw")?;
+            raw_clone3(&program, Some(&made))?;
+            raw_cgroup = Some(made);
+            variants.push(Variant::RawClone3Cgroup);
+        }
+    } else {
+        println!("skipping the raw clone3 floors: x86_64 only");
+    }
     variants.extend([Variant::Std, Variant::Tokio]);
     let bench = Bench {
-        program: CString::new(PROGRAM)?,
+        program,
         sheepdog_cmd,
         cgroup,
+        raw_cgroup,
         variants,
     };
 

@@ -123,7 +123,7 @@ pub fn run_timed(body: impl Future<Output = BoxResult<()>>) -> BoxResult<()> {
 
 extern "C" {
     /// The C library's environment, passed unchanged to `posix_spawn` children.
-    static environ: *const *mut c_char;
+    pub static environ: *const *mut c_char;
 }
 
 /// Starts `program` with raw `posix_spawn`: the floor every variant is compared against.
