@@ -89,7 +89,11 @@ pub mod __private {
         pgid: Option<i32>,
     ) -> Result<Child, Error> {
         let target = SpawnTarget {
-            cgroup: cgroup.map(|(dir, procs)| CgroupTarget { dir, procs }),
+            cgroup: cgroup.map(|(dir, procs)| CgroupTarget {
+                dir,
+                procs,
+                pin: true,
+            }),
             process_group: match pgid {
                 None => ProcessGroup::Inherit,
                 Some(0) => ProcessGroup::New,

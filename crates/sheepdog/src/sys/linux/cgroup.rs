@@ -170,10 +170,12 @@ impl Cgroup {
         self.kill.as_ref().map(|fd| fd.as_fd())
     }
 
-    pub(crate) fn target(&self) -> CgroupTarget<'_> {
+    /// Where a spawn puts its child to enter this cgroup; `pin` as in [`CgroupTarget`].
+    pub(crate) fn target(&self, pin: bool) -> CgroupTarget<'_> {
         CgroupTarget {
             dir: self.dir.as_fd(),
             procs: self.procs.as_fd(),
+            pin,
         }
     }
 

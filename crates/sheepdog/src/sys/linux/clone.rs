@@ -111,11 +111,13 @@ pub(super) struct Cloned {
 
 /// Creates the child, which runs `plan` and execs. Returns after the exec or the child's exit.
 ///
-/// `cgroup_dir` (with `cgroup_procs` for the paths that need it) puts the child in that cgroup.
+/// `cgroup_dir` (with `cgroup_procs` for the paths that need it) puts the child in that cgroup;
+/// `pin` pins this thread for a clone into it (see [`PinnedToThisCpu`]).
 pub(super) fn clone_child(
     plan: &mut ChildPlan,
     cgroup_dir: Option<BorrowedFd<'_>>,
     cgroup_procs: Option<BorrowedFd<'_>>,
+    pin: bool,
 ) -> io::Result<Cloned> {
     let mut stack = ChildStack([MaybeUninit::uninit(); 32 * 1024]);
     let _blocked = BlockedSignals::new();
@@ -123,7 +125,9 @@ pub(super) fn clone_child(
     #[cfg(target_arch = "x86_64")]
     if current_path() == SpawnPath::Clone3 {
         plan.cgroup_procs = -1;
-        let pin = cgroup_dir.and_then(|_| PinnedToThisCpu::new());
+        let pin = cgroup_dir
+            .filter(|_| pin)
+            .and_then(|_| PinnedToThisCpu::new());
         plan.unpin = pin.as_ref().map_or(ptr::null(), |pin| &pin.masks);
         let mut result = clone3(plan, &mut stack, cgroup_dir);
         if matches!(&result, Err(err) if err.raw_os_error() == Some(libc::EINVAL))

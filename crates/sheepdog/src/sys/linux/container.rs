@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
 
@@ -54,7 +54,16 @@ pub(crate) struct CgroupHerd {
     home_parent: Option<PathBuf>,
     /// The process groups the herd's children lead (their pids).
     groups: Mutex<Vec<i32>>,
+    /// When the last spawn into the herd began (see [`NOTIFIED_RECENTLY`]).
+    last_spawn: Mutex<Option<Instant>>,
 }
+
+/// A spawn into a herd less than this after the one before it is not pinned. The kernel
+/// notifies a change of `cgroup.events` at most once per 20 ms per cgroup (later ones wait for
+/// a timer), so such a spawn's notification is deferred: no kworker wakes at the clone to push
+/// the child onto another CPU, and the pin would cost its system calls (about 6 µs back to
+/// back) for nothing. Half the kernel's interval leaves room for its clock's coarse ticks.
+const NOTIFIED_RECENTLY: Duration = Duration::from_millis(10);
 
 impl CgroupHerd {
     /// A new cgroup in this process's home below `parent` (see [`cgroup_parent`]).
@@ -82,6 +91,7 @@ impl CgroupHerd {
             cgroup,
             home_parent: guarded.then_some(parent),
             groups: Mutex::new(Vec::new()),
+            last_spawn: Mutex::new(None),
         })
     }
 
@@ -96,10 +106,14 @@ impl CgroupHerd {
 
     /// Starts `cmd` inside the cgroup, leading a process group of its own.
     pub(crate) fn spawn(&self, cmd: &Command) -> Result<Spawned, Error> {
+        let now = Instant::now();
+        let recent = crate::lock(&self.last_spawn)
+            .replace(now)
+            .is_some_and(|last| now.duration_since(last) < NOTIFIED_RECENTLY);
         let spawned = spawn(
             cmd,
             &SpawnTarget {
-                cgroup: Some(self.cgroup.target()),
+                cgroup: Some(self.cgroup.target(!recent)),
                 process_group: ProcessGroup::New,
             },
         )?;

@@ -30,6 +30,10 @@ pub(crate) struct SpawnTarget<'a> {
 pub(crate) struct CgroupTarget<'a> {
     pub dir: BorrowedFd<'a>,
     pub procs: BorrowedFd<'a>,
+    /// Whether the spawning thread is pinned to its CPU for the clone (see
+    /// `clone::PinnedToThisCpu`): `false` only where the kernel's notification of the cgroup
+    /// turning populated is known to be deferred, so that no kworker wakes at the clone.
+    pub pin: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +102,7 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
         &mut plan,
         target.cgroup.map(|c| c.dir),
         target.cgroup.map(|c| c.procs),
+        target.cgroup.is_some_and(|c| c.pin),
     )
     .map_err(os_err("clone"))?;
     log_demotion();
@@ -149,7 +154,7 @@ pub(super) fn clone_anchor() -> io::Result<Cloned> {
         handlers_cleared: false,
         unpin: ptr::null(),
     };
-    let cloned = clone_child(&mut plan, None, None)?;
+    let cloned = clone_child(&mut plan, None, None, false)?;
     // SAFETY: the child has exited, so nothing writes `report` any more.
     let report = unsafe { ptr::read_volatile(plan.report) };
     if report.stage != Stage::None {
