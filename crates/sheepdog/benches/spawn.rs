@@ -635,17 +635,25 @@ async fn run() -> BoxResult<()> {
     };
     let program = CString::new(PROGRAM)?;
     let mut raw_cgroup = None;
-    if cfg!(target_arch = "x86_64") {
-        raw_clone3(&program, None)?;
-        variants.push(Variant::RawClone3);
-        if cgroup.is_some() {
-            let made = make_cgroup("-raw")?;
-            raw_clone3(&program, Some(&made))?;
-            raw_cgroup = Some(made);
-            variants.push(Variant::RawClone3Cgroup);
+    match raw_clone3(&program, None) {
+        Ok(_) => {
+            variants.push(Variant::RawClone3);
+            if cgroup.is_some() {
+                let made =
+                    make_cgroup("-raw").and_then(|made| match raw_clone3(&program, Some(&made)) {
+                        Ok(_) => Ok(made),
+                        Err(err) => Err(err.to_string()),
+                    });
+                match made {
+                    Ok(made) => {
+                        raw_cgroup = Some(made);
+                        variants.push(Variant::RawClone3Cgroup);
+                    }
+                    Err(reason) => println!("skipping raw clone3+cgroup: {reason}"),
+                }
+            }
         }
-    } else {
-        println!("skipping the raw clone3 floors: x86_64 only");
+        Err(err) => println!("skipping the raw clone3 floors: {err}"),
     }
     variants.extend([Variant::Std, Variant::Tokio]);
     let bench = Bench {
