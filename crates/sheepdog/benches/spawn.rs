@@ -25,11 +25,10 @@
 //!
 //! Run with `cargo bench -p sheepdog --bench spawn`.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{CStr, CString};
 use std::fs::{self, File, OpenOptions};
 use std::hint::black_box;
-use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -277,7 +276,8 @@ impl Pinned {
         // SAFETY: the masks are valid for `size` bytes; sched_getcpu takes no arguments.
         let cpu = unsafe {
             if libc::sched_getaffinity(0, size, &mut saved) != 0 {
-                return Err(format!("sched_getaffinity: {}", io::Error::last_os_error()).into());
+                let err = std::io::Error::last_os_error();
+                return Err(format!("sched_getaffinity: {err}").into());
             }
             libc::sched_getcpu()
         };
@@ -289,7 +289,8 @@ impl Pinned {
             libc::sched_setaffinity(0, size, &one)
         } != 0
         {
-            return Err(format!("sched_setaffinity: {}", io::Error::last_os_error()).into());
+            let err = std::io::Error::last_os_error();
+            return Err(format!("sched_setaffinity: {err}").into());
         }
         Ok(Pinned { saved })
     }
@@ -307,6 +308,10 @@ impl Drop for Pinned {
 /// `CLONE_INTO_CGROUP`, pinned as sheepdog pins — and waits with a blocking `waitpid`.
 #[cfg(target_arch = "x86_64")]
 fn raw_clone3(program: &CStr, cgroup: Option<&CgroupGuard>) -> BoxResult<Duration> {
+    use std::ffi::c_char;
+    use std::io;
+    use std::os::fd::AsRawFd;
+
     let argv: [*const c_char; 2] = [program.as_ptr(), std::ptr::null()];
     let start = Instant::now();
     let pinned = cgroup.map(|_| Pinned::new()).transpose()?;
