@@ -335,8 +335,9 @@ fn raw_clone3(program: &CStr, cgroup: Option<&CgroupGuard>) -> BoxResult<Duratio
     // thread's memory and stack while the thread is suspended (CLONE_VFORK): it runs only the
     // instructions below, touches no memory but the kernel's reads of the mask, path, argv and
     // environ (all alive until the thread resumes), restores the thread's mask if it was pinned,
-    // and execs or exits. The parent's path only takes the clone's result; the syscall
-    // instruction clobbers rcx and r11.
+    // and execs or exits. No handler of this process runs in it: nothing signals a process
+    // that is nobody's parent and whose pid nobody has yet. The parent's path only takes the
+    // clone's result; the syscall instruction clobbers rcx and r11.
     unsafe {
         std::arch::asm!(
             "syscall",
