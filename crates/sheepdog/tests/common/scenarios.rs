@@ -26,6 +26,24 @@ pub async fn statuses_and_signals(test: &str, path: SpawnPath) {
     assert_eq!((status.code(), status.signal()), (Some(42), None));
     assert_eq!(status.to_string(), "exited with code 42");
 
+    // Exited before the first wait: reported at once (that wait registers first, then looks).
+    let mut child = cmd(test, "sh")
+        .args(["-c", "exit 7"])
+        .spawn()
+        .expect("spawn");
+    let pid = child.pid();
+    assert!(
+        poll_until(Duration::from_secs(10), || super::pid_state(pid)
+            == Some('Z')),
+        "{pid} did not exit (state {:?})",
+        super::pid_state(pid)
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the wait for a child that has exited ends")
+        .expect("wait");
+    assert_eq!(status.code(), Some(7));
+
     let mut child = cmd(test, "sleep").arg("600").spawn().expect("spawn sleep");
     assert!(child.try_wait().expect("try_wait").is_none());
     child.signal(Signal::TERM).expect("send SIGTERM");
