@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use super::child::{child_main, ChildPlan, CpuMasks, CPU_MASK_WORDS};
 use super::raw::syscall;
+use super::spawn::CgroupTarget;
 
 /// How a child was created, from the strongest path to the weakest fallback.
 ///
@@ -111,22 +112,21 @@ pub(super) struct Cloned {
 
 /// Creates the child, which runs `plan` and execs. Returns after the exec or the child's exit.
 ///
-/// `cgroup_dir` (with `cgroup_procs` for the paths that need it) puts the child in that cgroup;
-/// `pin` pins this thread for a clone into it (see [`PinnedToThisCpu`]).
+/// `cgroup` puts the child in that cgroup (its directory for `clone3`, its `cgroup.procs` for
+/// the paths that need it), pinning this thread for the clone where it says so.
 pub(super) fn clone_child(
     plan: &mut ChildPlan,
-    cgroup_dir: Option<BorrowedFd<'_>>,
-    cgroup_procs: Option<BorrowedFd<'_>>,
-    pin: bool,
+    cgroup: Option<CgroupTarget<'_>>,
 ) -> io::Result<Cloned> {
     let mut stack = ChildStack([MaybeUninit::uninit(); 32 * 1024]);
     let _blocked = BlockedSignals::new();
 
     #[cfg(target_arch = "x86_64")]
     if current_path() == SpawnPath::Clone3 {
+        let cgroup_dir = cgroup.map(|c| c.dir);
         plan.cgroup_procs = -1;
-        let pin = cgroup_dir
-            .filter(|_| pin)
+        let pin = cgroup
+            .filter(|c| c.pin)
             .and_then(|_| PinnedToThisCpu::new());
         plan.unpin = pin.as_ref().map_or(ptr::null(), |pin| &pin.masks);
         let mut result = clone3(plan, &mut stack, cgroup_dir);
@@ -150,9 +150,7 @@ pub(super) fn clone_child(
             },
         }
     }
-    let _ = cgroup_dir;
-
-    plan.cgroup_procs = cgroup_procs.map_or(-1, |fd| fd.as_raw_fd());
+    plan.cgroup_procs = cgroup.map_or(-1, |c| c.procs.as_raw_fd());
     plan.handlers_cleared = false;
     let want_pidfd = current_path() != SpawnPath::CloneWithoutPidfd;
     let (pid, pidfd) = clone_legacy(plan, &mut stack, want_pidfd)?;

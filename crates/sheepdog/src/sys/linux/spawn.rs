@@ -98,13 +98,7 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
         handlers_cleared: false,
         unpin: ptr::null(),
     };
-    let cloned = clone_child(
-        &mut plan,
-        target.cgroup.map(|c| c.dir),
-        target.cgroup.map(|c| c.procs),
-        target.cgroup.is_some_and(|c| c.pin),
-    )
-    .map_err(os_err("clone"))?;
+    let cloned = clone_child(&mut plan, target.cgroup).map_err(os_err("clone"))?;
     log_demotion();
     // SAFETY: the child has exec'd or exited, so nothing writes `report` any more.
     let report = unsafe { ptr::read_volatile(plan.report) };
@@ -154,7 +148,7 @@ pub(super) fn clone_anchor() -> io::Result<Cloned> {
         handlers_cleared: false,
         unpin: ptr::null(),
     };
-    let cloned = clone_child(&mut plan, None, None, false)?;
+    let cloned = clone_child(&mut plan, None)?;
     // SAFETY: the child has exited, so nothing writes `report` any more.
     let report = unsafe { ptr::read_volatile(plan.report) };
     if report.stage != Stage::None {
