@@ -31,12 +31,15 @@ fn owner_helper() {
         } else {
             sheepdog::Mechanism::CgroupV2
         };
-        if group {
-            // A herd made and dropped first, so that the herd below takes the anchor the
-            // sentinel made ahead rather than one made on request.
-            if let Ok(first) = sheepdog::Herd::builder().mechanism(mechanism).build() {
-                drop(first);
-            }
+        // A herd made and dropped first, so that the herd below takes what was made ahead
+        // rather than made on request: the sentinel's anchor for a process group; for a
+        // cgroup, a cgroup with a keeper, which shares this process's memory and must die too
+        // (as must the keepers of the cgroups made ahead after it).
+        if let Ok(first) = sheepdog::Herd::builder().mechanism(mechanism).build() {
+            drop(first);
+        }
+        while sheepdog::__private::background_work() > 0 {
+            std::thread::sleep(Duration::from_millis(5));
         }
         let herd = match sheepdog::Herd::builder().mechanism(mechanism).build() {
             Ok(herd) => herd,
@@ -133,6 +136,17 @@ fn run_owner(mode: &str, mechanism: &str) {
             .collect::<Vec<_>>()
     };
     assert!(tree().len() >= 4, "the tree is running: {:?}", tree());
+    // Keepers carry the owner's environment (they share its memory), marker included.
+    let keepers = tree()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "sheepdog-keeper")
+        })
+        .count();
+    if mechanism == "cgroup" && cfg!(target_arch = "x86_64") {
+        assert!(keepers >= 1, "the owner's herds have keepers: {:?}", tree());
+    }
     if mode == "kill" {
         owner.0.kill().expect("SIGKILL the owner");
     } else if mode == "killpg" {

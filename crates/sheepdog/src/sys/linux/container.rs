@@ -12,6 +12,7 @@ use rustix::fs::{Mode, OFlags};
 
 use super::cgroup::{self, Cgroup};
 use super::group::Group;
+use super::keeper::Keeper;
 use super::process::{deliver, open_pidfd, pidfd_send_signal, proc_stat};
 use super::reaper;
 use super::sentinel::{self, Guarded};
@@ -56,6 +57,9 @@ pub(crate) struct CgroupHerd {
     groups: Mutex<Vec<i32>>,
     /// When the last spawn into the herd began (see [`NOTIFIED_RECENTLY`]).
     last_spawn: Mutex<Option<Instant>>,
+    /// The process that keeps a cgroup made ahead populated until the herd first looks at its
+    /// members (see `keeper.rs`); never a member itself.
+    keeper: Mutex<Option<Keeper>>,
 }
 
 /// A spawn into a herd less than this after the one before it is not pinned. The kernel
@@ -85,13 +89,14 @@ impl CgroupHerd {
                 _ => CgroupError::Failed { context, source },
             }
         };
-        let (cgroup, guarded) =
+        let (cgroup, keeper, guarded) =
             herd_cgroup(&mount, &parent).map_err(|err| classify(err, &parent))?;
         Ok(CgroupHerd {
             cgroup,
             home_parent: guarded.then_some(parent),
             groups: Mutex::new(Vec::new()),
             last_spawn: Mutex::new(None),
+            keeper: Mutex::new(keeper),
         })
     }
 
@@ -110,10 +115,12 @@ impl CgroupHerd {
         let recent = crate::lock(&self.last_spawn)
             .replace(now)
             .is_some_and(|last| now.duration_since(last) < NOTIFIED_RECENTLY);
+        // A cgroup with a keeper is populated: no notification, so nothing to pin against.
+        let kept = crate::lock(&self.keeper).is_some();
         let spawned = spawn(
             cmd,
             &SpawnTarget {
-                cgroup: Some(self.cgroup.target(!recent)),
+                cgroup: Some(self.cgroup.target(!recent && !kept)),
                 process_group: ProcessGroup::New,
             },
         )?;
@@ -130,9 +137,24 @@ impl CgroupHerd {
         crate::lock(&self.groups)
     }
 
+    /// Kills the keeper, if the herd still has one, and waits until it is gone: from here on
+    /// the cgroup's population is the herd's.
+    fn retire_keeper(&self) {
+        let keeper = crate::lock(&self.keeper).take();
+        if let Some(keeper) = keeper {
+            keeper.retire();
+        }
+    }
+
     /// Kills the cgroup with one write, and, as a second net, members of the herd's process
     /// groups that moved themselves out of the cgroup.
     pub(crate) fn kill(&self) -> io::Result<()> {
+        self.retire_keeper();
+        self.kill_all()
+    }
+
+    /// [`kill`](Self::kill), the keeper included.
+    fn kill_all(&self) -> io::Result<()> {
         let strays = self.group_strays();
         let killed = self.cgroup.kill();
         for (_, pidfd) in strays {
@@ -148,6 +170,7 @@ impl CgroupHerd {
         signal: Signal,
         and_continue: bool,
     ) -> io::Result<Vec<u32>> {
+        self.retire_keeper();
         let strays = self.group_strays();
         let mut signalled = self.cgroup.signal_members(signal, and_continue)?;
         for (pid, pidfd) in strays {
@@ -170,10 +193,13 @@ impl CgroupHerd {
     /// A group id is a pid, reused only once that process and its group are gone; so a group
     /// whose leader is still a member of the cgroup is ours. Candidates are taken only from such
     /// groups, each through a pidfd whose process is checked again after it was opened; only
-    /// processes outside the cgroup are looked at. An empty cgroup proves no group, so that case
-    /// costs one read of `cgroup.events`.
+    /// processes outside the cgroup are looked at. No live leader, or an empty cgroup, proves no
+    /// group: those cases cost one `kill(pid, 0)` per group, or one read of `cgroup.events`.
     fn group_strays(&self) -> Vec<(u32, OwnedFd)> {
-        if self.lock_groups().is_empty() || !self.cgroup.populated().unwrap_or(false) {
+        // A group is ours only while its leader is a member: with no leader left (the usual
+        // case when a herd is dropped), there is nothing to look for.
+        let leaders_left = self.lock_groups().iter().any(|&pgid| process_exists(pgid));
+        if !leaders_left || !self.cgroup.populated().unwrap_or(false) {
             return Vec::new();
         }
         let members: HashSet<u32> = self
@@ -207,14 +233,17 @@ impl CgroupHerd {
     }
 
     pub(crate) fn is_empty(&self) -> io::Result<bool> {
+        self.retire_keeper();
         Ok(!self.cgroup.populated()?)
     }
 
     pub(crate) async fn wait_empty(&self) -> io::Result<()> {
+        self.retire_keeper();
         self.cgroup.wait_for("populated", false).await
     }
 
     pub(crate) fn members(&self) -> io::Result<Vec<u32>> {
+        self.retire_keeper();
         self.cgroup.members()
     }
 
@@ -229,9 +258,11 @@ impl CgroupHerd {
 
     /// Kills everything at once; the cgroup is removed in the background once it is empty.
     pub(crate) fn dispose(self) {
-        // An empty herd (the usual case at drop) has nothing to kill and proves no stray.
-        if !matches!(self.cgroup.populated(), Ok(false)) {
-            if let Err(err) = self.kill() {
+        // The keeper dies with the rest in the one write; the reaper reaps it. Without one, an
+        // empty herd (the usual case at drop) has nothing to kill and proves no stray.
+        let keeper = crate::lock(&self.keeper).take();
+        if keeper.is_some() || !matches!(self.cgroup.populated(), Ok(false)) {
+            if let Err(err) = self.kill_all() {
                 tracing::error!(
                     path = %self.cgroup.path().display(), %err,
                     "sheepdog: cannot kill a dropped herd",
@@ -242,13 +273,20 @@ impl CgroupHerd {
         let refill = self
             .home_parent
             .map(|parent| Box::new(move || refill(&parent)) as reaper::Task);
-        reaper::adopt_cgroup(self.cgroup, refill);
+        reaper::adopt_cgroup(self.cgroup, keeper.and_then(Keeper::into_pidfd), refill);
     }
 }
 
 /// The process group of `pid`.
 fn process_group_of(pid: u32) -> Option<i32> {
     proc_stat(pid).map(|stat| stat.pgid)
+}
+
+/// Whether process `pid` exists, zombie included (`kill(pid, 0)`, which signals nobody).
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks for existence.
+    let ret = unsafe { super::raw::syscall(libc::SYS_kill, &[pid as isize as usize, 0]) };
+    ret == 0 || ret == -(libc::EPERM as isize)
 }
 
 /// Whether any process is in group `pgid` (`kill(-pgid, 0)`, which signals nobody).
@@ -259,14 +297,14 @@ fn group_exists(pgid: i32) -> bool {
 
 /// This process's home for herd cgroups below one parent: `parent/sheepdog-<pid>`, made on
 /// the first herd there and handed once to the owner-death sentinel, which kills and removes the
-/// whole home (every herd in it) when this process dies. It keeps a few empty cgroups made
-/// ahead on the reaper thread — after a herd is dropped, so that the `mkdir` neither delays nor
-/// competes with the making of the next herd.
+/// whole home (every herd in it) when this process dies. It keeps a few cgroups made ahead on
+/// the reaper thread, each with a keeper where one can be had — after a herd is dropped, so
+/// that the `mkdir` and the clone neither delay nor compete with the making of the next herd.
 struct Home {
     parent: PathBuf,
     mount: PathBuf,
     path: PathBuf,
-    ready: Vec<Cgroup>,
+    ready: Vec<(Cgroup, Option<Keeper>)>,
 }
 
 /// How many empty herd cgroups a home keeps ready.
@@ -278,10 +316,10 @@ fn homes() -> std::sync::MutexGuard<'static, Vec<Home>> {
     crate::lock(&HOMES)
 }
 
-/// A new, empty cgroup for a herd below `parent`, and whether the sentinel guards it. Without
-/// a sentinel there is no home: herds go straight below `parent`, unguarded, so that nothing is
-/// left behind at a normal exit.
-fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, bool)> {
+/// A new cgroup for a herd below `parent`, its keeper if it was made ahead with one, and
+/// whether the sentinel guards it. Without a sentinel there is no home: herds go straight below
+/// `parent`, unguarded, so that nothing is left behind at a normal exit.
+fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, Option<Keeper>, bool)> {
     let mut homes = homes();
     let index = match homes.iter().position(|home| home.parent == parent) {
         Some(index) => index,
@@ -292,16 +330,16 @@ fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, bool)> {
             }
             None => {
                 let prefix = format!("sheepdog-{}-herd", std::process::id());
-                return Ok((Cgroup::create(mount, parent, &prefix)?, false));
+                return Ok((Cgroup::create(mount, parent, &prefix)?, None, false));
             }
         },
     };
     let home = &mut homes[index];
-    let cgroup = match home.ready.pop() {
-        Some(cgroup) => cgroup,
-        None => Cgroup::create(mount, &home.path, "herd")?,
+    let (cgroup, keeper) = match home.ready.pop() {
+        Some(ready) => ready,
+        None => (Cgroup::create(mount, &home.path, "herd")?, None),
     };
-    Ok((cgroup, true))
+    Ok((cgroup, keeper, true))
 }
 
 /// Makes cgroups ahead for the home below `parent` (on the reaper thread).
@@ -314,16 +352,22 @@ fn refill(parent: &Path) {
     let Ok(cgroup) = Cgroup::create(&mount, &path, "herd") else {
         return;
     };
+    let keeper = Keeper::start(cgroup.dir_fd());
     let mut homes = homes();
     match homes.iter_mut().find(|home| home.parent == parent) {
         Some(home) if home.ready.len() < READY => {
-            home.ready.push(cgroup);
+            home.ready.push((cgroup, keeper));
             if home.ready.len() < READY {
                 let parent = parent.to_owned();
                 reaper::run_later(move || refill(&parent));
             }
         }
-        _ => drop(cgroup.remove()),
+        _ => {
+            if let Some(keeper) = keeper {
+                keeper.retire();
+            }
+            drop(cgroup.remove());
+        }
     }
 }
 

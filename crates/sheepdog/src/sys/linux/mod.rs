@@ -5,6 +5,7 @@ mod child;
 mod clone;
 mod container;
 mod group;
+mod keeper;
 mod pipes;
 mod process;
 mod raw;

@@ -1,5 +1,6 @@
 //! Finishing in the background what dropped handles leave behind: reaping children that were
-//! not waited for, so none stays a zombie, and removing herd cgroups once they are empty.
+//! not waited for, so none stays a zombie, removing herd cgroups once they are empty (and
+//! reaping their keepers), and making the next herd cgroups ahead.
 //!
 //! One thread per process, started on first need, sleeps in poll(2) on what it adopted (a pidfd
 //! turns readable when its process exits; `cgroup.events` raises a priority event when it
@@ -116,12 +117,14 @@ pub(crate) fn adopt_sentinel(pidfd: OwnedFd) {
     adopt(Adopted::Sentinel(pidfd));
 }
 
-/// Removes `cgroup` (already killed) once it is empty, and runs `then` (one wake-up for both).
-pub(crate) fn adopt_cgroup(cgroup: Cgroup, then: Option<Task>) {
+/// Removes `cgroup` (already killed) once it is empty, reaps its killed keeper (by pidfd), and
+/// runs `then`: one wake-up for all three.
+pub(crate) fn adopt_cgroup(cgroup: Cgroup, keeper: Option<OwnedFd>, then: Option<Task>) {
     if let (Some(task), Some(reaper)) = (then, reaper()) {
         reaper.queue(task);
     }
-    adopt(Adopted::Cgroup(Box::new(cgroup)));
+    let keeper = keeper.map(Adopted::Child);
+    adopt_all(std::iter::once(Adopted::Cgroup(Box::new(cgroup))).chain(keeper));
 }
 
 /// The reaper thread's shared state, started on first use; `None` if the thread cannot start.
@@ -130,14 +133,22 @@ fn reaper() -> Option<&'static Arc<Reaper>> {
 }
 
 fn adopt(what: Adopted) {
+    adopt_all(std::iter::once(what));
+}
+
+fn adopt_all(what: impl Iterator<Item = Adopted>) {
     let Some(reaper) = reaper() else {
         tracing::error!("sheepdog: no reaper thread; a dropped child or cgroup is left behind");
         return;
     };
-    if what.is_work() {
-        OUTSTANDING.fetch_add(1, Ordering::SeqCst);
+    let mut adopted = crate::lock(&reaper.adopted);
+    for one in what {
+        if one.is_work() {
+            OUTSTANDING.fetch_add(1, Ordering::SeqCst);
+        }
+        adopted.push(one);
     }
-    crate::lock(&reaper.adopted).push(what);
+    drop(adopted);
     reaper.wake();
 }
 
@@ -163,6 +174,18 @@ impl Reaper {
         // Cannot fail short of an overflowing counter, which the thread's reads prevent.
         let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
     }
+}
+
+/// Puts this thread in `SCHED_BATCH`: the same share of CPU as before, but its wake-ups do not
+/// preempt the thread that runs (the scheduler leaves that to its tick). The reaper is woken
+/// whenever a handle is dropped; at normal policy it would take the dropping thread's CPU at
+/// once, and the work done on a herd's drop (killing, removing, making the next cgroup and
+/// its keeper) would land on the caller's path after all. Keepers cloned here inherit the
+/// policy, so their death at a herd's kill does not preempt either. A failure changes nothing.
+fn yield_on_wake() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) for this thread (0), reading one valid `sched_param`.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
 }
 
 /// Reaps process `pid` (a child without a pidfd) once it exits, on a thread of its own.
@@ -202,6 +225,7 @@ fn start() -> Option<Arc<Reaper>> {
 }
 
 fn run(reaper: &Reaper) {
+    yield_on_wake();
     let mut watched: Vec<Adopted> = Vec::new();
     loop {
         let new = std::mem::take(&mut *crate::lock(&reaper.adopted));
