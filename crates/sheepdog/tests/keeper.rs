@@ -123,7 +123,41 @@ async fn a_keeper_is_never_a_member_and_never_left_behind() {
     assert!(!common::pid_exists(keeper));
     drop(herd);
 
-    // 4. A kept herd that is only spawned into and dropped: the drop's kill ends the keeper,
+    // 4. `signal`, `stop` and `kill` on a kept herd address the herd's processes only.
+    let Some((herd, keeper)) = kept_herd() else {
+        return;
+    };
+    assert_eq!(herd.signal(sheepdog::Signal::HUP).expect("signal"), vec![]);
+    assert!(!common::pid_exists(keeper));
+    drop(herd);
+    let Some((herd, keeper)) = kept_herd() else {
+        return;
+    };
+    let mut child = herd
+        .spawn(common::cmd(&marker, "sleep").arg("1000"))
+        .expect("spawn sleep");
+    let report = herd.stop(Duration::from_secs(10)).await.expect("stop");
+    assert_eq!(
+        report.signalled(),
+        &[(sheepdog::Signal::TERM, vec![child.pid()])]
+    );
+    assert!(!report.escalated());
+    assert!(!common::pid_exists(keeper));
+    child.wait().await.expect("wait");
+    drop(herd);
+    let Some((herd, keeper)) = kept_herd() else {
+        return;
+    };
+    let mut child = herd
+        .spawn(common::cmd(&marker, "sleep").arg("1000"))
+        .expect("spawn sleep");
+    herd.kill().await.expect("kill");
+    assert!(!common::pid_exists(keeper));
+    let status = child.wait().await.expect("wait");
+    assert_eq!(status.signal(), Some(sheepdog::Signal::KILL));
+    drop(herd);
+
+    // 5. A kept herd that is only spawned into and dropped: the drop's kill ends the keeper,
     //    and the background reaps it and removes the cgroup.
     let Some((herd, keeper)) = kept_herd() else {
         return;

@@ -282,17 +282,22 @@ fn process_group_of(pid: u32) -> Option<i32> {
     proc_stat(pid).map(|stat| stat.pgid)
 }
 
-/// Whether process `pid` exists, zombie included (`kill(pid, 0)`, which signals nobody).
+/// Whether process `pid` exists, zombie included.
 fn process_exists(pid: i32) -> bool {
-    // SAFETY: kill(2) with signal 0 only checks for existence.
-    let ret = unsafe { super::raw::syscall(libc::SYS_kill, &[pid as isize as usize, 0]) };
-    ret == 0 || ret == -(libc::EPERM as isize)
+    exists(pid)
 }
 
-/// Whether any process is in group `pgid` (`kill(-pgid, 0)`, which signals nobody).
+/// Whether any process is in group `pgid`.
 fn group_exists(pgid: i32) -> bool {
+    exists(-pgid)
+}
+
+/// `kill(target, 0)`, which signals nobody: whether the process (or, negative, the process
+/// group) exists, also when it is not ours to signal (`EPERM`).
+fn exists(target: i32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks for existence.
-    unsafe { super::raw::syscall(libc::SYS_kill, &[(-pgid) as isize as usize, 0]) == 0 }
+    let ret = unsafe { super::raw::syscall(libc::SYS_kill, &[target as isize as usize, 0]) };
+    ret == 0 || ret == -(libc::EPERM as isize)
 }
 
 /// This process's home for herd cgroups below one parent: `parent/sheepdog-<pid>`, made on
