@@ -77,13 +77,16 @@ impl Keeper {
             tv_nsec: 0,
         };
         let exited = matches!(poll(&mut fds, Some(&second)), Ok(n) if n > 0);
-        if !exited
-            || !matches!(
-                waitid(Target::Pidfd(pidfd.as_raw_fd()), libc::WNOHANG),
-                Ok(Some(_)) | Err(_)
-            )
-        {
-            super::reaper::adopt_pidfd(pidfd);
+        let reaped = exited.then(|| waitid(Target::Pidfd(pidfd.as_raw_fd()), libc::WNOHANG));
+        match reaped {
+            // It exited by itself: it could not leave the shared descriptor table (a sandbox
+            // that refuses close_range). Keepers cannot work here; stop making them.
+            Some(Ok(Some(status))) if status.code().is_some() => {
+                ENABLED.store(false, Ordering::Relaxed);
+            }
+            // Reaped, or reaped by someone else already.
+            Some(Ok(Some(_)) | Err(_)) => {}
+            None | Some(Ok(None)) => super::reaper::adopt_pidfd(pidfd),
         }
     }
 
