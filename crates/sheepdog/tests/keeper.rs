@@ -182,5 +182,21 @@ async fn a_keeper_is_never_a_member_and_never_left_behind() {
         "the dropped herd's keeper is reaped"
     );
     assert!(!dir.exists(), "the dropped herd's cgroup is removed");
+
+    // 6. A keeper that died before its herd was dropped (killed by someone else): the drop
+    //    cannot count on its death to wake the background, and must not leave the cgroup.
+    let Some((herd, keeper)) = kept_herd() else {
+        return;
+    };
+    let dir = herd.containment().cgroup().expect("a cgroup").to_owned();
+    let pid = rustix::process::Pid::from_raw(keeper as i32).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("kill the keeper");
+    assert!(
+        common::poll_until(Duration::from_secs(10), || !common::pid_exists(keeper)),
+        "the background reaps a keeper that died"
+    );
+    drop(herd);
+    common::settle();
+    assert!(!dir.exists(), "the dropped herd's cgroup is removed");
     assert!(common::alive(&marker).is_empty());
 }

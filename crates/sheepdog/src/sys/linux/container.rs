@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
@@ -49,7 +49,8 @@ pub(crate) enum CgroupError {
 /// Ctrl-C reaches the owner, not the children); those groups are the second net.
 #[derive(Debug)]
 pub(crate) struct CgroupHerd {
-    cgroup: Cgroup,
+    /// Shared only with the reaper thread, once the herd is dropped.
+    cgroup: Arc<Cgroup>,
     /// The parent of this process's home the herd's cgroup came from (`None`: no home, so not
     /// held by the sentinel).
     home_parent: Option<PathBuf>,
@@ -92,7 +93,7 @@ impl CgroupHerd {
         let (cgroup, keeper, guarded) =
             herd_cgroup(&mount, &parent).map_err(|err| classify(err, &parent))?;
         Ok(CgroupHerd {
-            cgroup,
+            cgroup: Arc::new(cgroup),
             home_parent: guarded.then_some(parent),
             groups: Mutex::new(Vec::new()),
             last_spawn: Mutex::new(None),
@@ -258,22 +259,37 @@ impl CgroupHerd {
 
     /// Kills everything at once; the cgroup is removed in the background once it is empty.
     pub(crate) fn dispose(self) {
-        // The keeper dies with the rest in the one write; the reaper reaps it. Without one, an
-        // empty herd (the usual case at drop) has nothing to kill and proves no stray.
         let keeper = crate::lock(&self.keeper).take();
-        if keeper.is_some() || !matches!(self.cgroup.populated(), Ok(false)) {
+        let kept = keeper.is_some();
+        // A live keeper that the reaper thread watches wakes that thread when it dies at the
+        // kill below, so the cgroup is handed over first, without a wake-up of its own (the
+        // keeper's pidfd is then only closed: the reaper's duplicate reaps it).
+        let quiet = keeper.as_ref().is_some_and(Keeper::watched_and_alive);
+        let keeper = keeper.and_then(Keeper::into_pidfd);
+        // Make the next herd's cgroup now, after this herd's work rather than during the next.
+        let mut refill = self
+            .home_parent
+            .clone()
+            .map(|parent| Box::new(move || refill(&parent)) as reaper::Task);
+        if quiet {
+            reaper::adopt_cgroup_quietly(Arc::clone(&self.cgroup), refill.take());
+        }
+        // Without a keeper, an empty herd (the usual case at drop) has nothing to kill and
+        // proves no stray.
+        if kept || !matches!(self.cgroup.populated(), Ok(false)) {
             if let Err(err) = self.kill_all() {
+                if quiet {
+                    reaper::wake(); // no keeper's death will
+                }
                 tracing::error!(
                     path = %self.cgroup.path().display(), %err,
                     "sheepdog: cannot kill a dropped herd",
                 );
             }
         }
-        // Make the next herd's cgroup now, after this herd's work rather than during the next.
-        let refill = self
-            .home_parent
-            .map(|parent| Box::new(move || refill(&parent)) as reaper::Task);
-        reaper::adopt_cgroup(self.cgroup, keeper.and_then(Keeper::into_pidfd), refill);
+        if !quiet {
+            reaper::adopt_cgroup(self.cgroup, keeper, refill);
+        }
     }
 }
 

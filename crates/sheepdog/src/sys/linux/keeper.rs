@@ -32,6 +32,8 @@ use crate::signal::Signal;
 pub(crate) struct Keeper {
     /// `None` only once handed on.
     pidfd: Option<OwnedFd>,
+    /// Whether the reaper thread watches it from its birth (see `reaper::watch_keeper`).
+    watched: bool,
 }
 
 /// Whether keepers are still tried in this process (until the kernel refuses one for good).
@@ -46,7 +48,15 @@ impl Keeper {
             return None;
         }
         match clone_keeper(cgroup_dir) {
-            Ok(keeper) => Some(keeper),
+            Ok(mut keeper) => {
+                keeper.watched = keeper
+                    .pidfd
+                    .as_ref()
+                    .and_then(|fd| fd.try_clone().ok())
+                    .map(super::reaper::watch_keeper)
+                    .is_some();
+                Some(keeper)
+            }
             Err(err) => {
                 // No clone3 or close_range here, or a sandbox that refuses them: do not try
                 // again. Anything else (out of processes, memory) may pass next time.
@@ -93,6 +103,20 @@ impl Keeper {
     /// The pidfd, for the reaper to reap the keeper once the cgroup's kill has ended it.
     pub(crate) fn into_pidfd(mut self) -> Option<OwnedFd> {
         self.pidfd.take()
+    }
+
+    /// Whether the reaper thread watches this keeper and it is still alive, so that its death
+    /// will wake that thread (a zero-timeout poll of its pidfd).
+    pub(crate) fn watched_and_alive(&self) -> bool {
+        let Some(pidfd) = &self.pidfd else {
+            return false;
+        };
+        let mut fds = [PollFd::from_borrowed_fd(pidfd.as_fd(), PollFlags::IN)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        self.watched && matches!(poll(&mut fds, Some(&now)), Ok(0))
     }
 }
 
@@ -180,7 +204,10 @@ fn clone_keeper(cgroup_dir: BorrowedFd<'_>) -> io::Result<Keeper> {
     }
     // SAFETY: on success the kernel stored a new pidfd that nothing else owns.
     let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) };
-    Ok(Keeper { pidfd: Some(pidfd) })
+    Ok(Keeper {
+        pidfd: Some(pidfd),
+        watched: false,
+    })
 }
 
 #[cfg(not(target_arch = "x86_64"))]
