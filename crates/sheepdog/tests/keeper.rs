@@ -53,6 +53,12 @@ fn kept_herd() -> Option<(Herd, u32)> {
     Some((herd, procs[0]))
 }
 
+/// A `sleep 1000` started in `herd`, marked with `marker`.
+fn sleep_in(herd: &Herd, marker: &str) -> sheepdog::Child {
+    herd.spawn(common::cmd(marker, "sleep").arg("1000"))
+        .expect("spawn sleep")
+}
+
 /// The pids in the cgroup at `dir` (not below it).
 fn procs_of(dir: &Path) -> Vec<u32> {
     std::fs::read_to_string(dir.join("cgroup.procs"))
@@ -96,9 +102,7 @@ async fn a_keeper_is_never_a_member_and_never_left_behind() {
     // 2. A spawn lands beside it; the first look at the members retires it (killed and reaped,
     //    no zombie), and only the child is listed.
     let marker = format!("keeper-{}", std::process::id());
-    let mut child = herd
-        .spawn(common::cmd(&marker, "sleep").arg("1000"))
-        .expect("spawn sleep");
+    let mut child = sleep_in(&herd, &marker);
     assert_eq!(herd.members().expect("members"), vec![child.pid()]);
     assert!(!common::pid_exists(keeper), "the retired keeper is reaped");
     herd.kill().await.expect("kill");
@@ -133,9 +137,7 @@ async fn a_keeper_is_never_a_member_and_never_left_behind() {
     let Some((herd, keeper)) = kept_herd() else {
         return;
     };
-    let mut child = herd
-        .spawn(common::cmd(&marker, "sleep").arg("1000"))
-        .expect("spawn sleep");
+    let mut child = sleep_in(&herd, &marker);
     let report = herd.stop(Duration::from_secs(10)).await.expect("stop");
     assert_eq!(
         report.signalled(),
@@ -148,9 +150,7 @@ async fn a_keeper_is_never_a_member_and_never_left_behind() {
     let Some((herd, keeper)) = kept_herd() else {
         return;
     };
-    let mut child = herd
-        .spawn(common::cmd(&marker, "sleep").arg("1000"))
-        .expect("spawn sleep");
+    let mut child = sleep_in(&herd, &marker);
     herd.kill().await.expect("kill");
     assert!(!common::pid_exists(keeper));
     let status = child.wait().await.expect("wait");
