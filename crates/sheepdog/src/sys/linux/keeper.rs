@@ -58,8 +58,9 @@ impl Keeper {
                 Some(keeper)
             }
             Err(err) => {
-                // No clone3 or close_range here, or a sandbox that refuses them: do not try
-                // again. Anything else (out of processes, memory) may pass next time.
+                // No clone3 (or no CLONE_INTO_CGROUP) here, or a sandbox that refuses it: do
+                // not try again. Anything else (out of processes, memory) may pass next time.
+                // A refused close_range shows later, in `retire`.
                 if matches!(
                     err.raw_os_error(),
                     Some(libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::E2BIG)
