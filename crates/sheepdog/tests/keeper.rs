@@ -157,7 +157,26 @@ async fn a_keeper_is_never_a_member_and_never_left_behind() {
     assert_eq!(status.signal(), Some(sheepdog::Signal::KILL));
     drop(herd);
 
-    // 5. A kept herd that is only spawned into and dropped: the drop's kill ends the keeper,
+    // 5. `freeze` and `thaw` leave the keeper be: it is frozen and thawed with the herd.
+    let Some((herd, keeper)) = kept_herd() else {
+        return;
+    };
+    let mut child = sleep_in(&herd, &marker);
+    tokio::time::timeout(Duration::from_secs(10), herd.freeze())
+        .await
+        .expect("the freeze completes, keeper included")
+        .expect("freeze");
+    assert!(
+        common::pid_exists(keeper),
+        "a freeze does not retire the keeper"
+    );
+    herd.thaw().await.expect("thaw");
+    herd.kill().await.expect("kill");
+    assert!(!common::pid_exists(keeper));
+    child.wait().await.expect("wait");
+    drop(herd);
+
+    // 6. A kept herd that is only spawned into and dropped: the drop's kill ends the keeper,
     //    and the background reaps it and removes the cgroup.
     let Some((herd, keeper)) = kept_herd() else {
         return;
@@ -183,7 +202,7 @@ async fn a_keeper_is_never_a_member_and_never_left_behind() {
     );
     assert!(!dir.exists(), "the dropped herd's cgroup is removed");
 
-    // 6. A keeper that died before its herd was dropped (killed by someone else): the drop
+    // 7. A keeper that died before its herd was dropped (killed by someone else): the drop
     //    cannot count on its death to wake the background, and must not leave the cgroup.
     let Some((herd, keeper)) = kept_herd() else {
         return;
