@@ -260,11 +260,10 @@ impl CgroupHerd {
     /// Kills everything at once; the cgroup is removed in the background once it is empty.
     pub(crate) fn dispose(self) {
         let keeper = crate::lock(&self.keeper).take();
-        let kept = keeper.is_some();
-        // A live keeper that the reaper thread watches wakes that thread when it dies at the
-        // kill below, so the cgroup is handed over first, without a wake-up of its own (the
-        // keeper's pidfd is then only closed: the reaper's duplicate reaps it).
-        let quiet = keeper.as_ref().is_some_and(Keeper::watched_and_alive);
+        // A live keeper wakes the reaper thread, which watches it, when it dies at the kill
+        // below; so the cgroup is handed over first, without a wake-up of its own (the keeper's
+        // pidfd is then only closed: the reaper's duplicate reaps it).
+        let quiet = keeper.as_ref().is_some_and(Keeper::alive);
         let keeper = keeper.and_then(Keeper::into_pidfd);
         // Make the next herd's cgroup now, after this herd's work rather than during the next.
         let mut refill = self
@@ -276,7 +275,7 @@ impl CgroupHerd {
         }
         // Without a keeper, an empty herd (the usual case at drop) has nothing to kill and
         // proves no stray.
-        if kept || !matches!(self.cgroup.populated(), Ok(false)) {
+        if keeper.is_some() || !matches!(self.cgroup.populated(), Ok(false)) {
             if let Err(err) = self.kill_all() {
                 if quiet {
                     reaper::wake(); // no keeper's death will

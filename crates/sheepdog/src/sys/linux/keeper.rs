@@ -26,14 +26,13 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use super::process::{pidfd_send_signal, waitid, Target};
 use crate::signal::Signal;
 
-/// A live keeper, by its pidfd. Dropped without [`retire`](Keeper::retire) or
+/// A live keeper, by its pidfd; the reaper thread watches it from its birth (through a
+/// duplicate, see `reaper::watch_keeper`). Dropped without [`retire`](Keeper::retire) or
 /// [`into_pidfd`](Keeper::into_pidfd), it is killed and left to the reaper.
 #[derive(Debug)]
 pub(crate) struct Keeper {
     /// `None` only once handed on.
     pidfd: Option<OwnedFd>,
-    /// Whether the reaper thread watches it from its birth (see `reaper::watch_keeper`).
-    watched: bool,
 }
 
 /// Whether keepers are still tried in this process (until the kernel refuses one for good).
@@ -48,13 +47,14 @@ impl Keeper {
             return None;
         }
         match clone_keeper(cgroup_dir) {
-            Ok(mut keeper) => {
-                keeper.watched = keeper
-                    .pidfd
-                    .as_ref()
-                    .and_then(|fd| fd.try_clone().ok())
-                    .map(super::reaper::watch_keeper)
-                    .is_some();
+            Ok(keeper) => {
+                let watch = keeper.pidfd.as_ref().map(OwnedFd::try_clone);
+                let Some(Ok(watch)) = watch else {
+                    // Out of descriptors: a keeper nobody watches is not worth its process.
+                    keeper.retire();
+                    return None;
+                };
+                super::reaper::watch_keeper(watch);
                 Some(keeper)
             }
             Err(err) => {
@@ -82,12 +82,7 @@ impl Keeper {
             return;
         };
         let _ = pidfd_send_signal(&pidfd, Signal::KILL);
-        let mut fds = [PollFd::from_borrowed_fd(pidfd.as_fd(), PollFlags::IN)];
-        let second = Timespec {
-            tv_sec: 1,
-            tv_nsec: 0,
-        };
-        let exited = matches!(poll(&mut fds, Some(&second)), Ok(n) if n > 0);
+        let exited = exited_within(&pidfd, 1);
         let reaped = exited.then(|| waitid(Target::Pidfd(pidfd.as_raw_fd()), libc::WNOHANG));
         match reaped {
             // It exited by itself: it could not leave the shared descriptor table (a sandbox
@@ -106,19 +101,24 @@ impl Keeper {
         self.pidfd.take()
     }
 
-    /// Whether the reaper thread watches this keeper and it is still alive, so that its death
-    /// will wake that thread (a zero-timeout poll of its pidfd).
-    pub(crate) fn watched_and_alive(&self) -> bool {
-        let Some(pidfd) = &self.pidfd else {
-            return false;
-        };
-        let mut fds = [PollFd::from_borrowed_fd(pidfd.as_fd(), PollFlags::IN)];
-        let now = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        self.watched && matches!(poll(&mut fds, Some(&now)), Ok(0))
+    /// Whether the keeper is still alive, so that its death will wake the reaper thread that
+    /// watches it (a zero-timeout poll of its pidfd).
+    pub(crate) fn alive(&self) -> bool {
+        self.pidfd
+            .as_ref()
+            .is_some_and(|pidfd| !exited_within(pidfd, 0))
     }
+}
+
+/// Whether the process behind `pidfd` has exited, waiting up to `seconds` for it (its pidfd
+/// turns readable then; a failed poll counts as not exited).
+fn exited_within(pidfd: &OwnedFd, seconds: i64) -> bool {
+    let mut fds = [PollFd::from_borrowed_fd(pidfd.as_fd(), PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: seconds,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
 }
 
 impl Drop for Keeper {
@@ -205,10 +205,7 @@ fn clone_keeper(cgroup_dir: BorrowedFd<'_>) -> io::Result<Keeper> {
     }
     // SAFETY: on success the kernel stored a new pidfd that nothing else owns.
     let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) };
-    Ok(Keeper {
-        pidfd: Some(pidfd),
-        watched: false,
-    })
+    Ok(Keeper { pidfd: Some(pidfd) })
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -123,11 +123,7 @@ pub(crate) fn adopt_sentinel(pidfd: OwnedFd) {
 /// Removes `cgroup` (already killed) once it is empty, reaps its killed keeper (by pidfd), and
 /// runs `then`: one wake-up for all three.
 pub(crate) fn adopt_cgroup(cgroup: Arc<Cgroup>, keeper: Option<OwnedFd>, then: Option<Task>) {
-    if let (Some(task), Some(reaper)) = (then, reaper()) {
-        reaper.queue(task);
-    }
-    let keeper = keeper.map(Adopted::Child);
-    adopt_all(std::iter::once(Adopted::Cgroup(cgroup)).chain(keeper));
+    hand_over_cgroup(cgroup, keeper, then, true);
 }
 
 /// Watches a keeper from its birth; `pidfd` is a duplicate of the keeper's own.
@@ -140,15 +136,15 @@ pub(crate) fn watch_keeper(pidfd: OwnedFd) {
 /// dropping thread the wake-up, which cost it 25–30 µs here (measured; most likely the
 /// interrupt to the other CPU, which a VM pays dearly, not traced).
 pub(crate) fn adopt_cgroup_quietly(cgroup: Arc<Cgroup>, then: Option<Task>) {
-    let Some(reaper) = reaper() else {
-        tracing::error!("sheepdog: no reaper thread; a dropped cgroup is left behind");
-        return;
-    };
-    if let Some(task) = then {
+    hand_over_cgroup(cgroup, None, then, false);
+}
+
+fn hand_over_cgroup(cgroup: Arc<Cgroup>, keeper: Option<OwnedFd>, then: Option<Task>, wake: bool) {
+    if let (Some(task), Some(reaper)) = (then, reaper()) {
         reaper.queue(task);
     }
-    OUTSTANDING.fetch_add(1, Ordering::SeqCst);
-    crate::lock(&reaper.adopted).push(Adopted::Cgroup(cgroup));
+    let keeper = keeper.map(Adopted::Child);
+    adopt_all(std::iter::once(Adopted::Cgroup(cgroup)).chain(keeper), wake);
 }
 
 /// Wakes the reaper thread (after a quiet adoption whose wake-up did not come).
@@ -164,10 +160,11 @@ fn reaper() -> Option<&'static Arc<Reaper>> {
 }
 
 fn adopt(what: Adopted) {
-    adopt_all(std::iter::once(what));
+    adopt_all(std::iter::once(what), true);
 }
 
-fn adopt_all(what: impl Iterator<Item = Adopted>) {
+/// Hands `what` to the thread, and wakes it unless told something else will.
+fn adopt_all(what: impl Iterator<Item = Adopted>, wake: bool) {
     let Some(reaper) = reaper() else {
         tracing::error!("sheepdog: no reaper thread; a dropped child or cgroup is left behind");
         return;
@@ -180,7 +177,9 @@ fn adopt_all(what: impl Iterator<Item = Adopted>) {
         adopted.push(one);
     }
     drop(adopted);
-    reaper.wake();
+    if wake {
+        reaper.wake();
+    }
 }
 
 /// Runs `task` on the reaper thread, off the caller's path; returns `false` (and drops it)
