@@ -1,15 +1,16 @@
 //! `Child`: one started process, watched without races.
 
 use std::io;
+use std::sync::Arc;
 
-use crate::command::Command;
+use crate::driver::{self, Flock, Lifecycle};
 use crate::herd::Herd;
 use crate::pipe::{ChildStderr, ChildStdin, ChildStdout};
 use crate::signal::Signal;
 use crate::status::ExitStatus;
 use crate::stop::StopPlan;
 use crate::sys::{self, SpawnPath};
-use crate::time;
+use crate::time::Deadline;
 
 /// A started process.
 ///
@@ -37,22 +38,16 @@ pub struct Child {
     path: SpawnPath,
     /// The terminal whose foreground the child holds; dropping it gives the foreground back.
     terminal: Option<sys::Terminal>,
-    /// When the child's time is up and how its tree is then stopped (`Command::timeout`).
-    deadline: Option<Box<(time::Deadline, StopPlan)>>,
-    /// The deadline passed and the stop plan ran.
-    timed_out: bool,
-    /// The private herd of a child started by `Command::spawn`, killed with it. Boxed: most
-    /// children (those of a shared herd) have none, and a `Child` stays small when thousands
-    /// are held.
-    herd: Option<Box<Herd>>,
+    /// The private herd of a child started by `Command::spawn`, killed with it; its lifecycle
+    /// holds the child's deadline (`Command::timeout`).
+    herd: Option<Herd>,
+    /// The deadline of a child of a shared herd, which stops the child alone.
+    alone: Option<Arc<Alone>>,
 }
 
 impl Child {
-    pub(crate) fn new(spawned: sys::Spawned, cmd: &Command) -> Child {
+    pub(crate) fn new(spawned: sys::Spawned) -> Child {
         let [stdin, stdout, stderr] = spawned.stdio;
-        let deadline = cmd
-            .get_timeout()
-            .map(|(timeout, plan)| Box::new((time::Deadline::after(timeout), plan.clone())));
         Child {
             process: spawned.process,
             stdin: stdin.map(ChildStdin::new),
@@ -60,15 +55,50 @@ impl Child {
             stderr: stderr.map(ChildStderr::new),
             path: spawned.path,
             terminal: spawned.terminal,
-            deadline,
-            timed_out: false,
             herd: None,
+            alone: None,
         }
     }
 
-    pub(crate) fn in_private_herd(mut self, herd: Herd) -> Child {
-        self.herd = Some(Box::new(herd));
+    /// Hands the child its private herd, whose deadline (if any) stops the whole tree.
+    pub(crate) fn in_private_herd(mut self, herd: Herd, timeout: Option<(Deadline, &StopPlan)>) -> Child {
+        if let Some((deadline, plan)) = timeout {
+            herd.enforce(deadline, plan.clone(), self.leader(), true);
+        }
+        self.herd = Some(herd);
         self
+    }
+
+    /// A child of a shared herd: at `deadline` the child alone is stopped by `plan`.
+    pub(crate) fn with_own_deadline(mut self, deadline: Deadline, plan: &StopPlan) -> Child {
+        match self.leader() {
+            Some(leader) => {
+                let alone = Arc::new(Alone {
+                    leader,
+                    lifecycle: Lifecycle::default(),
+                });
+                driver::enforce(&alone, deadline, plan.clone(), None::<sys::Leader>, true);
+                self.alone = Some(alone);
+            }
+            None => tracing::warn!(
+                pid = self.pid(),
+                "sheepdog: no handle on the child to enforce its timeout with"
+            ),
+        }
+        self
+    }
+
+    /// A handle for signalling the child and watching its exit from the lifecycle driver.
+    pub(crate) fn leader(&self) -> Option<sys::Leader> {
+        self.process.leader().ok()
+    }
+
+    fn lifecycle(&self) -> Option<&Lifecycle> {
+        match (&self.herd, &self.alone) {
+            (Some(herd), _) => Some(herd.lifecycle()),
+            (None, Some(alone)) => Some(&alone.lifecycle),
+            (None, None) => None,
+        }
     }
 
     /// The process id. Use it for display and for `/proc`; address the process through this
@@ -85,8 +115,15 @@ impl Child {
     }
 
     /// Waits for the process to exit and returns its status. Closes stdin first, so a child
-    /// reading it sees end-of-file instead of waiting forever. Cancel-safe; once it has
-    /// returned, it returns the same status again.
+    /// reading it sees end-of-file instead of waiting forever. Once it has returned, it returns
+    /// the same status again.
+    ///
+    /// When the child [timed out](crate::ExitStatus::timed_out), it returns once the stop of
+    /// its tree has ended too. The deadline does not depend on this wait: it fires at its time
+    /// whether or not anybody waits.
+    ///
+    /// Cancel-safe: dropping the future loses nothing (the exit status is kept for the next
+    /// call, and a stop under way goes on).
     ///
     /// Needs a tokio runtime with IO enabled.
     ///
@@ -98,19 +135,19 @@ impl Child {
     /// ```
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         self.stdin = None;
-        let mut status = match self.deadline.as_deref().cloned() {
-            Some((deadline, plan)) if !self.timed_out => tokio::select! {
-                status = self.process.wait() => status?,
-                () = deadline.reached() => {
-                    self.timed_out = true;
-                    self.stop_by(&plan).await?;
-                    self.process.wait().await?
-                }
-            },
-            _ => self.process.wait().await?,
-        };
-        status.timed_out = self.timed_out;
+        if let Some(lifecycle) = self.lifecycle() {
+            lifecycle.start_pending();
+        }
+        let mut status = self.process.wait().await?;
         self.terminal = None; // the foreground goes back
+        if let Some(lifecycle) = self.lifecycle() {
+            if lifecycle.timed_out() {
+                status.timed_out = true;
+                if let Some(stopped) = lifecycle.stopped().await {
+                    stopped?;
+                }
+            }
+        }
         Ok(status)
     }
 
@@ -121,26 +158,6 @@ impl Child {
             Some(herd) => herd.kill_now(),
             None => self.kill(),
         }
-    }
-
-    /// Runs `plan` on the child's private herd, or, for a child of a shared herd, on the child
-    /// alone.
-    async fn stop_by(&mut self, plan: &StopPlan) -> io::Result<()> {
-        if let Some(herd) = &self.herd {
-            herd.stop_with(plan, Some(self)).await?;
-            return Ok(());
-        }
-        for step in plan.steps() {
-            let _ = self.signal(step.signal());
-            let _ = self.signal(Signal::CONT);
-            if tokio::time::timeout(step.wait(), self.process.wait())
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-        }
-        self.kill()
     }
 
     /// The status if the process has exited (reaping it), or `None` if it is still running.
@@ -154,7 +171,7 @@ impl Child {
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         let mut status = self.process.try_wait()?;
         if let Some(status) = &mut status {
-            status.timed_out = self.timed_out;
+            status.timed_out = self.lifecycle().is_some_and(Lifecycle::timed_out);
             self.terminal = None; // the foreground goes back
         }
         Ok(status)
@@ -352,6 +369,46 @@ impl Drop for Child {
                 "sheepdog: a running child was dropped without waiting; its tree is killed and \
                  its exit status is lost",
             );
+        }
+    }
+}
+
+/// A child of a shared herd with a deadline of its own: what the driver stops is the child.
+#[derive(Debug)]
+struct Alone {
+    leader: sys::Leader,
+    lifecycle: Lifecycle,
+}
+
+impl Flock for Alone {
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    fn thaw(&self) -> io::Result<()> {
+        let _ = self.leader.signal(Signal::CONT, false);
+        Ok(())
+    }
+
+    fn signal_all(&self, signal: Signal) -> io::Result<Vec<u32>> {
+        Ok(match self.leader.signal(signal, true) {
+            Ok(()) => vec![self.leader.pid()],
+            Err(_) => Vec::new(),
+        })
+    }
+
+    async fn wait_empty(&self) -> io::Result<()> {
+        self.leader.exited().await
+    }
+
+    fn count(&self) -> usize {
+        usize::from(!self.leader.has_exited())
+    }
+
+    fn kill(&self) -> io::Result<()> {
+        match self.leader.signal(Signal::KILL, false) {
+            Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            other => other,
         }
     }
 }

@@ -326,7 +326,11 @@ impl Command {
         let herd = crate::Herd::builder()
             .build_or_os_error()
             .map_err(|(_, source)| self.os_error("create a herd", source))?;
-        Ok(herd.spawn(self)?.in_private_herd(herd))
+        let child = herd.spawn_untimed(self)?;
+        let timeout = self
+            .get_timeout()
+            .map(|(timeout, plan)| (crate::time::Deadline::after(timeout), plan));
+        Ok(child.in_private_herd(herd, timeout))
     }
 
     /// The program, as given to [`Command::new`].

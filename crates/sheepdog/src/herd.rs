@@ -4,14 +4,17 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::child::Child;
 use crate::command::Command;
+use crate::driver::{self, Flock, Lifecycle};
 use crate::error::Error;
 use crate::signal::Signal;
-use crate::stop::{StopPlan, StopReport, StopTarget};
+use crate::stop::{StopPlan, StopReport};
 use crate::sys;
+use crate::time::Deadline;
 
 /// The container of a process tree.
 ///
@@ -42,9 +45,17 @@ use crate::sys;
 #[derive(Debug)]
 #[must_use = "dropping a Herd kills everything in it"]
 pub struct Herd {
+    /// Shared only with the lifecycle driver's tasks (a deadline, a stop under way).
+    core: Arc<HerdCore>,
+}
+
+/// What a herd's driver tasks share with it.
+#[derive(Debug)]
+pub(crate) struct HerdCore {
     /// Always `Some` until `Drop` hands it to the background clean-up.
     container: Option<sys::Container>,
     containment: Containment,
+    lifecycle: Lifecycle,
 }
 
 impl Herd {
@@ -87,12 +98,39 @@ impl Herd {
     /// # Ok(()) }
     /// ```
     pub fn spawn(&self, cmd: &Command) -> Result<Child, Error> {
-        self.container()
-            .spawn(cmd)
-            .map(|spawned| Child::new(spawned, cmd))
+        let child = self.spawn_untimed(cmd)?;
+        Ok(match cmd.get_timeout() {
+            Some((timeout, plan)) => child.with_own_deadline(Deadline::after(timeout), plan),
+            None => child,
+        })
+    }
+
+    /// Starts `cmd` inside the herd, leaving its timeout to the caller.
+    pub(crate) fn spawn_untimed(&self, cmd: &Command) -> Result<Child, Error> {
+        self.container().spawn(cmd).map(Child::new)
+    }
+
+    /// Stops the herd by `plan` at `deadline`, whether or not anybody waits; `leader` gets the
+    /// plan's leader steps and decides whether the herd timed out (else: whether it had
+    /// members); with `until_empty` the watch ends once the herd is empty.
+    pub(crate) fn enforce(
+        &self,
+        deadline: Deadline,
+        plan: StopPlan,
+        leader: Option<sys::Leader>,
+        until_empty: bool,
+    ) {
+        driver::enforce(&self.core, deadline, plan, leader, until_empty);
+    }
+
+    pub(crate) fn lifecycle(&self) -> &Lifecycle {
+        &self.core.lifecycle
     }
 
     /// Kills every process in the herd at once and returns when none is left.
+    ///
+    /// Cancel-safe: the kill is issued at the first poll; dropping the future then only stops
+    /// the wait for the tree to go.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -103,6 +141,7 @@ impl Herd {
     /// # Ok(()) }
     /// ```
     pub async fn kill(&self) -> io::Result<()> {
+        self.lifecycle().start_pending();
         self.kill_now()?;
         self.container()
             .wait_empty()
@@ -119,7 +158,7 @@ impl Herd {
 
     /// Stops the herd gracefully: [`StopPlan::grace`] — SIGTERM to every member, up to `grace`
     /// for the whole tree to exit, then a kill for whatever is left. The report says who was
-    /// signalled and whether the kill was needed.
+    /// signalled and whether the kill was needed. Cancel-safe, as [`stop_with`](Herd::stop_with).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -136,7 +175,13 @@ impl Herd {
     /// Stops the herd by `plan`: resumes it if frozen or stopped, runs each step (a signal to
     /// `leader`, or to the tree when there is no leader or the step says so, and a wait for the
     /// tree to empty), and kills whatever is left at the end. Escalation is timed by the tree
-    /// emptying, not by the leader exiting.
+    /// emptying, not by the leader exiting; the waits do not count time spent suspended by
+    /// [`suspend`].
+    ///
+    /// Cancel-safe: the stop runs in a task of the herd's, not in this future. Dropped at any
+    /// point, the ladder goes on to its end; a later call (with any plan) joins the stop under
+    /// way, or returns the report of the one that ended, as does a stop begun by the herd's
+    /// [deadline](HerdBuilder::timeout). Needs a tokio runtime.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -155,49 +200,24 @@ impl Herd {
         plan: &StopPlan,
         leader: Option<&Child>,
     ) -> io::Result<StopReport> {
-        let started = Instant::now();
-        let container = self.container();
-        container
-            .thaw_now()
-            .map_err(|err| self.context("thaw", err))?;
-        let mut signalled = Vec::new();
-        for step in plan.steps() {
-            let pids = match (step.target(), leader) {
-                (StopTarget::Leader, Some(leader)) => {
-                    // A leader that is gone already gets nothing; the tree may still be there.
-                    let sent = leader.signal(step.signal()).is_ok();
-                    let _ = leader.signal(Signal::CONT);
-                    if sent {
-                        vec![leader.pid()]
-                    } else {
-                        Vec::new()
-                    }
-                }
-                // Stopped members act on the signal only once continued.
-                _ => container
-                    .signal_members(step.signal(), true)
-                    .map_err(|err| self.context("signal", err))?,
-            };
-            signalled.push((step.signal(), pids));
-            if tokio::time::timeout(step.wait(), container.wait_empty())
-                .await
-                .is_ok()
-            {
-                container.kill_strays();
-                return Ok(StopReport {
-                    signalled,
-                    left_at_kill: None,
-                    elapsed: started.elapsed(),
-                });
-            }
-        }
-        let left = container.members().map_or(0, |m| m.len());
-        self.kill().await?;
-        Ok(StopReport {
-            signalled,
-            left_at_kill: (left > 0).then_some(left),
-            elapsed: started.elapsed(),
-        })
+        self.lifecycle().start_pending();
+        driver::stop(&self.core, plan, leader.and_then(Child::leader))
+            .await
+            .map_err(|err| self.context("stop", err))
+    }
+
+    /// Whether the herd's [deadline](HerdBuilder::timeout) passed while processes were still in
+    /// it (they were then stopped by its plan).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::builder().timeout(std::time::Duration::from_secs(60)).build()?;
+    /// assert!(!herd.timed_out());
+    /// # Ok(()) }
+    /// ```
+    pub fn timed_out(&self) -> bool {
+        self.lifecycle().timed_out()
     }
 
     /// Sends `signal` to every member (each through a verified pidfd); returns their pids. For
@@ -225,6 +245,7 @@ impl Herd {
     /// # Ok(()) }
     /// ```
     pub async fn wait_empty(&self) -> io::Result<()> {
+        self.lifecycle().start_pending();
         self.container()
             .wait_empty()
             .await
@@ -290,6 +311,7 @@ impl Herd {
     /// # Ok(()) }
     /// ```
     pub async fn freeze(&self) -> io::Result<()> {
+        self.lifecycle().start_pending();
         self.container()
             .set_frozen(true)
             .await
@@ -305,6 +327,7 @@ impl Herd {
     /// # Ok(()) }
     /// ```
     pub async fn thaw(&self) -> io::Result<()> {
+        self.lifecycle().start_pending();
         self.container()
             .set_frozen(false)
             .await
@@ -320,28 +343,78 @@ impl Herd {
     /// # Ok(()) }
     /// ```
     pub fn containment(&self) -> &Containment {
-        &self.containment
+        &self.core.containment
     }
 
     fn container(&self) -> &sys::Container {
-        self.container
-            .as_ref()
-            .expect("a herd's container is only taken by Drop")
+        self.core.container()
     }
 
     fn context(&self, action: &str, err: io::Error) -> io::Error {
         io::Error::new(
             err.kind(),
-            format!("cannot {action} the herd in {}: {err}", self.containment),
+            format!("cannot {action} the herd in {}: {err}", self.core.containment),
         )
     }
 }
 
 impl Drop for Herd {
     fn drop(&mut self) {
+        // A driver task still holds the herd: kill the tree now, and let the task go; the rest
+        // of the clean-up follows when the task lets go of the herd.
+        let held = Arc::strong_count(&self.core) > 1;
+        if self.core.lifecycle.abort() || held {
+            if let Err(err) = self.core.container().kill() {
+                tracing::error!(%err, "sheepdog: cannot kill a dropped herd");
+            }
+        }
+    }
+}
+
+impl HerdCore {
+    fn container(&self) -> &sys::Container {
+        self.container
+            .as_ref()
+            .expect("a herd's container is only taken by Drop")
+    }
+}
+
+impl Drop for HerdCore {
+    fn drop(&mut self) {
         if let Some(container) = self.container.take() {
             container.dispose();
         }
+    }
+}
+
+impl Flock for HerdCore {
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    fn thaw(&self) -> io::Result<()> {
+        self.container().thaw_now()
+    }
+
+    fn signal_all(&self, signal: Signal) -> io::Result<Vec<u32>> {
+        // Stopped members act on the signal only once continued.
+        self.container().signal_members(signal, true)
+    }
+
+    async fn wait_empty(&self) -> io::Result<()> {
+        self.container().wait_empty().await
+    }
+
+    fn count(&self) -> usize {
+        self.container().members().map_or(0, |members| members.len())
+    }
+
+    fn kill(&self) -> io::Result<()> {
+        self.container().kill()
+    }
+
+    fn finish(&self) {
+        self.container().kill_strays();
     }
 }
 
@@ -356,6 +429,8 @@ impl Drop for Herd {
 pub struct HerdBuilder {
     parent_cgroup: Option<PathBuf>,
     mechanism: Option<Mechanism>,
+    timeout: Option<Duration>,
+    stop_plan: StopPlan,
 }
 
 impl HerdBuilder {
@@ -386,6 +461,38 @@ impl HerdBuilder {
     /// ```
     pub fn mechanism(&mut self, mechanism: Mechanism) -> &mut HerdBuilder {
         self.mechanism = Some(mechanism);
+        self
+    }
+
+    /// Bounds the herd's life: `timeout` after it is built, whatever is in it is stopped by
+    /// the [stop plan](HerdBuilder::stop_plan), whether or not anybody waits, and
+    /// [`Herd::timed_out`] says so. Time spent suspended by [`suspend`] does not count. Built
+    /// outside a tokio runtime, the deadline is enforced from the herd's first async call.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// let herd = sheepdog::Herd::builder().timeout(Duration::from_millis(100)).build()?;
+    /// let mut child = herd.spawn(sheepdog::Command::new("sh").args(["-c", "sleep 100 & sleep 100"]))?;
+    /// herd.wait_empty().await?; // the deadline stopped both sleeps
+    /// assert!(herd.timed_out());
+    /// # Ok(()) }
+    /// ```
+    pub fn timeout(&mut self, timeout: Duration) -> &mut HerdBuilder {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How the herd is stopped at its [deadline](HerdBuilder::timeout) ([`StopPlan::default`]:
+    /// SIGTERM, 5 s, SIGKILL).
+    ///
+    /// ```
+    /// let mut builder = sheepdog::Herd::builder();
+    /// builder.stop_plan(sheepdog::StopPlan::grace(std::time::Duration::from_secs(1)));
+    /// ```
+    pub fn stop_plan(&mut self, plan: StopPlan) -> &mut HerdBuilder {
+        self.stop_plan = plan;
         self
     }
 
@@ -441,10 +548,22 @@ impl HerdBuilder {
             survives_owner_kill: !container.guarded(),
             fallback_reason,
         };
-        Ok(Herd {
-            container: Some(container),
-            containment,
-        })
+        let herd = Herd {
+            core: Arc::new(HerdCore {
+                container: Some(container),
+                containment,
+                lifecycle: Lifecycle::default(),
+            }),
+        };
+        if let Some(timeout) = self.timeout {
+            herd.enforce(
+                Deadline::after(timeout),
+                self.stop_plan.clone(),
+                None,
+                false,
+            );
+        }
+        Ok(herd)
     }
 }
 

@@ -23,6 +23,7 @@
 
 mod child;
 mod command;
+mod driver;
 mod error;
 mod herd;
 mod lines;
@@ -100,6 +101,6 @@ pub mod __private {
                 Some(pgid) => ProcessGroup::Join(pgid),
             },
         };
-        crate::sys::spawn(cmd, &target).map(|spawned| Child::new(spawned, cmd))
+        crate::sys::spawn(cmd, &target).map(Child::new)
     }
 }

@@ -229,15 +229,21 @@ impl Pipeline {
             }
             // `cmd` (and with it this process's copies of the pipe ends) is dropped right after
             // the spawn, so a stage sees end-of-file or SIGPIPE exactly as in a shell.
-            stages.push(herd.spawn(&cmd)?);
+            stages.push(herd.spawn_untimed(&cmd)?);
+        }
+        if let Some(timeout) = self.timeout {
+            herd.enforce(
+                Deadline::after(timeout),
+                self.stop_plan.clone(),
+                None,
+                true,
+            );
         }
         Ok(RunningPipeline {
             herd,
             stages,
             drain: self.stages[last].get_drain(),
-            deadline: self.timeout.map(Deadline::after),
-            stop_plan: self.stop_plan.clone(),
-            timed_out: false,
+            drained: None,
         })
     }
 
@@ -349,9 +355,8 @@ pub struct RunningPipeline {
     stages: Vec<Child>,
     /// How long upstream stages may run on once the last stage has ended.
     drain: Duration,
-    deadline: Option<Deadline>,
-    stop_plan: StopPlan,
-    timed_out: bool,
+    /// When upstream stages are killed, once the last stage has ended.
+    drained: Option<tokio::time::Instant>,
 }
 
 impl RunningPipeline {
@@ -418,7 +423,11 @@ impl RunningPipeline {
     /// Waits for the pipeline and returns each stage's status. Once the last stage has ended,
     /// upstream stages get the last stage's [drain timeout](Command::drain_timeout) to end
     /// (a writer's next write gets SIGPIPE); a stage still running then is killed. At the
-    /// [timeout](Pipeline::timeout), the whole herd is stopped. Cancel-safe.
+    /// [timeout](Pipeline::timeout), the whole herd is stopped, whether or not anybody waits;
+    /// a timed-out pipeline's wait returns once that stop has ended.
+    ///
+    /// Cancel-safe: dropping the future loses nothing (each stage keeps its status, the drain
+    /// period keeps its end, and a stop under way goes on).
     ///
     /// ```no_run
     /// # async fn demo(mut running: sheepdog::RunningPipeline) -> std::io::Result<()> {
@@ -426,19 +435,17 @@ impl RunningPipeline {
     /// # Ok(()) }
     /// ```
     pub async fn wait(&mut self) -> io::Result<Vec<ExitStatus>> {
-        let mut statuses = match self.deadline {
-            Some(deadline) if !self.timed_out => tokio::select! {
-                statuses = self.wait_stages() => statuses?,
-                () = deadline.reached() => {
-                    self.timed_out = true;
-                    self.herd.stop_with(&self.stop_plan, None).await?;
-                    self.wait_stages().await?
-                }
-            },
-            _ => self.wait_stages().await?,
-        };
-        for status in &mut statuses {
-            status.timed_out |= self.timed_out;
+        let lifecycle = self.herd.lifecycle();
+        lifecycle.start_pending();
+        let mut statuses = self.wait_stages().await?;
+        let lifecycle = self.herd.lifecycle();
+        if lifecycle.timed_out() {
+            for status in &mut statuses {
+                status.timed_out = true;
+            }
+            if let Some(stopped) = lifecycle.stopped().await {
+                stopped?;
+            }
         }
         Ok(statuses)
     }
@@ -460,7 +467,9 @@ impl RunningPipeline {
             .split_last_mut()
             .expect("a pipeline has a stage");
         let last_status = last.wait().await?;
-        let drained = tokio::time::Instant::now() + self.drain;
+        let drained = *self
+            .drained
+            .get_or_insert_with(|| tokio::time::Instant::now() + self.drain);
         let mut statuses = Vec::with_capacity(upstream.len() + 1);
         for stage in upstream {
             let status = match tokio::time::timeout_at(drained, stage.wait()).await {

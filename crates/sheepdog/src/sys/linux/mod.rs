@@ -18,7 +18,7 @@ pub(crate) use clone::force as force_spawn_path;
 pub use clone::SpawnPath;
 pub(crate) use container::{cgroup_parent, CgroupError, Container};
 pub(crate) use pipes::{populate, resize_pipe};
-pub(crate) use process::{proc_stat, stop_self, Process};
+pub(crate) use process::{proc_stat, stop_self, Leader, Process};
 pub(crate) use reaper::outstanding as background_work;
 pub(crate) use spawn::{spawn, CgroupTarget, ProcessGroup, SpawnTarget, Spawned};
 pub(crate) use terminal::Terminal;

@@ -125,20 +125,8 @@ impl Process {
         match &self.handle {
             Handle::Pidfd(fd) => pidfd_send_signal(fd, signal),
             Handle::Registered(fd) => pidfd_send_signal(fd.get_ref(), signal),
-            Handle::Pid => {
-                // SAFETY: kill(2) with plain integers. Used only while the process is our
-                // unreaped child, so the pid cannot have been reused.
-                let ret = unsafe {
-                    syscall(
-                        libc::SYS_kill,
-                        &[self.pid as usize, signal.as_raw() as usize],
-                    )
-                };
-                if ret < 0 {
-                    return Err(io::Error::from_raw_os_error(-ret as i32));
-                }
-                Ok(())
-            }
+            // Used only while the process is our unreaped child: the pid cannot be reused.
+            Handle::Pid => kill_pid(self.pid, signal),
             Handle::Empty => unreachable!("the pidfd is always put back"),
         }
     }
@@ -168,6 +156,134 @@ impl Process {
             _ => unreachable!("registered above"),
         }
     }
+}
+
+impl Process {
+    /// A second handle on this child, to signal it and watch for its exit from elsewhere (the
+    /// lifecycle driver); reaping stays with this `Process`.
+    pub(crate) fn leader(&self) -> io::Result<Leader> {
+        let handle = match &self.handle {
+            Handle::Pidfd(fd) => LeaderHandle::Pidfd(rustix::io::fcntl_dupfd_cloexec(fd, 0)?),
+            Handle::Registered(fd) => {
+                LeaderHandle::Pidfd(rustix::io::fcntl_dupfd_cloexec(fd.get_ref(), 0)?)
+            }
+            Handle::Pid => LeaderHandle::Pid {
+                start_ticks: start_ticks_of(self.pid as u32),
+            },
+            Handle::Empty => unreachable!("the pidfd is always put back"),
+        };
+        Ok(Leader {
+            pid: self.pid,
+            handle,
+        })
+    }
+}
+
+/// A handle on a child that signals it and sees it exit, but never reaps it.
+#[derive(Debug)]
+pub(crate) struct Leader {
+    pid: i32,
+    handle: LeaderHandle,
+}
+
+#[derive(Debug)]
+enum LeaderHandle {
+    Pidfd(OwnedFd),
+    /// Without pidfds the pid is checked against the start time it had when this handle was
+    /// made, so a reused pid is never signalled (`None`: unreadable, so only while it exists).
+    Pid { start_ticks: Option<u64> },
+}
+
+impl Leader {
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Sends `signal` (then SIGCONT, with `and_continue`); `ESRCH` once the process is gone.
+    pub(crate) fn signal(&self, signal: Signal, and_continue: bool) -> io::Result<()> {
+        match &self.handle {
+            LeaderHandle::Pidfd(fd) => deliver(fd, signal, and_continue),
+            LeaderHandle::Pid { .. } => {
+                if !self.is_same_process() {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                kill_pid(self.pid, signal)?;
+                if and_continue {
+                    let _ = kill_pid(self.pid, Signal::CONT);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the process has exited (a zombie counts), without waiting.
+    pub(crate) fn has_exited(&self) -> bool {
+        match &self.handle {
+            LeaderHandle::Pidfd(fd) => {
+                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+                let zero = rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+            }
+            LeaderHandle::Pid { .. } => {
+                !self.is_same_process() || proc_stat(self.pid()).is_none_or(|s| s.state == 'Z')
+            }
+        }
+    }
+
+    /// Completes once the process has exited.
+    pub(crate) async fn exited(&self) -> io::Result<()> {
+        match &self.handle {
+            LeaderHandle::Pidfd(fd) => {
+                let fd = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
+                // SAFETY: an OwnedFd stays open and unchanged while the AsyncFd owns it.
+                let watch = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+                    .map_err(|err| err.into_parts().1)?;
+                let _ = watch.readable().await?;
+                Ok(())
+            }
+            LeaderHandle::Pid { .. } => {
+                if self.has_exited() {
+                    return Ok(());
+                }
+                // Waits without reaping (WNOWAIT) on a blocking thread: there is no event.
+                let pid = self.pid;
+                tokio::task::spawn_blocking(move || waitid(Target::Pid(pid), libc::WNOWAIT))
+                    .await
+                    .map_err(io::Error::other)??;
+                Ok(())
+            }
+        }
+    }
+
+    fn is_same_process(&self) -> bool {
+        match &self.handle {
+            LeaderHandle::Pidfd(_) => true,
+            LeaderHandle::Pid { start_ticks } => {
+                let now = start_ticks_of(self.pid as u32);
+                now.is_some() && (start_ticks.is_none() || now == *start_ticks)
+            }
+        }
+    }
+}
+
+/// `kill(2)` by pid, for children without a pidfd.
+fn kill_pid(pid: i32, signal: Signal) -> io::Result<()> {
+    // SAFETY: kill(2) with plain integers.
+    let ret = unsafe { syscall(libc::SYS_kill, &[pid as usize, signal.as_raw() as usize]) };
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret as i32));
+    }
+    Ok(())
+}
+
+/// When process `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22).
+fn start_ticks_of(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 is the 20th after the parenthesised command name (fields 3 onwards).
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
 }
 
 impl Drop for Process {
