@@ -61,7 +61,11 @@ impl Child {
     }
 
     /// Hands the child its private herd, whose deadline (if any) stops the whole tree.
-    pub(crate) fn in_private_herd(mut self, herd: Herd, timeout: Option<(Deadline, &StopPlan)>) -> Child {
+    pub(crate) fn in_private_herd(
+        mut self,
+        herd: Herd,
+        timeout: Option<(Deadline, &StopPlan)>,
+    ) -> Child {
         if let Some((deadline, plan)) = timeout {
             herd.enforce(deadline, plan.clone(), self.leader(), true);
         }

@@ -246,10 +246,17 @@ impl Command {
         self
     }
 
-    /// Bounds the child's run time: `timeout` after it started, [`Child::wait`] stops its herd
-    /// by the [stop plan](Command::stop_plan) and returns a status that says it
-    /// [timed out](crate::ExitStatus::timed_out). For a child of a shared herd
-    /// ([`Herd::spawn`](crate::Herd::spawn)) only the child itself is stopped.
+    /// Bounds the child's run time: `timeout` after it started, its whole private herd (the
+    /// program and everything it started, also once the program itself has exited) is stopped
+    /// by the [stop plan](Command::stop_plan), whether or not anybody waits: readers of its
+    /// output then see end-of-file, and [`Child::wait`] returns a status that says it
+    /// [timed out](crate::ExitStatus::timed_out) if the program was still running. Time spent
+    /// suspended by [`suspend`](crate::suspend) does not count.
+    ///
+    /// The deadline runs in a task on the tokio runtime the command is spawned from; spawned
+    /// outside one, it is enforced from the first `wait`. For a child of a shared herd
+    /// ([`Herd::spawn`](crate::Herd::spawn)) only the child itself is stopped: to bound a
+    /// shared herd's tree, give the herd a [deadline](crate::HerdBuilder::timeout).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -236,6 +236,7 @@ impl Herd {
     }
 
     /// Returns when no process is left in the herd (learned by event, not by polling).
+    /// Cancel-safe: it only watches.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -301,7 +302,8 @@ impl Herd {
     }
 
     /// Freezes every process in the herd (`cgroup.freeze`) and returns once all are frozen.
-    /// A frozen tree can still be killed or stopped.
+    /// A frozen tree can still be killed or stopped. Cancel-safe: the freeze is asked for at
+    /// the first poll; dropping the future only stops the wait for it to complete.
     ///
     /// ```no_run
     /// # async fn demo() -> std::io::Result<()> {
@@ -318,7 +320,8 @@ impl Herd {
             .map_err(|err| self.context("freeze", err))
     }
 
-    /// Resumes a frozen herd and returns once it runs again.
+    /// Resumes a frozen herd and returns once it runs again. Cancel-safe, as
+    /// [`freeze`](Herd::freeze).
     ///
     /// ```no_run
     /// # async fn demo() -> std::io::Result<()> {
@@ -353,7 +356,10 @@ impl Herd {
     fn context(&self, action: &str, err: io::Error) -> io::Error {
         io::Error::new(
             err.kind(),
-            format!("cannot {action} the herd in {}: {err}", self.core.containment),
+            format!(
+                "cannot {action} the herd in {}: {err}",
+                self.core.containment
+            ),
         )
     }
 }
@@ -406,7 +412,9 @@ impl Flock for HerdCore {
     }
 
     fn count(&self) -> usize {
-        self.container().members().map_or(0, |members| members.len())
+        self.container()
+            .members()
+            .map_or(0, |members| members.len())
     }
 
     fn kill(&self) -> io::Result<()> {
@@ -791,6 +799,9 @@ pub fn host_containment() -> HostContainment {
 /// process (SIGSTOP), and when a shell continues it (`fg`, `bg`: SIGCONT), thaws the herds and
 /// returns. [`Command::timeout`] does not count the time spent suspended; pause your own timers
 /// ([`time::Sleep`](crate::time::Sleep)) around it likewise.
+///
+/// Cancelling it while it freezes the herds leaves those frozen so far frozen (thaw them with
+/// [`Herd::thaw`]); once this process has stopped, it runs to its end.
 ///
 /// ```no_run
 /// # async fn demo(herd: sheepdog::Herd, mut deadline: sheepdog::time::Sleep) -> std::io::Result<()> {

@@ -152,6 +152,9 @@ impl Command {
     /// (a daemon it started, say), reading stops after the [drain timeout](Command::drain_timeout),
     /// the rest of the tree is killed, and [`Output::held_open`] says so.
     ///
+    /// Cancelling (dropping the future) kills the program's whole tree at once and loses what
+    /// it printed; nothing is left running.
+    ///
     /// ```no_run
     /// # async fn demo() -> Result<(), sheepdog::Error> {
     /// let out = sheepdog::Command::new("ls").arg("/").output().await?;
@@ -165,7 +168,8 @@ impl Command {
     /// [`output`](Command::output) into buffers the caller provides: they are cleared, and
     /// their capacity is kept. A program that captures large outputs again and again saves the
     /// first touch of every fresh page (the kernel zeroes each one), which costs more than
-    /// reading the bytes; [`Output`] hands the buffers back for the next run.
+    /// reading the bytes; [`Output`] hands the buffers back for the next run. Cancelling is as
+    /// for `output` (the buffers are dropped).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), sheepdog::Error> {
@@ -249,7 +253,7 @@ impl Command {
     /// Runs the program and returns its stdout, trimmed, as text (lossily decoded); a non-zero
     /// exit, a signal, a timeout, output held open or an output limit with [`OverLimit::Fail`]
     /// is an [`Error::Failed`] that says what ran, how it ended, how long it took, and how
-    /// stderr ended.
+    /// stderr ended. Cancelling is as for [`output`](Command::output).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), sheepdog::Error> {
@@ -286,6 +290,7 @@ impl Command {
     }
 
     /// Runs the program in a private herd with inherited stdio and returns how it ended.
+    /// Cancelling kills the program's whole tree and loses its status.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), sheepdog::Error> {
@@ -540,12 +545,12 @@ const POPULATE_AHEAD: usize = 1 << 20;
 
 /// Reads `pipe` to its end, appending to `buf` (in its spare capacity first, then growing it
 /// by doubling; a big stream's buffer at three quarters full rather than when full, which
-/// measured a few percent faster, see docs/ARCHITECTURE.md). A stream that proves big gets a
+/// measured a few percent faster, see docs/decisions/). A stream that proves big gets a
 /// bigger pipe, and whenever the pipe is empty the next [`POPULATE_AHEAD`] bytes of `buf`'s
 /// spare capacity are faulted in before waiting (`sys::populate`): fresh memory otherwise
 /// takes a page fault per 4 KiB inside each read, while the writer waits for the pipe. Done
-/// while the writer fills the pipe, that work overlaps with it: `output()` of 256 MiB went
-/// from 0.38–0.53× the floor to 0.59–0.68× when it came in (session 3).
+/// while the writer fills the pipe, that work overlaps with the writer (figures in
+/// docs/BENCHMARKS.md).
 async fn read_to_end(pipe: &mut impl PipeReader, buf: &mut Vec<u8>) -> io::Result<()> {
     let start = buf.len();
     let mut big = false;

@@ -232,12 +232,7 @@ impl Pipeline {
             stages.push(herd.spawn_untimed(&cmd)?);
         }
         if let Some(timeout) = self.timeout {
-            herd.enforce(
-                Deadline::after(timeout),
-                self.stop_plan.clone(),
-                None,
-                true,
-            );
+            herd.enforce(Deadline::after(timeout), self.stop_plan.clone(), None, true);
         }
         Ok(RunningPipeline {
             herd,
@@ -252,6 +247,7 @@ impl Pipeline {
     /// [input](Command::input). The last stage's [capture limit](Command::capture_limit) and
     /// [drain timeout](Command::drain_timeout) apply. When the last stage ends, the others get
     /// the drain timeout to end too; then whatever is left of the pipeline is killed.
+    /// Cancelling kills every stage's tree at once and loses the output.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), sheepdog::Error> {
@@ -268,7 +264,8 @@ impl Pipeline {
     }
 
     /// [`output`](Pipeline::output) into a buffer the caller provides (cleared first, its
-    /// capacity kept), as [`Command::output_with_buffers`] does.
+    /// capacity kept), as [`Command::output_with_buffers`] does. Cancelling is as for
+    /// `output` (the buffer is dropped).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), sheepdog::Error> {
@@ -451,6 +448,7 @@ impl RunningPipeline {
     }
 
     /// Kills every stage and everything they started, and returns when all are gone.
+    /// Cancel-safe, as [`Herd::kill`].
     ///
     /// ```no_run
     /// # async fn demo(running: sheepdog::RunningPipeline) -> std::io::Result<()> {

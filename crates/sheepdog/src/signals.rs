@@ -66,7 +66,8 @@ impl Signals {
 
     /// Passes every signal received on to `herds`, the same signal to every member; on
     /// SIGTSTP, [suspends](crate::suspend) them with this program. Runs until a herd cannot be
-    /// signalled; drop (or abort) it to stop forwarding.
+    /// signalled; drop (or abort) it to stop forwarding. Cancel-safe between signals; cancelled
+    /// while it handles SIGTSTP, it is as [`suspend`](crate::suspend).
     ///
     /// ```no_run
     /// # async fn demo() -> std::io::Result<()> {

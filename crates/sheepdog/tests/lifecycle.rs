@@ -91,13 +91,20 @@ const BOUND: Duration = Duration::from_secs(10);
 #[tokio::test]
 async fn a_wait_dropped_during_the_grace_does_not_stop_the_ladder() {
     let (marker, _guard) = marker("grace");
-    let mut child = stubborn(&marker, Duration::from_millis(300), Duration::from_millis(300))
-        .spawn()
-        .expect("spawn");
+    let mut child = stubborn(
+        &marker,
+        Duration::from_millis(300),
+        Duration::from_millis(300),
+    )
+    .spawn()
+    .expect("spawn");
     read_until(child.stdout().expect("stdout"), "ready").await;
     // The deadline passes and SIGTERM goes out while this wait runs; then it is abandoned.
     let abandoned = tokio::time::timeout(Duration::from_millis(450), child.wait()).await;
-    assert!(abandoned.is_err(), "the tree ignores SIGTERM: {abandoned:?}");
+    assert!(
+        abandoned.is_err(),
+        "the tree ignores SIGTERM: {abandoned:?}"
+    );
     assert!(!alive(&marker).is_empty(), "still in its grace period");
     assert!(
         eventually(BOUND, || alive(&marker).is_empty()).await,
@@ -113,9 +120,13 @@ async fn a_wait_dropped_during_the_grace_does_not_stop_the_ladder() {
 async fn child_wait_dropped_after_any_number_of_polls_loses_nothing() {
     let (marker, _guard) = marker("wait_polls");
     for polls in 1.. {
-        let mut child = stubborn(&marker, Duration::from_millis(100), Duration::from_millis(100))
-            .spawn()
-            .expect("spawn");
+        let mut child = stubborn(
+            &marker,
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+        )
+        .spawn()
+        .expect("spawn");
         read_until(child.stdout().expect("stdout"), "ready").await;
         if let Some(status) = poll_at_most(child.wait(), polls).await {
             let status = status.expect("wait");
@@ -155,7 +166,10 @@ async fn herd_stop_dropped_after_any_number_of_polls_goes_on_and_is_joined() {
         assert!(report.escalated(), "after {polls} polls: {report}");
         assert_eq!(report.signalled()[0].0, Signal::TERM, "{report}");
         assert!(alive(&marker).is_empty(), "{:?} left", alive(&marker));
-        assert_eq!(child.wait().await.expect("wait").signal(), Some(Signal::KILL));
+        assert_eq!(
+            child.wait().await.expect("wait").signal(),
+            Some(Signal::KILL)
+        );
         if done {
             break;
         }
@@ -181,7 +195,10 @@ async fn herd_kill_and_wait_empty_dropped_early_lose_nothing() {
         alive(&marker)
     );
     herd.wait_empty().await.expect("wait_empty");
-    assert_eq!(child.wait().await.expect("wait").signal(), Some(Signal::KILL));
+    assert_eq!(
+        child.wait().await.expect("wait").signal(),
+        Some(Signal::KILL)
+    );
 }
 
 #[tokio::test]
@@ -294,17 +311,21 @@ async fn a_herd_deadline_stops_everything_in_it() {
     let mut first = herd
         .spawn(cmd(&marker, "sh").args(["-c", "sleep 100 & wait"]))
         .expect("spawn");
-    let mut second = herd
-        .spawn(cmd(&marker, "sleep").arg("100"))
-        .expect("spawn");
+    let mut second = herd.spawn(cmd(&marker, "sleep").arg("100")).expect("spawn");
     tokio::time::timeout(BOUND, herd.wait_empty())
         .await
         .expect("the deadline emptied the herd")
         .expect("wait_empty");
     assert!(herd.timed_out());
     assert!(alive(&marker).is_empty(), "{:?} left", alive(&marker));
-    assert_eq!(first.wait().await.expect("wait").signal(), Some(Signal::TERM));
-    assert_eq!(second.wait().await.expect("wait").signal(), Some(Signal::TERM));
+    assert_eq!(
+        first.wait().await.expect("wait").signal(),
+        Some(Signal::TERM)
+    );
+    assert_eq!(
+        second.wait().await.expect("wait").signal(),
+        Some(Signal::TERM)
+    );
 }
 
 #[tokio::test]
@@ -336,9 +357,7 @@ async fn a_timeout_in_a_shared_herd_stops_only_its_child() {
                 .timeout(Duration::from_millis(100)),
         )
         .expect("spawn");
-    let mut sibling = herd
-        .spawn(cmd(&marker, "sleep").arg("100"))
-        .expect("spawn");
+    let mut sibling = herd.spawn(cmd(&marker, "sleep").arg("100")).expect("spawn");
     let status = tokio::time::timeout(BOUND, timed.wait())
         .await
         .expect("the timeout fired")
@@ -347,7 +366,10 @@ async fn a_timeout_in_a_shared_herd_stops_only_its_child() {
     assert_eq!(status.signal(), Some(Signal::TERM), "{status}");
     assert!(sibling.try_wait().expect("try_wait").is_none());
     herd.kill().await.expect("kill");
-    assert_eq!(sibling.wait().await.expect("wait").signal(), Some(Signal::KILL));
+    assert_eq!(
+        sibling.wait().await.expect("wait").signal(),
+        Some(Signal::KILL)
+    );
 }
 
 /// A deadline set outside a tokio runtime is enforced once the first wait runs in one, and

@@ -191,7 +191,9 @@ enum LeaderHandle {
     Pidfd(OwnedFd),
     /// Without pidfds the pid is checked against the start time it had when this handle was
     /// made, so a reused pid is never signalled (`None`: unreadable, so only while it exists).
-    Pid { start_ticks: Option<u64> },
+    Pid {
+        start_ticks: Option<u64>,
+    },
 }
 
 impl Leader {
@@ -283,7 +285,12 @@ fn kill_pid(pid: i32, signal: Signal) -> io::Result<()> {
 fn start_ticks_of(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Field 22 is the 20th after the parenthesised command name (fields 3 onwards).
-    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 impl Drop for Process {
