@@ -312,10 +312,19 @@ async fn a_herd_deadline_stops_everything_in_it() {
         .spawn(cmd(&marker, "sh").args(["-c", "sleep 100 & wait"]))
         .expect("spawn");
     let mut second = herd.spawn(cmd(&marker, "sleep").arg("100")).expect("spawn");
-    tokio::time::timeout(BOUND, herd.wait_empty())
+    if tokio::time::timeout(BOUND, herd.wait_empty())
         .await
-        .expect("the deadline emptied the herd")
-        .expect("wait_empty");
+        .is_err()
+    {
+        panic!(
+            "the deadline did not empty the herd: members {:?}, alive {:?}, timed out {}, first {:?}, second {:?}",
+            herd.members(),
+            alive(&marker),
+            herd.timed_out(),
+            first.try_wait(),
+            second.try_wait()
+        );
+    }
     assert!(herd.timed_out());
     assert!(alive(&marker).is_empty(), "{:?} left", alive(&marker));
     assert_eq!(
@@ -396,4 +405,44 @@ fn a_deadline_set_outside_a_runtime_counts_from_the_spawn() {
         "the deadline counted from the wait: {:?}",
         started.elapsed()
     );
+}
+
+/// Several waits for the same herd to empty, while another task keeps reading its state (as
+/// the driver does): every wait sees the end. Sharing the kernel's event state between them
+/// once let a read consume the last event, and a wait hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_waits_for_emptiness_all_end() {
+    let (marker, _guard) = marker("concurrent_waits");
+    for _ in 0..20 {
+        let herd = std::sync::Arc::new(Herd::new().expect("herd"));
+        let mut child = herd
+            .spawn(cmd(&marker, "sh").args(["-c", "sleep 100 & sleep 100 & wait"]))
+            .expect("spawn");
+        let waits: Vec<_> = (0..3)
+            .map(|_| {
+                let herd = std::sync::Arc::clone(&herd);
+                tokio::spawn(async move { herd.wait_empty().await })
+            })
+            .collect();
+        let reader = {
+            let herd = std::sync::Arc::clone(&herd);
+            tokio::spawn(async move {
+                while !herd.is_empty().expect("is_empty") {
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        tokio::task::yield_now().await;
+        // The kill is issued at the first poll; the waits above must see the tree go.
+        let _ = poll_at_most(herd.kill(), 1).await;
+        for wait in waits {
+            tokio::time::timeout(BOUND, wait)
+                .await
+                .expect("every wait for emptiness ends")
+                .expect("join")
+                .expect("wait_empty");
+        }
+        reader.await.expect("reader");
+        let _ = child.wait().await;
+    }
 }

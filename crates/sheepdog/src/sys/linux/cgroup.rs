@@ -94,8 +94,6 @@ pub(crate) struct Cgroup {
     events: OwnedFd,
     /// `cgroup.kill` (Linux 5.14); without it, members are killed one by one while frozen.
     kill: Option<OwnedFd>,
-    /// `events` registered in the reactor, on the first asynchronous wait.
-    watch: OnceLock<AsyncFd<OwnedFd>>,
 }
 
 impl Cgroup {
@@ -152,7 +150,6 @@ impl Cgroup {
             procs,
             events,
             kill,
-            watch: OnceLock::new(),
         })
     }
 
@@ -186,13 +183,7 @@ impl Cgroup {
 
     /// Reads `cgroup.events` from the start; reading also re-arms its priority event.
     fn event_field(&self, key: &str) -> io::Result<Option<bool>> {
-        let mut buf = [0u8; 256];
-        let n = rustix::io::pread(&self.events, &mut buf, 0)?;
-        let text = std::str::from_utf8(&buf[..n]).map_err(io::Error::other)?;
-        Ok(text.lines().find_map(|line| {
-            let (k, v) = line.split_once(' ')?;
-            (k == key).then_some(v.trim() == "1")
-        }))
+        read_event_field(&self.events, key)
     }
 
     /// CPU time of every process that ever ran in the cgroup (or below it), exited ones
@@ -214,26 +205,28 @@ impl Cgroup {
 
     /// Waits until `cgroup.events` says `key` is `want`, by event.
     pub(crate) async fn wait_for(&self, key: &str, want: bool) -> io::Result<()> {
-        let watch = match self.watch.get() {
-            Some(watch) => watch,
-            None => {
-                if tokio::runtime::Handle::try_current().is_err() {
-                    return Err(io::Error::other(
-                        "sheepdog: waiting for a herd needs a tokio runtime with IO enabled",
-                    ));
-                }
-                let fd = self.events.try_clone()?;
-                // SAFETY: an OwnedFd stays open and unchanged while the AsyncFd owns it.
-                let watch = unsafe { AsyncFd::register_with_interest(fd, Interest::PRIORITY) }
-                    .map_err(|err| err.into_parts().1)?;
-                let _ = self.watch.set(watch);
-                self.watch
-                    .get()
-                    .ok_or_else(|| io::Error::other("lost watch"))?
-            }
-        };
+        if self.event_field(key)?.unwrap_or(!want) == want {
+            return Ok(());
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(io::Error::other(
+                "sheepdog: waiting for a herd needs a tokio runtime with IO enabled",
+            ));
+        }
+        // An open file of its own per wait: the kernel keeps "seen the last event" per open
+        // file, so concurrent waiters (a caller's and the lifecycle driver's) that shared one
+        // would consume each other's events by reading, and miss the last.
+        let fd = rustix::fs::openat(
+            &self.dir,
+            "cgroup.events",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        // SAFETY: an OwnedFd stays open and unchanged while the AsyncFd owns it.
+        let watch = unsafe { AsyncFd::register_with_interest(fd, Interest::PRIORITY) }
+            .map_err(|err| err.into_parts().1)?;
         loop {
-            if self.event_field(key)?.unwrap_or(!want) == want {
+            if read_event_field(watch.get_ref(), key)?.unwrap_or(!want) == want {
                 return Ok(());
             }
             let mut ready = watch.ready(Interest::PRIORITY).await?;
@@ -342,4 +335,15 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
     }
+}
+
+/// Reads the line `key 0|1` of a `cgroup.events` file open as `events`, from the start.
+fn read_event_field(events: impl AsFd, key: &str) -> io::Result<Option<bool>> {
+    let mut buf = [0u8; 256];
+    let n = rustix::io::pread(events, &mut buf, 0)?;
+    let text = std::str::from_utf8(&buf[..n]).map_err(io::Error::other)?;
+    Ok(text.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        (k == key).then_some(v.trim() == "1")
+    }))
 }
