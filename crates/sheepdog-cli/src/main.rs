@@ -4,6 +4,7 @@ mod doctor;
 mod duration;
 mod report;
 mod run;
+mod tree;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -57,6 +58,19 @@ enum Verb {
         /// The program to run and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
         cmd: Vec<OsString>,
+    },
+    /// Show a process and everything below it, as an indented tree (children from
+    /// /proc/PID/task/*/children).
+    #[command(
+        after_help = "Examples:\n  sheepdog tree\n  sheepdog tree 1\n  sheepdog tree --json $$"
+    )]
+    Tree {
+        /// The root (default: the process that started sheepdog, e.g. your shell).
+        pid: Option<u32>,
+        /// Print nested JSON objects (each with `pid`, `ppid`, `pgid`, `sid`, `state`,
+        /// `start_ticks`, `command`, `children`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Show what containment this host gives herds, and why.
     #[command(after_help = "Examples:\n  sheepdog doctor\n  sheepdog doctor --json")]
@@ -122,5 +136,6 @@ fn main() -> ExitCode {
             quiet,
         })),
         Verb::Doctor { json } => runtime.block_on(doctor::doctor(json)),
+        Verb::Tree { pid, json } => tree::tree(pid, json),
     }
 }

@@ -105,6 +105,29 @@ impl Child {
         }
     }
 
+    /// The process's identity, to keep or to write down and address it later, safely across
+    /// pid reuse (see [`ProcessRef`](crate::ProcessRef)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut child = sheepdog::Command::new("sleep").arg("30").spawn()?;
+    /// let process = child.process_ref();
+    /// assert!(process.is_alive());
+    /// child.signal(sheepdog::Signal::KILL)?;
+    /// child.wait().await?;
+    /// assert!(!process.is_alive());
+    /// # Ok(()) }
+    /// ```
+    pub fn process_ref(&self) -> crate::ProcessRef {
+        // Unreaped, the child's pid cannot name anybody else while its start time is read.
+        let start = match self.process.status() {
+            None => sys::stat(self.pid()).map(|stat| stat.start_ticks),
+            Some(_) => None,
+        };
+        crate::ProcessRef::from_parts(self.pid(), start)
+    }
+
     /// The process id. Use it for display and for `/proc`; address the process through this
     /// `Child`, since a pid can be reused once the process is reaped.
     ///

@@ -282,6 +282,25 @@ impl Herd {
             .map_err(|err| self.context("list", err))
     }
 
+    /// The herd's processes now as trees: each whose parent is not in the herd is a root, the
+    /// others follow below their parents (see [`tree`](crate::tree) for the fields). Reads
+    /// `/proc` once per member.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// herd.spawn(sheepdog::Command::new("sh").args(["-c", "sleep 30 & wait"]))?;
+    /// for info in herd.tree()? {
+    ///     println!("{:indent$}{} {:?}", "", info.pid, info.command, indent = 2 * info.depth);
+    /// }
+    /// herd.kill().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn tree(&self) -> io::Result<Vec<crate::ProcessInfo>> {
+        Ok(crate::identity::forest(&self.members()?))
+    }
+
     /// CPU time the whole tree has used so far, `(user, system)`, processes that already exited
     /// included (from the cgroup's `cpu.stat`), or `None` where the mechanism keeps no count (a
     /// process group).

@@ -26,6 +26,7 @@ mod command;
 mod driver;
 mod error;
 mod herd;
+mod identity;
 mod lines;
 mod output;
 mod pipe;
@@ -43,6 +44,7 @@ pub use error::{Error, RunFailure};
 pub use herd::{
     host_containment, suspend, Containment, Herd, HerdBuilder, HostContainment, Mechanism,
 };
+pub use identity::{tree, ProcessInfo, ProcessRef};
 pub use lines::{Line, Lines, StreamKind};
 pub use output::{Outcome, Output, OverLimit};
 pub use pipe::{ChildStderr, ChildStdin, ChildStdout};

@@ -197,6 +197,27 @@ enum LeaderHandle {
 }
 
 impl Leader {
+    /// A handle on process `pid`, whoever's child it is (`pidfd_open(2)`); the caller checks
+    /// that it is the process it meant (for instance by its start time) after opening.
+    pub(crate) fn open(pid: u32) -> io::Result<Leader> {
+        let raw = rustix::process::Pid::from_raw(pid as i32)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+        let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())?;
+        Ok(Leader {
+            pid: pid as i32,
+            handle: LeaderHandle::Pidfd(pidfd),
+        })
+    }
+
+    /// How the process ended (a wait status), where the kernel tells (see
+    /// [`pidfd_exit_code`](super::procfs::pidfd_exit_code)).
+    pub(crate) fn exit_code(&self) -> Option<i32> {
+        match &self.handle {
+            LeaderHandle::Pidfd(fd) => super::procfs::pidfd_exit_code(fd),
+            LeaderHandle::Pid { .. } => None,
+        }
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.pid as u32
     }
@@ -257,6 +278,25 @@ impl Leader {
                     .map_err(io::Error::other)??;
                 Ok(())
             }
+        }
+    }
+
+    /// Completes once the process has been reaped by its parent (its pidfd hangs up, Linux
+    /// 6.9 and later); never, where the kernel does not say.
+    pub(crate) async fn reaped(&self) -> io::Result<()> {
+        let LeaderHandle::Pidfd(fd) = &self.handle else {
+            return std::future::pending().await;
+        };
+        let fd = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
+        // SAFETY: an OwnedFd stays open and unchanged while the AsyncFd owns it.
+        let watch = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(|err| err.into_parts().1)?;
+        loop {
+            let mut ready = watch.ready(Interest::READABLE).await?;
+            if ready.ready().is_read_closed() {
+                return Ok(());
+            }
+            ready.clear_ready();
         }
     }
 
