@@ -168,12 +168,9 @@ impl Child {
         let mut status = self.process.wait().await?;
         self.terminal = None; // the foreground goes back
         if let Some(lifecycle) = self.lifecycle() {
-            if lifecycle.timed_out() {
-                status.timed_out = true;
-                if let Some(stopped) = lifecycle.stopped().await {
-                    stopped?;
-                }
-            }
+            lifecycle
+                .conclude(std::slice::from_mut(&mut status))
+                .await?;
         }
         Ok(status)
     }

@@ -386,6 +386,10 @@ impl Command {
         self.arg0.as_deref()
     }
 
+    pub(crate) fn get_stop_plan(&self) -> &StopPlan {
+        &self.stop_plan
+    }
+
     pub(crate) fn get_timeout(&self) -> Option<(Duration, &StopPlan)> {
         self.timeout.map(|timeout| (timeout, &self.stop_plan))
     }

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::signal::Signal;
+use crate::status::ExitStatus;
 use crate::stop::{StopPlan, StopReport, StopTarget};
 use crate::time::Deadline;
 
@@ -45,6 +46,20 @@ pub(crate) trait Leader: Send + Sync + 'static {
     fn signal(&self, signal: Signal) -> io::Result<()>;
     /// Whether it has exited (not necessarily been reaped).
     fn has_exited(&self) -> bool;
+}
+
+impl<T: Leader> Leader for Arc<T> {
+    fn pid(&self) -> u32 {
+        (**self).pid()
+    }
+
+    fn signal(&self, signal: Signal) -> io::Result<()> {
+        (**self).signal(signal)
+    }
+
+    fn has_exited(&self) -> bool {
+        (**self).has_exited()
+    }
 }
 
 impl Leader for crate::sys::Leader {
@@ -115,6 +130,21 @@ impl Lifecycle {
     pub(crate) async fn stopped(&self) -> Option<io::Result<StopReport>> {
         let receiver = self.state().stop.clone()?;
         Some(ended(receiver).await)
+    }
+
+    /// Marks `statuses` (the leader's, or every stage's) timed out if the tree's deadline
+    /// passed while it ran, and then waits for that stop to end.
+    pub(crate) async fn conclude(&self, statuses: &mut [ExitStatus]) -> io::Result<()> {
+        if !self.timed_out() {
+            return Ok(());
+        }
+        for status in statuses {
+            status.timed_out = true;
+        }
+        match self.stopped().await {
+            Some(stopped) => stopped.map(drop),
+            None => Ok(()),
+        }
     }
 
     /// Ends every task that runs for this tree (its owner is letting it go).

@@ -200,8 +200,17 @@ impl Herd {
         plan: &StopPlan,
         leader: Option<&Child>,
     ) -> io::Result<StopReport> {
+        self.stop_led_by(plan, leader.and_then(Child::leader)).await
+    }
+
+    /// [`stop_with`](Herd::stop_with), the leader given by a handle.
+    pub(crate) async fn stop_led_by<L: driver::Leader>(
+        &self,
+        plan: &StopPlan,
+        leader: Option<L>,
+    ) -> io::Result<StopReport> {
         self.lifecycle().start_pending();
-        driver::stop(&self.core, plan, leader.and_then(Child::leader))
+        driver::stop(&self.core, plan, leader)
             .await
             .map_err(|err| self.context("stop", err))
     }

@@ -25,6 +25,7 @@ mod child;
 mod command;
 mod driver;
 mod error;
+mod executor;
 mod herd;
 mod identity;
 mod lines;
@@ -41,6 +42,7 @@ pub mod time;
 pub use child::Child;
 pub use command::{Command, Stdio};
 pub use error::{Error, RunFailure};
+pub use executor::{Executor, Exit, OnDispose, Started};
 pub use herd::{
     host_containment, suspend, Containment, Herd, HerdBuilder, HostContainment, Mechanism,
 };

@@ -435,15 +435,7 @@ impl RunningPipeline {
         let lifecycle = self.herd.lifecycle();
         lifecycle.start_pending();
         let mut statuses = self.wait_stages().await?;
-        let lifecycle = self.herd.lifecycle();
-        if lifecycle.timed_out() {
-            for status in &mut statuses {
-                status.timed_out = true;
-            }
-            if let Some(stopped) = lifecycle.stopped().await {
-                stopped?;
-            }
-        }
+        self.herd.lifecycle().conclude(&mut statuses).await?;
         Ok(statuses)
     }
 
