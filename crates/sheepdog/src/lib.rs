@@ -101,6 +101,6 @@ pub mod __private {
                 Some(pgid) => ProcessGroup::Join(pgid),
             },
         };
-        crate::sys::spawn(cmd, &target).map(Child::new)
+        crate::sys::spawn(cmd, &target).map(|spawned| Child::new(spawned, cmd))
     }
 }
