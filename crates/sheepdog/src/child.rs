@@ -293,7 +293,8 @@ impl Child {
         }
     }
 
-    /// The child's stdin, if it was [`piped`](crate::Stdio::piped) and not taken.
+    /// The child's stdin, if it was [`piped`](crate::Stdio::piped) and not taken: shorthand
+    /// for `child.stdin.as_mut()`.
     ///
     /// ```no_run
     /// # fn demo() -> Result<(), sheepdog::Error> {
@@ -305,7 +306,8 @@ impl Child {
         self.stdin.as_mut()
     }
 
-    /// The child's stdout, if it was [`piped`](crate::Stdio::piped) and not taken.
+    /// The child's stdout, if it was [`piped`](crate::Stdio::piped) and not taken: shorthand
+    /// for `child.stdout.as_mut()`.
     ///
     /// ```no_run
     /// # fn demo() -> Result<(), sheepdog::Error> {
@@ -317,7 +319,8 @@ impl Child {
         self.stdout.as_mut()
     }
 
-    /// The child's stderr, if it was [`piped`](crate::Stdio::piped) and not taken.
+    /// The child's stderr, if it was [`piped`](crate::Stdio::piped) and not taken: shorthand
+    /// for `child.stderr.as_mut()`.
     ///
     /// ```no_run
     /// # fn demo() -> Result<(), sheepdog::Error> {
@@ -329,7 +332,8 @@ impl Child {
         self.stderr.as_mut()
     }
 
-    /// Takes the child's stdin, to write to it from another task or to close it.
+    /// Takes the child's stdin, to write to it from another task or to close it: shorthand for
+    /// `child.stdin.take()`.
     ///
     /// ```no_run
     /// # fn demo() -> Result<(), sheepdog::Error> {
@@ -341,7 +345,7 @@ impl Child {
         self.stdin.take()
     }
 
-    /// Takes the child's stdout, to read it from another task.
+    /// Takes the child's stdout, to read it from another task: `child.stdout.take()`.
     ///
     /// ```no_run
     /// # fn demo() -> Result<(), sheepdog::Error> {
@@ -353,7 +357,7 @@ impl Child {
         self.stdout.take()
     }
 
-    /// Takes the child's stderr, to read it from another task.
+    /// Takes the child's stderr, to read it from another task: `child.stderr.take()`.
     ///
     /// ```no_run
     /// # fn demo() -> Result<(), sheepdog::Error> {

@@ -62,6 +62,119 @@ async fn read_pid(lines: &mut tokio::io::Lines<BufReader<sheepdog::ChildStdout>>
     line.trim().parse().expect("a pid")
 }
 
+/// What [`port`]'s program found, the same under both imports.
+#[derive(Debug, PartialEq, Eq)]
+struct Report {
+    sorted: Vec<String>,
+    sort_succeeded: bool,
+    id_after_wait: Option<u32>,
+    counted: String,
+    killed_by_signal: bool,
+    missing: io::ErrorKind,
+    code: Option<i32>,
+    stdout: Vec<u8>,
+}
+
+/// One program, compiled twice: once on `tokio::process` and once on sheepdog, the two
+/// differing in their `use` lines only.
+macro_rules! port {
+    () => {
+        pub async fn run() -> std::io::Result<super::Report> {
+            // Feed a child's stdin and read its stdout line by line.
+            let mut sort = Command::new("sort")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?;
+            assert!(sort.id().is_some());
+            let mut stdin = sort.stdin.take().expect("piped");
+            stdin.write_all(b"pear\napple\nfig\n").await?;
+            drop(stdin);
+            let mut lines = BufReader::new(sort.stdout.take().expect("piped")).lines();
+            let mut sorted = Vec::new();
+            while let Some(line) = lines.next_line().await? {
+                sorted.push(line);
+            }
+            let status = sort.wait().await?;
+
+            // Chain one child's stdout into the next one's stdin.
+            let mut printf = Command::new("printf")
+                .arg("a\\nb\\nc\\n")
+                .stdout(Stdio::piped())
+                .spawn()?;
+            let piped: Stdio = printf.stdout.take().expect("piped").try_into()?;
+            let wc = Command::new("wc")
+                .arg("-l")
+                .stdin(piped)
+                .stdout(Stdio::piped())
+                .spawn()?;
+            let counted = wc.wait_with_output().await?;
+            printf.wait().await?;
+
+            // Stop a runaway in its own process group.
+            let mut sleeper = Command::new("sleep").arg("600").process_group(0).spawn()?;
+            sleeper.start_kill()?;
+            sleeper.kill().await?;
+            let killed = sleeper.try_wait()?.expect("reaped");
+
+            let missing = Command::new("no-such-program-tokio-style")
+                .spawn()
+                .err()
+                .expect("not found")
+                .kind();
+            let out = Command::new("sh")
+                .args(["-c", "echo hi; exit 3"])
+                .output()
+                .await?;
+            Ok(super::Report {
+                sorted,
+                sort_succeeded: status.success(),
+                id_after_wait: sort.id(),
+                counted: String::from_utf8_lossy(&counted.stdout).trim().to_owned(),
+                killed_by_signal: !killed.success() && killed.code().is_none(),
+                missing,
+                code: out.status.code(),
+                stdout: out.stdout,
+            })
+        }
+    };
+}
+
+mod on_tokio {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::process::Command;
+    port!();
+}
+
+mod on_sheepdog {
+    use sheepdog::{Command, Stdio};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    port!();
+}
+
+/// The same program on tokio and on sheepdog: it compiles on both and finds the same.
+#[tokio::test]
+async fn a_tokio_program_ported_by_its_imports() -> io::Result<()> {
+    let on_tokio = on_tokio::run().await?;
+    let on_sheepdog = on_sheepdog::run().await?;
+    assert_eq!(on_sheepdog, on_tokio);
+    assert_eq!(
+        on_sheepdog,
+        Report {
+            sorted: vec!["apple".into(), "fig".into(), "pear".into()],
+            sort_succeeded: true,
+            id_after_wait: None,
+            counted: "3".into(),
+            killed_by_signal: true,
+            missing: io::ErrorKind::NotFound,
+            code: Some(3),
+            stdout: b"hi\n".to_vec(),
+        }
+    );
+    Ok(())
+}
+
 /// The typical tokio program: write to stdin, read stdout line by line from the public fields,
 /// look at `id()`, wait; `id()` is `None` once the child is reaped.
 #[tokio::test]
