@@ -42,9 +42,8 @@ use crate::stop::StopPlan;
 /// # Coming from `tokio::process`
 ///
 /// The builder and the verbs have tokio's names (`kill_on_drop`, `process_group`, `uid`, `gid`,
-/// `arg0`, the `get_*` getters), and [`From<std::process::Command>`](#impl-From%3CCommand%3E-for-Command)
-/// takes over what std lets a caller read; docs/from-tokio.md in the repository lists what
-/// differs. There is no `pre_exec`: the child is started by a vfork-style `clone3` that shares
+/// `arg0`, the `get_*` getters), and `From<std::process::Command>` takes over what std lets a
+/// caller read; docs/from-tokio.md in the repository lists what differs. There is no `pre_exec`: the child is started by a vfork-style `clone3` that shares
 /// this process's memory until it execs, so it may only make raw system calls, and a Rust
 /// closure (which may allocate, lock, or touch state shared with the suspended parent) cannot
 /// run there. What `pre_exec` hooks are mostly for has a setting here instead: `process_group`,
@@ -447,7 +446,7 @@ impl Command {
 
     /// Starts the program in a private [`Herd`](crate::Herd); the returned [`Child`] watches
     /// it. Everything the program starts stays in that herd, and dropping the `Child` kills the
-    /// whole tree. Use [`Herd::spawn`](crate::Herd::spawn) to put several programs in one herd.
+    /// whole tree (unless [`kill_on_drop(false)`](Command::kill_on_drop)). Use [`Herd::spawn`](crate::Herd::spawn) to put several programs in one herd.
     ///
     /// Fails before anything runs if the program cannot be found or executed, the working
     /// directory is unusable, or a string holds a NUL byte; nothing is left behind then.

@@ -154,7 +154,8 @@ impl Command {
     /// the rest of the tree is killed, and [`Output::held_open`] says so.
     ///
     /// Cancelling (dropping the future) kills the program's whole tree at once and loses what
-    /// it printed; nothing is left running.
+    /// it printed; nothing is left running (with [`kill_on_drop(false)`](Command::kill_on_drop),
+    /// the tree is let go instead, and so are the holders of a pipe held open).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), sheepdog::Error> {
