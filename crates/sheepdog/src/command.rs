@@ -43,10 +43,12 @@ use crate::stop::StopPlan;
 ///
 /// The builder and the verbs have tokio's names (`kill_on_drop`, `process_group`, `uid`, `gid`,
 /// `arg0`, the `get_*` getters), and `From<std::process::Command>` takes over what std lets a
-/// caller read; docs/from-tokio.md in the repository lists what differs. There is no `pre_exec`: the child is started by a vfork-style `clone3` that shares
-/// this process's memory until it execs, so it may only make raw system calls, and a Rust
-/// closure (which may allocate, lock, or touch state shared with the suspended parent) cannot
-/// run there. What `pre_exec` hooks are mostly for has a setting here instead: `process_group`,
+/// caller read; docs/from-tokio.md in the repository lists what differs.
+///
+/// There is no `pre_exec`: the child is started by a vfork-style `clone3` that shares this
+/// process's memory until it execs, so it may only make raw system calls, and a Rust closure
+/// (which may allocate, lock, or touch state shared with the suspended parent) cannot run
+/// there. What `pre_exec` hooks are mostly for has a setting here instead: `process_group`,
 /// `uid`/`gid`, [`foreground`](Command::foreground), [`pass_fd`](Command::pass_fd), and
 /// containment itself (a cgroup instead of `setsid` or `PR_SET_PDEATHSIG`).
 #[derive(Debug, Clone)]
@@ -367,7 +369,8 @@ impl Command {
         self
     }
 
-    /// Whether dropping the spawned [`Child`] kills its tree ([`kill_on_drop`](Command::kill_on_drop)).
+    /// Whether dropping the spawned [`Child`] kills its tree
+    /// ([`kill_on_drop`](Command::kill_on_drop)).
     ///
     /// ```
     /// assert!(sheepdog::Command::new("ls").get_kill_on_drop());
@@ -446,7 +449,8 @@ impl Command {
 
     /// Starts the program in a private [`Herd`](crate::Herd); the returned [`Child`] watches
     /// it. Everything the program starts stays in that herd, and dropping the `Child` kills the
-    /// whole tree (unless [`kill_on_drop(false)`](Command::kill_on_drop)). Use [`Herd::spawn`](crate::Herd::spawn) to put several programs in one herd.
+    /// whole tree (unless [`kill_on_drop(false)`](Command::kill_on_drop)). Use
+    /// [`Herd::spawn`](crate::Herd::spawn) to put several programs in one herd.
     ///
     /// Fails before anything runs if the program cannot be found or executed, the working
     /// directory is unusable, or a string holds a NUL byte; nothing is left behind then.

@@ -308,7 +308,8 @@ impl Child {
     ///     .stderr(Stdio::piped())
     ///     .spawn()?;
     /// let out = child.wait_with_output().await?;
-    /// assert_eq!((out.status.code(), &out.stdout[..], &out.stderr[..]), (Some(3), &b"out\n"[..], &b"err\n"[..]));
+    /// assert_eq!(out.status.code(), Some(3));
+    /// assert_eq!((&out.stdout[..], &out.stderr[..]), (&b"out\n"[..], &b"err\n"[..]));
     /// # Ok(()) }
     /// ```
     pub async fn wait_with_output(mut self) -> io::Result<Output> {

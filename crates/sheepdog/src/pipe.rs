@@ -111,9 +111,11 @@ macro_rules! pipe_end {
                 "# #[tokio::main(flavor = \"current_thread\")]\n",
                 "# async fn main() -> Result<(), Box<dyn std::error::Error>> {\n",
                 "use sheepdog::{Command, Stdio};\n",
-                "let mut echo = Command::new(\"echo\").arg(\"hi\").stdout(Stdio::piped()).spawn()?;\n",
+                "let mut echo = Command::new(\"echo\").arg(\"hi\")",
+                ".stdout(Stdio::piped()).spawn()?;\n",
                 "let pipe: Stdio = echo.stdout.take().unwrap().try_into()?;\n",
-                "let out = Command::new(\"tr\").arg(\"a-z\").arg(\"A-Z\").stdin(pipe).output().await?;\n",
+                "let out = Command::new(\"tr\").args([\"a-z\", \"A-Z\"])",
+                ".stdin(pipe).output().await?;\n",
                 "assert_eq!(out.stdout, b\"HI\\n\");\n",
                 "# Ok(()) }\n```"
             )]

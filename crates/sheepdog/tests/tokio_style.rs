@@ -331,6 +331,33 @@ async fn kill_on_drop_false_leaves_the_tree_running_and_no_zombie() -> io::Resul
     Ok(())
 }
 
+/// `kill_on_drop(false)` on the process-group mechanism: the group is let go, its members run
+/// on in it, and the dropped leader is reaped.
+#[tokio::test]
+async fn kill_on_drop_false_on_the_process_group_mechanism() -> io::Result<()> {
+    let test = "tokio_style_kill_on_drop_group";
+    let mut child = cmd(test, "sh")
+        .args(["-c", "sleep 600 & echo $!"])
+        .stdout(Stdio::piped())
+        .mechanism(Mechanism::ProcessGroup)
+        .kill_on_drop(false)
+        .spawn()?;
+    let pid = child.pid();
+    let group = pgid_of(pid).expect("a group");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let sleeper = read_pid(&mut lines).await;
+    let _cleanup = KillOnDrop(sleeper);
+    drop(child);
+    assert!(
+        poll_until(Duration::from_secs(10), || !pid_exists(pid)),
+        "the dropped child {pid} was not reaped (state {:?})",
+        pid_state(pid)
+    );
+    assert_eq!(pid_state(sleeper).map(|s| s != 'Z'), Some(true));
+    assert_eq!(pgid_of(sleeper), Some(group), "still in the herd's group");
+    Ok(())
+}
+
 /// The default still kills the tree when the child is dropped (the contrast to the above).
 #[tokio::test]
 async fn kill_on_drop_by_default() -> io::Result<()> {
