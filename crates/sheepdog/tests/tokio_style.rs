@@ -56,10 +56,21 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// The first line a child prints on its piped stdout, parsed as a pid.
-async fn read_pid(lines: &mut tokio::io::Lines<BufReader<sheepdog::ChildStdout>>) -> u32 {
-    let line = lines.next_line().await.expect("read").expect("a line");
-    line.trim().parse().expect("a pid")
+/// Spawns `sh` as `cmd` says, running `sleep 600` in the background and printing its pid, then
+/// (with `wait`) waiting for it; returns the child and a guard that kills the sleep.
+async fn with_background_sleep(
+    cmd: &mut Command,
+    wait: bool,
+) -> io::Result<(sheepdog::Child, KillOnDrop)> {
+    let script = if wait {
+        "sleep 600 & echo $!; wait"
+    } else {
+        "sleep 600 & echo $!"
+    };
+    let mut child = cmd.args(["-c", script]).stdout(Stdio::piped()).spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let line = lines.next_line().await?.expect("a line");
+    Ok((child, KillOnDrop(line.trim().parse().expect("a pid"))))
 }
 
 /// What [`port`]'s program found, the same under both imports.
@@ -211,12 +222,8 @@ async fn tokio_program_runs_unchanged() -> io::Result<()> {
 #[tokio::test]
 async fn start_kill_kills_the_whole_private_tree() -> io::Result<()> {
     let test = "tokio_style_start_kill";
-    let mut child = cmd(test, "sh")
-        .args(["-c", "sleep 600 & echo $!; wait"])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let grandchild = read_pid(&mut lines).await;
+    let (mut child, sleep) = with_background_sleep(&mut cmd(test, "sh"), true).await?;
+    let grandchild = sleep.0;
     child.start_kill()?;
     let status = child.wait().await?;
     assert_eq!(status.signal(), Some(sheepdog::Signal::KILL));
@@ -295,16 +302,10 @@ async fn wait_with_output_reads_both_streams_and_ends() -> io::Result<()> {
 async fn kill_on_drop_false_leaves_the_tree_running_and_no_zombie() -> io::Result<()> {
     let test = "tokio_style_kill_on_drop";
     let mut leader = cmd(test, "sh");
-    leader
-        .args(["-c", "sleep 600 & echo $!"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(false);
+    leader.kill_on_drop(false);
     assert!(!leader.get_kill_on_drop());
-    let mut child = leader.spawn()?;
-    let pid = child.pid();
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let sleeper = read_pid(&mut lines).await;
-    let _cleanup = KillOnDrop(sleeper);
+    let (child, sleep_guard) = with_background_sleep(&mut leader, false).await?;
+    let (pid, sleeper) = (child.pid(), sleep_guard.0);
     let herd_cgroup = cgroup_of(sleeper).filter(|_| cgroup_herds());
     drop(child);
     assert!(
@@ -319,7 +320,7 @@ async fn kill_on_drop_false_leaves_the_tree_running_and_no_zombie() -> io::Resul
     );
     if let Some(dir) = herd_cgroup {
         assert!(dir.exists(), "the herd's cgroup stays while the tree runs");
-        drop(_cleanup); // the tree ends
+        drop(sleep_guard); // the tree ends
         assert!(
             poll_until(Duration::from_secs(10), || !dir.exists()),
             "the released herd's cgroup {} was not removed",
@@ -336,17 +337,13 @@ async fn kill_on_drop_false_leaves_the_tree_running_and_no_zombie() -> io::Resul
 #[tokio::test]
 async fn kill_on_drop_false_on_the_process_group_mechanism() -> io::Result<()> {
     let test = "tokio_style_kill_on_drop_group";
-    let mut child = cmd(test, "sh")
-        .args(["-c", "sleep 600 & echo $!"])
-        .stdout(Stdio::piped())
+    let mut leader = cmd(test, "sh");
+    leader
         .mechanism(Mechanism::ProcessGroup)
-        .kill_on_drop(false)
-        .spawn()?;
-    let pid = child.pid();
+        .kill_on_drop(false);
+    let (child, sleep_guard) = with_background_sleep(&mut leader, false).await?;
+    let (pid, sleeper) = (child.pid(), sleep_guard.0);
     let group = pgid_of(pid).expect("a group");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let sleeper = read_pid(&mut lines).await;
-    let _cleanup = KillOnDrop(sleeper);
     drop(child);
     assert!(
         poll_until(Duration::from_secs(10), || !pid_exists(pid)),
@@ -362,13 +359,8 @@ async fn kill_on_drop_false_on_the_process_group_mechanism() -> io::Result<()> {
 #[tokio::test]
 async fn kill_on_drop_by_default() -> io::Result<()> {
     let test = "tokio_style_kill_on_drop_default";
-    let mut child = cmd(test, "sh")
-        .args(["-c", "sleep 600 & echo $!"])
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let sleeper = read_pid(&mut lines).await;
-    let _cleanup = KillOnDrop(sleeper);
+    let (child, sleep_guard) = with_background_sleep(&mut cmd(test, "sh"), false).await?;
+    let sleeper = sleep_guard.0;
     drop(child);
     assert!(
         poll_until(Duration::from_secs(10), || pid_state(sleeper)
@@ -521,14 +513,10 @@ async fn process_group_as_in_tokio() -> io::Result<()> {
 #[tokio::test]
 async fn process_group_mechanism_on_a_command() -> io::Result<()> {
     let test = "tokio_style_group_mechanism";
-    let mut child = cmd(test, "sh")
-        .args(["-c", "sleep 600 & echo $!; wait"])
-        .stdout(Stdio::piped())
-        .mechanism(Mechanism::ProcessGroup)
-        .spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let sleeper = read_pid(&mut lines).await;
-    let _cleanup = KillOnDrop(sleeper);
+    let mut leader = cmd(test, "sh");
+    leader.mechanism(Mechanism::ProcessGroup);
+    let (mut child, sleep_guard) = with_background_sleep(&mut leader, true).await?;
+    let sleeper = sleep_guard.0;
     // Both are in the herd's group, which the child does not lead (an anchor does).
     let group = pgid_of(child.pid()).expect("a group");
     assert_ne!(
