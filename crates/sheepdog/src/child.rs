@@ -3,8 +3,10 @@
 use std::io;
 use std::sync::Arc;
 
+use crate::command::Command;
 use crate::driver::{self, Flock, Lifecycle};
 use crate::herd::Herd;
+use crate::output::OverLimit;
 use crate::pipe::{ChildStderr, ChildStdin, ChildStdout};
 use crate::signal::Signal;
 use crate::status::ExitStatus;
@@ -16,9 +18,13 @@ use crate::time::Deadline;
 ///
 /// It is addressed by pidfd, so a signal can never reach another process that reused its pid.
 /// Dropping a `Child` started by [`Command::spawn`](crate::Command::spawn) kills it and
-/// everything it started (its private herd), with a `tracing` warning if it was still running;
-/// one started by [`Herd::spawn`](crate::Herd::spawn) lives as long as its herd. Either way a
-/// child that was not waited for is reaped in the background, so it never stays a zombie.
+/// everything it started (its private herd), with a `tracing` warning if it was still running,
+/// unless its command said [`kill_on_drop(false)`](crate::Command::kill_on_drop); one started
+/// by [`Herd::spawn`](crate::Herd::spawn) lives as long as its herd. Either way a child that
+/// was not waited for is reaped in the background, so it never stays a zombie.
+///
+/// The pipes are public fields, as in `tokio::process::Child`: `child.stdout.take()` hands
+/// the stdout pipe to another task.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,10 +37,14 @@ use crate::time::Deadline;
 #[derive(Debug)]
 #[must_use = "dropping a Child started by Command::spawn kills its process tree"]
 pub struct Child {
+    /// The write end of the child's stdin, if it was [`piped`](crate::Stdio::piped) (and not
+    /// taken yet). [`wait`](Child::wait) closes it.
+    pub stdin: Option<ChildStdin>,
+    /// The read end of the child's stdout, if it was [`piped`](crate::Stdio::piped).
+    pub stdout: Option<ChildStdout>,
+    /// The read end of the child's stderr, if it was [`piped`](crate::Stdio::piped).
+    pub stderr: Option<ChildStderr>,
     process: sys::Process,
-    stdin: Option<ChildStdin>,
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
     path: SpawnPath,
     /// The terminal whose foreground the child holds; dropping it gives the foreground back.
     terminal: Option<sys::Terminal>,
@@ -43,20 +53,27 @@ pub struct Child {
     herd: Option<Herd>,
     /// The deadline of a child of a shared herd, which stops the child alone.
     alone: Option<Arc<Alone>>,
+    /// Whether dropping this child kills its private herd ([`Command::kill_on_drop`]).
+    kill_on_drop: bool,
+    /// How [`wait_with_output`](Child::wait_with_output) reads: the command's capture limit
+    /// and drain timeout.
+    pub(crate) capture: (Option<(usize, OverLimit)>, std::time::Duration),
 }
 
 impl Child {
-    pub(crate) fn new(spawned: sys::Spawned) -> Child {
+    pub(crate) fn new(spawned: sys::Spawned, cmd: &Command) -> Child {
         let [stdin, stdout, stderr] = spawned.stdio;
         Child {
-            process: spawned.process,
             stdin: stdin.map(ChildStdin::new),
             stdout: stdout.map(ChildStdout::new),
             stderr: stderr.map(ChildStderr::new),
+            process: spawned.process,
             path: spawned.path,
             terminal: spawned.terminal,
             herd: None,
             alone: None,
+            kill_on_drop: cmd.get_kill_on_drop(),
+            capture: (cmd.get_capture_limit(), cmd.get_drain()),
         }
     }
 
@@ -141,6 +158,22 @@ impl Child {
         self.process.pid()
     }
 
+    /// The process id while the process has not been reaped, `None` once a wait has returned
+    /// its status (the id may belong to another process by then), as in `tokio::process`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut child = sheepdog::Command::new("true").spawn()?;
+    /// assert_eq!(child.id(), Some(child.pid()));
+    /// child.wait().await?;
+    /// assert_eq!(child.id(), None);
+    /// # Ok(()) }
+    /// ```
+    pub fn id(&self) -> Option<u32> {
+        self.process.status().is_none().then(|| self.pid())
+    }
+
     /// Waits for the process to exit and returns its status. Closes stdin first, so a child
     /// reading it sees end-of-file instead of waiting forever. Once it has returned, it returns
     /// the same status again.
@@ -175,13 +208,52 @@ impl Child {
         Ok(status)
     }
 
-    /// Kills the child's private herd at once (the whole tree), or, for a child of a shared
-    /// herd, the child alone. Does not wait.
-    pub(crate) fn kill_tree(&self) -> io::Result<()> {
+    /// Kills the child's herd at once, without waiting: for a child started by
+    /// [`Command::spawn`](crate::Command::spawn), its whole private herd (the program and
+    /// everything it started, even what has left its process group or session); for a child
+    /// of a shared herd ([`Herd::spawn`](crate::Herd::spawn)), the child alone (kill the herd
+    /// with [`Herd::kill`](crate::Herd::kill)). Succeeds without doing anything if there is
+    /// nothing left to kill.
+    ///
+    /// This is `tokio::process::Child::start_kill`, widened to the tree; [`kill`](Child::kill)
+    /// also waits.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut child = sheepdog::Command::new("sleep").arg("30").spawn()?;
+    /// child.start_kill()?;
+    /// assert_eq!(child.wait().await?.signal(), Some(sheepdog::Signal::KILL));
+    /// # Ok(()) }
+    /// ```
+    pub fn start_kill(&self) -> io::Result<()> {
         match &self.herd {
             Some(herd) => herd.kill_now(),
-            None => self.kill(),
+            None => self.kill_alone(),
         }
+    }
+
+    /// Kills the child's herd as [`start_kill`](Child::start_kill) does, then waits for the
+    /// child to exit and, for a private herd, for the whole tree to be gone.
+    ///
+    /// Cancel-safe: the kill is issued at the first poll; dropping the future then only stops
+    /// the waits (the status is kept for the next [`wait`](Child::wait)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut child = sheepdog::Command::new("sh").args(["-c", "sleep 30 & sleep 30"]).spawn()?;
+    /// child.kill().await?; // both sleeps are gone
+    /// assert_eq!(child.id(), None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn kill(&mut self) -> io::Result<()> {
+        self.start_kill()?;
+        self.wait().await?;
+        if let Some(herd) = &self.herd {
+            herd.wait_empty().await?;
+        }
+        Ok(())
     }
 
     /// The status if the process has exited (reaping it), or `None` if it is still running.
@@ -228,16 +300,8 @@ impl Child {
         })
     }
 
-    /// Sends `SIGKILL`. Succeeds without doing anything if the process has already exited.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mut child = sheepdog::Command::new("sleep").arg("30").spawn()?;
-    /// child.kill()?;
-    /// child.wait().await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn kill(&self) -> io::Result<()> {
+    /// Sends `SIGKILL` to the process alone; `Ok` if it has already exited.
+    fn kill_alone(&self) -> io::Result<()> {
         match self.process.signal(Signal::KILL) {
             Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             other => other.map_err(|err| {
@@ -249,7 +313,8 @@ impl Child {
         }
     }
 
-    /// The child's stdin, if it was [`piped`](crate::Stdio::piped) and not taken.
+    /// The child's stdin, if it was [`piped`](crate::Stdio::piped) and not taken: shorthand
+    /// for `child.stdin.as_mut()`.
     ///
     /// ```no_run
     /// # fn demo() -> Result<(), sheepdog::Error> {
@@ -261,7 +326,8 @@ impl Child {
         self.stdin.as_mut()
     }
 
-    /// The child's stdout, if it was [`piped`](crate::Stdio::piped) and not taken.
+    /// The child's stdout, if it was [`piped`](crate::Stdio::piped) and not taken: shorthand
+    /// for `child.stdout.as_mut()`.
     ///
     /// ```no_run
     /// # fn demo() -> Result<(), sheepdog::Error> {
@@ -273,7 +339,8 @@ impl Child {
         self.stdout.as_mut()
     }
 
-    /// The child's stderr, if it was [`piped`](crate::Stdio::piped) and not taken.
+    /// The child's stderr, if it was [`piped`](crate::Stdio::piped) and not taken: shorthand
+    /// for `child.stderr.as_mut()`.
     ///
     /// ```no_run
     /// # fn demo() -> Result<(), sheepdog::Error> {
@@ -285,7 +352,8 @@ impl Child {
         self.stderr.as_mut()
     }
 
-    /// Takes the child's stdin, to write to it from another task or to close it.
+    /// Takes the child's stdin, to write to it from another task or to close it: shorthand for
+    /// `child.stdin.take()`.
     ///
     /// ```no_run
     /// # fn demo() -> Result<(), sheepdog::Error> {
@@ -297,7 +365,7 @@ impl Child {
         self.stdin.take()
     }
 
-    /// Takes the child's stdout, to read it from another task.
+    /// Takes the child's stdout, to read it from another task: `child.stdout.take()`.
     ///
     /// ```no_run
     /// # fn demo() -> Result<(), sheepdog::Error> {
@@ -309,7 +377,7 @@ impl Child {
         self.stdout.take()
     }
 
-    /// Takes the child's stderr, to read it from another task.
+    /// Takes the child's stderr, to read it from another task: `child.stderr.take()`.
     ///
     /// ```no_run
     /// # fn demo() -> Result<(), sheepdog::Error> {
@@ -387,7 +455,14 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
-        if self.herd.is_some() && matches!(self.process.try_wait(), Ok(None)) {
+        let Some(herd) = self.herd.take() else {
+            return;
+        };
+        if !self.kill_on_drop {
+            herd.release();
+            return;
+        }
+        if matches!(self.process.try_wait(), Ok(None)) {
             tracing::warn!(
                 pid = self.pid(),
                 "sheepdog: a running child was dropped without waiting; its tree is killed and \

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::child::Child;
 use crate::error::Error;
+use crate::herd::Mechanism;
 use crate::output::{Input, OverLimit};
 use crate::stop::StopPlan;
 
@@ -37,6 +38,19 @@ use crate::stop::StopPlan;
 /// assert!(status.success());
 /// # Ok(()) }
 /// ```
+///
+/// # Coming from `tokio::process`
+///
+/// The builder and the verbs have tokio's names (`kill_on_drop`, `process_group`, `uid`, `gid`,
+/// `arg0`, the `get_*` getters), and `From<std::process::Command>` takes over what std lets a
+/// caller read; docs/from-tokio.md in the repository lists what differs.
+///
+/// There is no `pre_exec`: the child is started by a vfork-style `clone3` that shares this
+/// process's memory until it execs, so it may only make raw system calls, and a Rust closure
+/// (which may allocate, lock, or touch state shared with the suspended parent) cannot run
+/// there. What `pre_exec` hooks are mostly for has a setting here instead: `process_group`,
+/// `uid`/`gid`, [`foreground`](Command::foreground), [`pass_fd`](Command::pass_fd), and
+/// containment itself (a cgroup instead of `setsid` or `PR_SET_PDEATHSIG`).
 #[derive(Debug, Clone)]
 pub struct Command {
     program: OsString,
@@ -58,6 +72,12 @@ pub struct Command {
     foreground: bool,
     timeout: Option<Duration>,
     stop_plan: StopPlan,
+    kill_on_drop: bool,
+    /// The containment of the private herd `spawn` makes (`None`: the strongest).
+    mechanism: Option<Mechanism>,
+    process_group: Option<i32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
 }
 
 impl Command {
@@ -87,6 +107,11 @@ impl Command {
             foreground: false,
             timeout: None,
             stop_plan: StopPlan::default(),
+            kill_on_drop: true,
+            mechanism: None,
+            process_group: None,
+            uid: None,
+            gid: None,
         }
     }
 
@@ -316,9 +341,116 @@ impl Command {
         self
     }
 
+    /// Whether dropping the [`Child`] that [`spawn`](Command::spawn) returns kills the
+    /// program's whole tree (its private herd). `true` by default, unlike tokio's: a dropped
+    /// handle leaves nothing running.
+    ///
+    /// With `false`, dropping the `Child` (or cancelling [`output`](Command::output) or
+    /// [`status`](Command::status)) lets the tree run on: the program is reaped in the
+    /// background when it exits, so it never stays a zombie, and its private herd lives on
+    /// until the tree has left it by itself, then its cgroup is removed. The tree still dies
+    /// with this program (the owner-death sentinel kills it on the cgroup mechanism; see
+    /// docs/from-tokio.md), and its [timeout](Command::timeout) no longer applies once the
+    /// `Child` is dropped. On the process-group mechanism the group is let go at once: nothing
+    /// kills it afterwards, not even this program's death.
+    ///
+    /// A child of a shared herd ([`Herd::spawn`](crate::Herd::spawn)) lives as long as its
+    /// herd, whatever this says.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let child = sheepdog::Command::new("sleep").arg("0.1").kill_on_drop(false).spawn()?;
+    /// drop(child); // `sleep` runs on, and is reaped when it exits
+    /// # Ok(()) }
+    /// ```
+    pub fn kill_on_drop(&mut self, kill_on_drop: bool) -> &mut Command {
+        self.kill_on_drop = kill_on_drop;
+        self
+    }
+
+    /// Whether dropping the spawned [`Child`] kills its tree
+    /// ([`kill_on_drop`](Command::kill_on_drop)).
+    ///
+    /// ```
+    /// assert!(sheepdog::Command::new("ls").get_kill_on_drop());
+    /// ```
+    pub fn get_kill_on_drop(&self) -> bool {
+        self.kill_on_drop
+    }
+
+    /// The containment of the private herd that [`spawn`](Command::spawn) (and with it
+    /// [`output`](Command::output), [`status`](Command::status), [`run`](Command::run)) makes:
+    /// `mechanism` or an error, as [`HerdBuilder::mechanism`](crate::HerdBuilder::mechanism)
+    /// gives, instead of the strongest the host allows. Ignored by
+    /// [`Herd::spawn`](crate::Herd::spawn), whose herd is made already.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let out = sheepdog::Command::new("echo")
+    ///     .arg("hi")
+    ///     .mechanism(sheepdog::Mechanism::ProcessGroup)
+    ///     .output()
+    ///     .await?;
+    /// assert_eq!(out.stdout, b"hi\n");
+    /// # Ok(()) }
+    /// ```
+    pub fn mechanism(&mut self, mechanism: Mechanism) -> &mut Command {
+        self.mechanism = Some(mechanism);
+        self
+    }
+
+    /// Puts the child in process group `pgid` before it execs, as `setpgid(0, pgid)`: `0`
+    /// makes it lead a new group whose id is its pid (tokio's and std's meaning).
+    ///
+    /// On the cgroup mechanism every child already leads a new group, so `0` changes nothing,
+    /// and joining another group leaves the child in its herd (the cgroup holds it). On the
+    /// process-group mechanism the herd *is* a process group: moving the child out of it would
+    /// let it escape, so spawning with this set fails there (`InvalidInput`). A negative
+    /// `pgid` fails likewise; a group the child may not join fails as the kernel says (`EPERM`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let child = sheepdog::Command::new("sleep").arg("1").process_group(0).spawn()?;
+    /// // A group whose id is the child's pid (on the cgroup mechanism).
+    /// # Ok(()) }
+    /// ```
+    pub fn process_group(&mut self, pgid: i32) -> &mut Command {
+        self.process_group = Some(pgid);
+        self
+    }
+
+    /// Sets the child's user id before it execs (`setuid(2)`); with it, a child started by
+    /// root also drops its supplementary groups (as std does). Needs the privilege to do so;
+    /// a refusal fails the spawn (`PermissionDenied`), with nothing left behind.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let status = sheepdog::Command::new("id").uid(65534).gid(65534).status().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn uid(&mut self, uid: u32) -> &mut Command {
+        self.uid = Some(uid);
+        self
+    }
+
+    /// Sets the child's group id before it execs (`setgid(2)`); see [`uid`](Command::uid).
+    ///
+    /// ```
+    /// let mut cmd = sheepdog::Command::new("id");
+    /// cmd.gid(65534);
+    /// ```
+    pub fn gid(&mut self, gid: u32) -> &mut Command {
+        self.gid = Some(gid);
+        self
+    }
+
     /// Starts the program in a private [`Herd`](crate::Herd); the returned [`Child`] watches
     /// it. Everything the program starts stays in that herd, and dropping the `Child` kills the
-    /// whole tree. Use [`Herd::spawn`](crate::Herd::spawn) to put several programs in one herd.
+    /// whole tree (unless [`kill_on_drop(false)`](Command::kill_on_drop)). Use
+    /// [`Herd::spawn`](crate::Herd::spawn) to put several programs in one herd.
     ///
     /// Fails before anything runs if the program cannot be found or executed, the working
     /// directory is unusable, or a string holds a NUL byte; nothing is left behind then.
@@ -330,7 +462,11 @@ impl Command {
     /// # Ok(()) }
     /// ```
     pub fn spawn(&self) -> Result<Child, Error> {
-        let herd = crate::Herd::builder()
+        let mut builder = crate::Herd::builder();
+        if let Some(mechanism) = self.mechanism {
+            builder.mechanism(mechanism);
+        }
+        let herd = builder
             .build_or_os_error()
             .map_err(|(_, source)| self.os_error("create a herd", source))?;
         let child = herd.spawn_untimed(self)?;
@@ -388,6 +524,15 @@ impl Command {
 
     pub(crate) fn get_stop_plan(&self) -> &StopPlan {
         &self.stop_plan
+    }
+
+    pub(crate) fn get_process_group(&self) -> Option<i32> {
+        self.process_group
+    }
+
+    /// The user and group ids the child takes before exec, where set.
+    pub(crate) fn get_identity(&self) -> (Option<u32>, Option<u32>) {
+        (self.uid, self.gid)
     }
 
     pub(crate) fn get_timeout(&self) -> Option<(Duration, &StopPlan)> {
@@ -527,6 +672,36 @@ impl Command {
         self.passed_fds
             .iter()
             .map(|(target, fd)| (*target, fd.as_fd()))
+    }
+}
+
+impl From<std::process::Command> for Command {
+    /// Takes the program, arguments, environment changes and working directory of a
+    /// [`std::process::Command`]. What std does not let a caller read is not taken: stdio,
+    /// `env_clear`, `arg0`, `uid`/`gid`, `process_group` and `pre_exec` hooks (set those again
+    /// here). For a `tokio::process::Command`, convert `cmd.as_std()`'s settings the same way.
+    ///
+    /// ```
+    /// let mut std_cmd = std::process::Command::new("ls");
+    /// std_cmd.arg("-l").env("LC_ALL", "C").current_dir("/");
+    /// let cmd = sheepdog::Command::from(std_cmd);
+    /// assert_eq!(cmd.get_program(), "ls");
+    /// assert_eq!(cmd.get_args().collect::<Vec<_>>(), ["-l"]);
+    /// assert_eq!(cmd.get_current_dir(), Some(std::path::Path::new("/")));
+    /// ```
+    fn from(std_cmd: std::process::Command) -> Command {
+        let mut cmd = Command::new(std_cmd.get_program());
+        cmd.args(std_cmd.get_args());
+        for (key, value) in std_cmd.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        if let Some(dir) = std_cmd.get_current_dir() {
+            cmd.current_dir(dir);
+        }
+        cmd
     }
 }
 

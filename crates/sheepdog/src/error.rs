@@ -132,6 +132,19 @@ impl Error {
 }
 
 impl From<Error> for io::Error {
+    /// An `io::Error` of the same [kind](Error::kind) that carries this error inside (its
+    /// message is this error's; [`io::Error::get_ref`] gives it back), so that `?` works in a
+    /// function that returns `io::Result`, as with `tokio::process`. The OS error number is
+    /// not kept: ask [`Error::raw_os_error`] before converting.
+    ///
+    /// ```
+    /// fn start() -> std::io::Result<sheepdog::Child> {
+    ///     Ok(sheepdog::Command::new("no-such-program-xyz").spawn()?)
+    /// }
+    /// let err = start().unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    /// assert!(err.to_string().contains("no-such-program-xyz"));
+    /// ```
     fn from(err: Error) -> io::Error {
         io::Error::new(err.kind(), err)
     }

@@ -56,6 +56,8 @@ pub(crate) struct HerdCore {
     container: Option<sys::Container>,
     containment: Containment,
     lifecycle: Lifecycle,
+    /// Let go by its owner ([`Herd::release`]): left to end by itself, never killed.
+    released: std::sync::atomic::AtomicBool,
 }
 
 impl Herd {
@@ -107,7 +109,9 @@ impl Herd {
 
     /// Starts `cmd` inside the herd, leaving its timeout to the caller.
     pub(crate) fn spawn_untimed(&self, cmd: &Command) -> Result<Child, Error> {
-        self.container().spawn(cmd).map(Child::new)
+        self.container()
+            .spawn(cmd)
+            .map(|spawned| Child::new(spawned, cmd))
     }
 
     /// Stops the herd by `plan` at `deadline`, whether or not anybody waits; `leader` gets the
@@ -147,6 +151,14 @@ impl Herd {
             .wait_empty()
             .await
             .map_err(|err| self.context("wait for", err))
+    }
+
+    /// Lets the herd go without killing it: its deadline no longer applies, and its container
+    /// is removed once the tree has left it by itself (see [`Command::kill_on_drop`]).
+    pub(crate) fn release(self) {
+        self.core
+            .released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Issues the kill of every member without waiting for them to go.
@@ -397,7 +409,11 @@ impl Drop for Herd {
         // A driver task still holds the herd: kill the tree now, and let the task go; the rest
         // of the clean-up follows when the task lets go of the herd.
         let held = Arc::strong_count(&self.core) > 1;
-        if self.core.lifecycle.abort() || held {
+        let aborted = self.core.lifecycle.abort();
+        if self.core.released.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        if aborted || held {
             if let Err(err) = self.core.container().kill() {
                 tracing::error!(%err, "sheepdog: cannot kill a dropped herd");
             }
@@ -416,7 +432,11 @@ impl HerdCore {
 impl Drop for HerdCore {
     fn drop(&mut self) {
         if let Some(container) = self.container.take() {
-            container.dispose();
+            if self.released.load(std::sync::atomic::Ordering::SeqCst) {
+                container.release();
+            } else {
+                container.dispose();
+            }
         }
     }
 }
@@ -589,6 +609,7 @@ impl HerdBuilder {
                 container: Some(container),
                 containment,
                 lifecycle: Lifecycle::default(),
+                released: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         if let Some(timeout) = self.timeout {

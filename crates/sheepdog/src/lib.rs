@@ -11,13 +11,15 @@
 //!
 //! let mut child = Command::new("uname").arg("-s").stdout(Stdio::piped()).spawn()?;
 //! let mut out = String::new();
-//! child.take_stdout().unwrap().read_to_string(&mut out).await?;
+//! child.stdout.take().unwrap().read_to_string(&mut out).await?;
 //! let status = child.wait().await?;
 //! println!("{} ({status})", out.trim());
 //! # Ok(()) }
 //! ```
 //!
-//! See `docs/ARCHITECTURE.md` in the repository for the design: layers, invariants, decisions.
+//! The names are `tokio::process`'s (a tokio program ports by changing its `use` lines; see
+//! `docs/from-tokio.md` for what differs). See `docs/ARCHITECTURE.md` in the repository for the
+//! design: layers, invariants, decisions.
 
 #![warn(missing_docs)]
 
@@ -105,6 +107,6 @@ pub mod __private {
                 Some(pgid) => ProcessGroup::Join(pgid),
             },
         };
-        crate::sys::spawn(cmd, &target).map(Child::new)
+        crate::sys::spawn(cmd, &target).map(|spawned| Child::new(spawned, cmd))
     }
 }

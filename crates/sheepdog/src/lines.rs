@@ -149,6 +149,8 @@ pub struct Lines {
     out: Option<LineReader<ChildStdout>>,
     err: Option<LineReader<ChildStderr>>,
     max: usize,
+    /// Neither stream was piped (or both were taken): every `next` says so.
+    unpiped: bool,
 }
 
 impl Lines {
@@ -167,6 +169,10 @@ impl Lines {
 
     /// The next line from either stream, or `None` once both have ended. Cancel-safe.
     ///
+    /// An `InvalidInput` error when the child had neither stream [piped](crate::Stdio::piped)
+    /// (or both had been taken) when the `Lines` was made: there was nothing to read, and
+    /// quietly ending would look like a program that printed nothing.
+    ///
     /// ```no_run
     /// # async fn demo(mut lines: sheepdog::Lines) -> std::io::Result<()> {
     /// if let Some(line) = lines.next().await? {
@@ -175,6 +181,13 @@ impl Lines {
     /// # Ok(()) }
     /// ```
     pub async fn next(&mut self) -> io::Result<Option<Line<'_>>> {
+        if self.unpiped {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no lines to read: neither stdout nor stderr of the child is piped \
+                 (Stdio::piped), or both were taken",
+            ));
+        }
         let max = self.max;
         let (stream, range) = loop {
             let next = match (&mut self.out, &mut self.err) {
@@ -206,7 +219,8 @@ impl Lines {
 }
 
 impl Child {
-    /// Takes the child's piped stdout and stderr and reads them as lines.
+    /// Takes the child's piped stdout and stderr and reads them as lines. With neither of
+    /// them piped, [`Lines::next`] returns an error.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -218,9 +232,12 @@ impl Child {
     /// # Ok(()) }
     /// ```
     pub fn lines(&mut self) -> Lines {
+        let out = self.stdout.take().map(LineReader::new);
+        let err = self.stderr.take().map(LineReader::new);
         Lines {
-            out: self.take_stdout().map(LineReader::new),
-            err: self.take_stderr().map(LineReader::new),
+            unpiped: out.is_none() && err.is_none(),
+            out,
+            err,
             max: DEFAULT_MAX_LINE,
         }
     }

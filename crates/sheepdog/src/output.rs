@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use crate::child::Child;
 use crate::command::{Command, Stdio};
 use crate::error::{Error, RunFailure};
 use crate::pipe::{ChildStderr, ChildStdin, ChildStdout, PipeReader};
@@ -153,7 +154,8 @@ impl Command {
     /// the rest of the tree is killed, and [`Output::held_open`] says so.
     ///
     /// Cancelling (dropping the future) kills the program's whole tree at once and loses what
-    /// it printed; nothing is left running.
+    /// it printed; nothing is left running (with [`kill_on_drop(false)`](Command::kill_on_drop),
+    /// the tree is let go instead, and so are the holders of a pipe held open).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), sheepdog::Error> {
@@ -205,49 +207,14 @@ impl Command {
         let mut child = cmd.spawn()?;
         stdout.clear();
         stderr.clear();
-        let mut streams = Streams {
-            stdout: child.take_stdout(),
-            stderr: child.take_stderr(),
-            stdin: child.take_stdin().zip(feed),
-        };
-        let mut read = Captured {
-            bufs: [stdout, stderr],
-            truncated: [false; 2],
-        };
-        let limit = self.get_capture_limit();
-        let (status, ending) = read_while(
-            child.wait(),
-            &mut streams,
-            &mut read,
-            limit,
-            self.get_drain(),
-        )
-        .await
-        .map_err(|(action, source)| self.os_error(action, source))?;
-        let status = match status {
-            Some(status) => status,
-            None => {
-                // A stream went past its limit while the program ran: stop the whole tree.
-                child
-                    .kill_tree()
-                    .map_err(|source| self.os_error("stop the program", source))?;
-                child
-                    .wait()
-                    .await
-                    .map_err(|source| self.os_error(WAIT, source))?
-            }
-        };
+        let (limit, drain) = child.capture;
+        let out = child
+            .collect(feed, [stdout, stderr], limit, drain)
+            .await
+            .map_err(|(action, source)| self.os_error(action, source))?;
         // Dropping the child kills what is left of its tree: the holders of the output.
         drop(child);
-        drop(streams);
-        let [stdout, stderr] = read.bufs;
-        Ok(Output {
-            status,
-            stdout,
-            stderr,
-            ending,
-            truncated: read.truncated,
-        })
+        Ok(out)
     }
 
     /// Runs the program and returns its stdout, trimmed, as text (lossily decoded); a non-zero
@@ -316,6 +283,87 @@ impl Command {
 }
 
 const WAIT: &str = "wait for the program";
+
+impl Child {
+    /// Waits for the child while reading its piped stdout and stderr to their ends, and
+    /// returns all three, as `tokio::process::Child::wait_with_output` does. Stdin is closed
+    /// first (write to [`stdin`](Child::stdin) before, from another task, to feed it).
+    ///
+    /// Unlike tokio's, the wait ends: when the program has exited but something it started
+    /// still holds a pipe open, reading stops after the command's
+    /// [drain timeout](Command::drain_timeout) and [`Output::held_open`] says so; the
+    /// command's [capture limit](Command::capture_limit) applies. The child is dropped at the
+    /// end, so for [`Command::spawn`] the rest of its tree is killed (unless
+    /// [`kill_on_drop(false)`](Command::kill_on_drop)).
+    ///
+    /// Cancelling drops the child (as above) and what was read.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sheepdog::{Command, Stdio};
+    /// let child = Command::new("sh")
+    ///     .args(["-c", "echo out; echo err >&2; exit 3"])
+    ///     .stdout(Stdio::piped())
+    ///     .stderr(Stdio::piped())
+    ///     .spawn()?;
+    /// let out = child.wait_with_output().await?;
+    /// assert_eq!(out.status.code(), Some(3));
+    /// assert_eq!((&out.stdout[..], &out.stderr[..]), (&b"out\n"[..], &b"err\n"[..]));
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_with_output(mut self) -> io::Result<Output> {
+        let (limit, drain) = self.capture;
+        let pid = self.pid();
+        self.collect(None, [Vec::new(), Vec::new()], limit, drain)
+            .await
+            .map_err(|(action, err)| {
+                io::Error::new(
+                    err.kind(),
+                    format!("cannot {action} (process {pid}): {err}"),
+                )
+            })
+    }
+
+    /// Reads the child's piped stdout and stderr into `bufs` (and feeds `feed` to its
+    /// stdin) while it runs, waits for it, and stops its tree first if a stream went past
+    /// `limit` under [`OverLimit::Fail`]. The engine of `output` and `wait_with_output`.
+    pub(crate) async fn collect(
+        &mut self,
+        feed: Option<Feed>,
+        bufs: [Vec<u8>; 2],
+        limit: Option<(usize, OverLimit)>,
+        drain: Duration,
+    ) -> Result<Output, (&'static str, io::Error)> {
+        let mut streams = Streams {
+            stdout: self.stdout.take(),
+            stderr: self.stderr.take(),
+            stdin: self.stdin.take().zip(feed),
+        };
+        let mut read = Captured {
+            bufs,
+            truncated: [false; 2],
+        };
+        let (status, ending) =
+            read_while(self.wait(), &mut streams, &mut read, limit, drain).await?;
+        let status = match status {
+            Some(status) => status,
+            None => {
+                // A stream went past its limit while the program ran: stop the whole tree.
+                self.start_kill().map_err(|err| ("stop the program", err))?;
+                self.wait().await.map_err(|err| (WAIT, err))?
+            }
+        };
+        let [stdout, stderr] = read.bufs;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+            ending,
+            truncated: read.truncated,
+        })
+    }
+}
 
 /// What [`Command::input`] or [`Command::input_reader`] feeds the child's stdin.
 #[derive(Clone)]

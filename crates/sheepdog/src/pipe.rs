@@ -99,6 +99,30 @@ macro_rules! pipe_end {
                 self.0.into_owned_fd()
             }
         }
+
+        impl TryFrom<$name> for crate::Stdio {
+            type Error = io::Error;
+
+            #[doc = concat!(
+                "The pipe as another child's stdio, to chain children as a shell does ",
+                "(`a | b`), like tokio's `TryInto<Stdio>`: the bytes go from one child to the ",
+                "other through the kernel, not through this process. Fails only if the pipe ",
+                "cannot be taken out of the async runtime's reactor.\n\n```\n",
+                "# #[tokio::main(flavor = \"current_thread\")]\n",
+                "# async fn main() -> Result<(), Box<dyn std::error::Error>> {\n",
+                "use sheepdog::{Command, Stdio};\n",
+                "let mut echo = Command::new(\"echo\").arg(\"hi\")",
+                ".stdout(Stdio::piped()).spawn()?;\n",
+                "let pipe: Stdio = echo.stdout.take().unwrap().try_into()?;\n",
+                "let out = Command::new(\"tr\").args([\"a-z\", \"A-Z\"])",
+                ".stdin(pipe).output().await?;\n",
+                "assert_eq!(out.stdout, b\"HI\\n\");\n",
+                "# Ok(()) }\n```"
+            )]
+            fn try_from(end: $name) -> io::Result<crate::Stdio> {
+                end.into_owned_fd().map(crate::Stdio::from)
+            }
+        }
     };
 }
 

@@ -10,7 +10,7 @@ use rustix::pipe::{pipe_with, PipeFlags};
 use crate::child::Child;
 use crate::command::{Command, Stdio};
 use crate::error::Error;
-use crate::herd::Herd;
+use crate::herd::{Herd, Mechanism};
 use crate::lines::Lines;
 use crate::output::{read_while, Captured, Ending, Streams};
 use crate::pipe::{ChildStdin, ChildStdout};
@@ -35,6 +35,7 @@ pub struct Pipeline {
     stages: Vec<Command>,
     timeout: Option<Duration>,
     stop_plan: StopPlan,
+    mechanism: Option<Mechanism>,
 }
 
 /// What a [`Pipeline`] printed (its last stage's stdout) and how each stage ended.
@@ -147,6 +148,7 @@ impl Pipeline {
             stages: vec![first.clone()],
             timeout: None,
             stop_plan: StopPlan::default(),
+            mechanism: None,
         }
     }
 
@@ -154,9 +156,10 @@ impl Pipeline {
     ///
     /// ```
     /// use sheepdog::{Command, Pipeline};
-    /// let pipeline = Pipeline::new(&Command::new("ls")).pipe(Command::new("wc").arg("-l"));
+    /// let mut pipeline = Pipeline::new(&Command::new("ls"));
+    /// pipeline.pipe(Command::new("wc").arg("-l"));
     /// ```
-    pub fn pipe(mut self, next: &Command) -> Pipeline {
+    pub fn pipe(&mut self, next: &Command) -> &mut Pipeline {
         self.stages.push(next.clone());
         self
     }
@@ -164,14 +167,16 @@ impl Pipeline {
     /// The longest the whole pipeline may run; then every stage and everything they started
     /// is stopped by the [stop plan](Pipeline::stop_plan), and every stage's status says
     /// [timed out](ExitStatus::timed_out). Time suspended by job control does not count.
+    /// The stages' own [`Command::timeout`]s do not apply: the pipeline's herd is one.
     ///
     /// ```
     /// use sheepdog::{Command, Pipeline};
-    /// let pipeline = Pipeline::new(&Command::new("find").arg("/"))
+    /// let mut pipeline = Pipeline::new(&Command::new("find").arg("/"));
+    /// pipeline
     ///     .pipe(&Command::new("wc"))
     ///     .timeout(std::time::Duration::from_secs(60));
     /// ```
-    pub fn timeout(mut self, timeout: Duration) -> Pipeline {
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Pipeline {
         self.timeout = Some(timeout);
         self
     }
@@ -181,12 +186,33 @@ impl Pipeline {
     ///
     /// ```
     /// use sheepdog::{Command, Pipeline, StopPlan};
-    /// let pipeline = Pipeline::new(&Command::new("make"))
+    /// let mut pipeline = Pipeline::new(&Command::new("make"));
+    /// pipeline
     ///     .pipe(&Command::new("tee").arg("build.log"))
     ///     .stop_plan(StopPlan::grace(std::time::Duration::from_secs(1)));
     /// ```
-    pub fn stop_plan(mut self, plan: StopPlan) -> Pipeline {
+    pub fn stop_plan(&mut self, plan: StopPlan) -> &mut Pipeline {
         self.stop_plan = plan;
+        self
+    }
+
+    /// The containment of the pipeline's herd, as [`Command::mechanism`] sets it for one
+    /// command (the stages' own settings do not apply: the pipeline's herd is one).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sheepdog::{Command, Mechanism, Pipeline};
+    /// let out = Pipeline::new(Command::new("echo").arg("b\na"))
+    ///     .pipe(&Command::new("sort"))
+    ///     .mechanism(Mechanism::ProcessGroup)
+    ///     .output()
+    ///     .await?;
+    /// assert_eq!(out.stdout, b"a\nb\n");
+    /// # Ok(()) }
+    /// ```
+    pub fn mechanism(&mut self, mechanism: Mechanism) -> &mut Pipeline {
+        self.mechanism = Some(mechanism);
         self
     }
 
@@ -209,7 +235,11 @@ impl Pipeline {
     /// ```
     pub fn spawn(&self) -> Result<RunningPipeline, Error> {
         let first = &self.stages[0];
-        let herd = Herd::builder()
+        let mut builder = Herd::builder();
+        if let Some(mechanism) = self.mechanism {
+            builder.mechanism(mechanism);
+        }
+        let herd = builder
             .build_or_os_error()
             .map_err(|(_, source)| first.os_error("create a herd", source))?;
         let last = self.stages.len() - 1;
@@ -270,7 +300,8 @@ impl Pipeline {
     /// ```no_run
     /// # async fn demo() -> Result<(), sheepdog::Error> {
     /// use sheepdog::{Command, Pipeline};
-    /// let pipeline = Pipeline::new(Command::new("cat").arg("big.log")).pipe(&Command::new("sort"));
+    /// let mut pipeline = Pipeline::new(Command::new("cat").arg("big.log"));
+    /// pipeline.pipe(&Command::new("sort"));
     /// let first = pipeline.output_with_buffer(Vec::with_capacity(64 << 20)).await?;
     /// let again = pipeline.output_with_buffer(first.stdout).await?;
     /// # Ok(()) }
@@ -466,7 +497,7 @@ impl RunningPipeline {
                 Ok(status) => status?,
                 // It would never write again: stop it (the herd takes the rest at drop).
                 Err(_) => {
-                    stage.kill()?;
+                    stage.start_kill()?;
                     stage.wait().await?
                 }
             };

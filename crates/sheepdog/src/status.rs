@@ -75,7 +75,7 @@ impl ExitStatus {
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// let mut child = sheepdog::Command::new("sleep").arg("10").spawn()?;
-    /// child.kill()?;
+    /// child.start_kill()?;
     /// assert_eq!(child.wait().await?.signal(), Some(sheepdog::Signal::KILL));
     /// # Ok(()) }
     /// ```
@@ -135,6 +135,34 @@ impl fmt::Display for ExitStatus {
                 Ok(())
             }
         }
+    }
+}
+
+impl From<ExitStatus> for std::process::ExitStatus {
+    /// The same exit code or signal (and core dump flag), as std reports it; whether it
+    /// [timed out](ExitStatus::timed_out) and the resource usage are not kept.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::os::unix::process::ExitStatusExt;
+    /// let status = sheepdog::Command::new("sh").args(["-c", "exit 3"]).status().await?;
+    /// let std_status = std::process::ExitStatus::from(status);
+    /// assert_eq!((std_status.code(), std_status.signal()), (Some(3), None));
+    /// # Ok(()) }
+    /// ```
+    fn from(status: ExitStatus) -> std::process::ExitStatus {
+        use std::os::unix::process::ExitStatusExt;
+        // The wait status as waitpid(2) encodes it: the code in bits 8..16; the signal in bits
+        // 0..7, with 0x80 for a core dump.
+        let raw = match status.end {
+            End::Exited(code) => (code & 0xff) << 8,
+            End::Signaled {
+                signal,
+                core_dumped,
+            } => signal.as_raw() | if core_dumped { 0x80 } else { 0 },
+        };
+        std::process::ExitStatus::from_raw(raw)
     }
 }
 

@@ -55,10 +55,10 @@ pub async fn statuses_and_signals(test: &str, path: SpawnPath) {
         .signal(Signal::TERM)
         .expect_err("a reaped child cannot be signalled");
     assert!(err.to_string().contains("already"), "{err}");
-    child.kill().expect("kill after exit is a no-op");
+    child.start_kill().expect("kill after exit is a no-op");
 
     let mut child = cmd(test, "sleep").arg("600").spawn().expect("spawn sleep");
-    child.kill().expect("kill");
+    child.start_kill().expect("kill");
     let status = child.wait().await.expect("wait");
     assert_eq!(status.signal(), Some(Signal::KILL));
     assert!(!pid_exists(child.pid()), "a waited child is reaped");

@@ -26,6 +26,9 @@ pub(super) struct ChildPlan {
     pub passed_fds_len: usize,
     /// `-1`: keep the parent's process group; `0`: lead a new one; `n`: join group `n`.
     pub process_group: c_int,
+    /// The user and group ids to take before exec (`setgid`, then `setuid`), or `-1` each.
+    pub uid: i64,
+    pub gid: i64,
     /// An open `cgroup.procs` to write `0` into (joins that cgroup), or `-1`.
     pub cgroup_procs: c_int,
     /// The controlling terminal, to make the child's process group its foreground, or `-1`.
@@ -69,6 +72,7 @@ pub(super) enum Stage {
     ProcessGroup,
     Terminal,
     Cgroup,
+    Identity,
     WorkingDirectory,
     Stdio,
     PassedFd,
@@ -196,6 +200,25 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> ChildReport {
             );
             if ret < 0 {
                 return fail(Stage::Cgroup, ret);
+            }
+        }
+
+        // After the cgroup write, which may need the privileges given up here; before chdir,
+        // so that the directory is entered as the new user (as std does).
+        if plan.gid >= 0 {
+            let ret = syscall(libc::SYS_setgid, &[plan.gid as usize]);
+            if ret < 0 {
+                return fail(Stage::Identity, ret);
+            }
+        }
+        if plan.uid >= 0 {
+            // Root keeps its supplementary groups across setuid: drop them, as std does.
+            if syscall(libc::SYS_getuid, &[]) == 0 {
+                syscall(libc::SYS_setgroups, &[0, 0]);
+            }
+            let ret = syscall(libc::SYS_setuid, &[plan.uid as usize]);
+            if ret < 0 {
+                return fail(Stage::Identity, ret);
             }
         }
 

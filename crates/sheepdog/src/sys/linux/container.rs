@@ -257,6 +257,18 @@ impl CgroupHerd {
         self.cgroup.set_frozen(false)
     }
 
+    /// Lets the herd go without killing it (`Command::kill_on_drop(false)`): the keeper goes,
+    /// and the reaper thread removes the cgroup once the tree has left it by itself. Until
+    /// then the cgroup stays in this process's home, so the owner's death still kills the tree.
+    pub(crate) fn release(self) {
+        self.retire_keeper();
+        let refill = self
+            .home_parent
+            .clone()
+            .map(|parent| Box::new(move || refill(&parent)) as reaper::Task);
+        reaper::adopt_cgroup(self.cgroup, None, refill);
+    }
+
     /// Kills everything at once; the cgroup is removed in the background once it is empty.
     pub(crate) fn dispose(self) {
         let keeper = crate::lock(&self.keeper).take();
@@ -467,6 +479,16 @@ impl Container {
     pub(crate) fn spawn(&self, cmd: &Command) -> Result<Spawned, Error> {
         match self {
             Container::Cgroup(herd) => herd.spawn(cmd),
+            // The herd is this process group: a child moved out of it would escape.
+            Container::Group(_) if cmd.get_process_group().is_some() => Err(Error::Os {
+                program: cmd.get_program().to_owned(),
+                action: "leave the herd's process group",
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the herd is a process group (no cgroup), and a child moved out of it by \
+                     Command::process_group would escape it",
+                ),
+            }),
             Container::Group(group) => spawn(cmd, &group.target()),
         }
     }
@@ -538,6 +560,15 @@ impl Container {
         match self {
             Container::Cgroup(herd) => herd.thaw_now(),
             Container::Group(group) => group.signal_group(Signal::CONT),
+        }
+    }
+
+    /// Lets the tree go without killing it; what is left to clean up once it has ended is
+    /// done in the background.
+    pub(crate) fn release(self) {
+        match self {
+            Container::Cgroup(herd) => herd.release(),
+            Container::Group(group) => group.release(),
         }
     }
 

@@ -165,6 +165,13 @@ impl Group {
         if let Err(err) = self.signal_group(Signal::KILL) {
             tracing::error!(pgid = self.pgid, %err, "sheepdog: cannot kill a dropped herd");
         }
+        self.release();
+    }
+
+    /// Lets the group go without signalling it (`Command::kill_on_drop(false)`): the anchor
+    /// is released at once. The id stays in use while members are left, so it is not reused
+    /// under them, but nothing kills them any more, not even the owner's death.
+    pub(crate) fn release(self) {
         match self.anchor {
             Anchor::Sentinel(id) => sentinel::release_anchor(id),
             Anchor::Own(anchor) => drop(anchor),

@@ -87,11 +87,13 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
         stdio: stdio.child_fds,
         passed_fds: passed.as_ptr(),
         passed_fds_len: passed.len(),
-        process_group: match target.process_group {
+        process_group: match process_group(cmd, target.process_group)? {
             ProcessGroup::Inherit => -1,
             ProcessGroup::New => 0,
             ProcessGroup::Join(pgid) => pgid,
         },
+        uid: cmd.get_identity().0.map_or(-1, i64::from),
+        gid: cmd.get_identity().1.map_or(-1, i64::from),
         cgroup_procs: -1,
         terminal: terminal.as_ref().map_or(-1, Terminal::raw_fd),
         report: &mut report,
@@ -121,6 +123,24 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
     })
 }
 
+/// The process group the child takes: the command's own ([`Command::process_group`]: `0` for a
+/// new one) in place of the target's.
+fn process_group(cmd: &Command, target: ProcessGroup) -> Result<ProcessGroup, Error> {
+    match cmd.get_process_group() {
+        None => Ok(target),
+        Some(0) => Ok(ProcessGroup::New),
+        Some(pgid) if pgid > 0 => Ok(ProcessGroup::Join(pgid)),
+        Some(pgid) => Err(Error::Os {
+            program: cmd.get_program().to_owned(),
+            action: JOIN_GROUP,
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{pgid} is no process group id (0 for a new group, or a positive id)"),
+            ),
+        }),
+    }
+}
+
 /// Starts an anchor: a child that leads a new process group and exits at once, without exec.
 /// Kept unreaped, its zombie holds the group id, so the id cannot be reused while it is kept.
 ///
@@ -142,6 +162,8 @@ pub(super) fn clone_anchor() -> io::Result<Cloned> {
         passed_fds: ptr::null(),
         passed_fds_len: 0,
         process_group: 0,
+        uid: -1,
+        gid: -1,
         cgroup_procs: -1,
         terminal: -1,
         report: &mut report,
@@ -412,6 +434,7 @@ impl ExecPlan {
             Stage::ProcessGroup => os(JOIN_GROUP),
             Stage::Terminal => os("take the terminal's foreground"),
             Stage::Cgroup => os("join the cgroup"),
+            Stage::Identity => os("set the user or group id"),
             Stage::Stdio => os("set up stdin/stdout/stderr"),
             Stage::PassedFd => os("pass a descriptor"),
             Stage::SignalMask => os("reset the signal mask"),
