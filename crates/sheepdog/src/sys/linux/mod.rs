@@ -5,7 +5,6 @@ mod child;
 mod clone;
 mod container;
 mod group;
-mod keeper;
 mod pipes;
 mod process;
 mod raw;
@@ -16,7 +15,7 @@ mod terminal;
 
 pub(crate) use clone::force as force_spawn_path;
 pub use clone::SpawnPath;
-pub(crate) use container::{cgroup_parent, CgroupError, Container};
+pub(crate) use container::{cgroup_parent, force_homeless, CgroupError, Container};
 pub(crate) use pipes::{populate, resize_pipe};
 pub(crate) use process::{proc_stat, stop_self, Process};
 pub(crate) use reaper::outstanding as background_work;
