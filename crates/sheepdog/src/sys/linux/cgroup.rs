@@ -109,16 +109,15 @@ impl Cgroup {
     /// `mount`), readable and writable by this user only.
     pub(crate) fn create(mount: &Path, parent: &Path, prefix: &str) -> io::Result<Cgroup> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let names = std::iter::repeat_with(|| {
-            format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
-        });
+        let names =
+            std::iter::repeat_with(|| format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
         Cgroup::create_in(mount, parent, names)
     }
 
     /// Creates a new cgroup `<prefix>`, or `<prefix>-1`, `<prefix>-2`, ... if that exists.
     pub(crate) fn create_first(mount: &Path, parent: &Path, prefix: &str) -> io::Result<Cgroup> {
-        let names = std::iter::once(prefix.to_owned())
-            .chain((1..).map(|n| format!("{prefix}-{n}")));
+        let names =
+            std::iter::once(prefix.to_owned()).chain((1..).map(|n| format!("{prefix}-{n}")));
         Cgroup::create_in(mount, parent, names)
     }
 
@@ -516,8 +515,12 @@ mod tests {
         assert_eq!(cgroup.path(), parent.path().join("free"));
         drop(cgroup);
 
-        let err = Cgroup::create_in(&parent.mount, parent.path(), std::iter::once("taken".into()))
-            .expect_err("no free name");
+        let err = Cgroup::create_in(
+            &parent.mount,
+            parent.path(),
+            std::iter::once("taken".into()),
+        )
+        .expect_err("no free name");
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert!(err.to_string().contains("taken"), "{err}");
         assert_eq!(
@@ -551,7 +554,10 @@ mod tests {
             let spawned = spawn(&storm, &target).expect("spawn the storm");
             let start = Instant::now();
             while cgroup.members().expect("members").len() < 50 {
-                assert!(start.elapsed() < Duration::from_secs(10), "the storm started");
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "the storm started"
+                );
                 std::thread::sleep(Duration::from_millis(1));
             }
             cgroup.kill().expect("kill");

@@ -719,7 +719,10 @@ mod tests {
             {
                 break pid;
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "the stray started");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the stray started"
+            );
             std::thread::sleep(Duration::from_millis(5));
         };
         let _ = std::fs::remove_file(&pidfile);
