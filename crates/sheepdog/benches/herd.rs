@@ -6,8 +6,9 @@
 //! each median's ratio to the floor's.
 //!
 //! Phases:
-//! - 1A/1B/1C: spawn + wait of `/bin/true`. Floor: `posix_spawn` + `waitpid`. `herd`: into one
-//!   long-lived cgroup herd; `herd-group`: into one long-lived process-group herd;
+//! - 1A/1B/1C: spawn + wait of `/bin/true`. Floor: `posix_spawn` + `waitpid`. `std`:
+//!   `std::process::Command::status`. `herd`: into one long-lived cgroup herd; `herd-group`:
+//!   into one long-lived process-group herd;
 //!   `tokio+killpg`: tokio with `process_group(0)`, what a tokio program does to be able to
 //!   `killpg` later. 1A: small parent, back to back; 1B: the parent holds 4 GiB of touched
 //!   memory; 1C: isolated spawns, one every 50 ms, where each herd variant creates a FRESH herd,
@@ -24,6 +25,8 @@
 //! phase 3 run min(N, 3) times, for a quick check; by default 1A runs 2000 rounds, 1B 300,
 //! 1C 200 (a median of 60 moved by a few percent from run to run), 2 20, and phase 3 runs 3
 //! times.
+//!
+//! `SHEEPDOG_BENCH_PHASES=1C,2` runs only the phases named (1A, 1B, 1C, 2, 3); by default all.
 //!
 //! Run with `cargo bench -p sheepdog --bench herd`.
 
@@ -318,14 +321,16 @@ fn herd_of(make: fn() -> io::Result<Herd>, want: Mechanism) -> BoxResult<Herd> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum SpawnVariant {
     Floor,
+    Std,
     Herd,
     HerdGroup,
     TokioKillpg,
 }
 
 impl SpawnVariant {
-    const ALL: [SpawnVariant; 4] = [
+    const ALL: [SpawnVariant; 5] = [
         SpawnVariant::Floor,
+        SpawnVariant::Std,
         SpawnVariant::Herd,
         SpawnVariant::HerdGroup,
         SpawnVariant::TokioKillpg,
@@ -334,6 +339,7 @@ impl SpawnVariant {
     fn name(self) -> &'static str {
         match self {
             SpawnVariant::Floor => "floor",
+            SpawnVariant::Std => "std",
             SpawnVariant::Herd => "herd",
             SpawnVariant::HerdGroup => "herd-group",
             SpawnVariant::TokioKillpg => "tokio+killpg",
@@ -355,6 +361,7 @@ impl SpawnBench {
     async fn run(&self, variant: SpawnVariant, fresh: bool) -> BoxResult<Duration> {
         match (variant, fresh) {
             (SpawnVariant::Floor, _) => self.floor(),
+            (SpawnVariant::Std, _) => std_status(),
             (SpawnVariant::Herd, false) => self.in_herd(&self.herd).await,
             (SpawnVariant::HerdGroup, false) => self.in_herd(&self.group_herd).await,
             (SpawnVariant::Herd, true) => self.in_fresh_herd(cgroup_herd).await,
@@ -397,6 +404,20 @@ impl SpawnBench {
         } else {
             Err(format!("herd: {PROGRAM} failed: {status}").into())
         }
+    }
+}
+
+/// `std::process::Command`: what a program without sheepdog or tokio does.
+fn std_status() -> BoxResult<Duration> {
+    let start = Instant::now();
+    let status = std::process::Command::new(PROGRAM)
+        .status()
+        .with_context(|| format!("std: run {PROGRAM}"))?;
+    let elapsed = start.elapsed();
+    if status.success() {
+        Ok(elapsed)
+    } else {
+        Err(format!("std: {PROGRAM} failed: {status}").into())
     }
 }
 
@@ -760,6 +781,27 @@ fn main() -> BoxResult<()> {
     run_timed(run())
 }
 
+/// The phases `SHEEPDOG_BENCH_PHASES` names, or `None` for all.
+fn selected_phases() -> BoxResult<Option<Vec<String>>> {
+    match std::env::var("SHEEPDOG_BENCH_PHASES") {
+        Ok(value) => {
+            let phases: Vec<String> = value
+                .split(',')
+                .map(|p| p.trim().to_ascii_uppercase())
+                .collect();
+            if let Some(bad) = phases
+                .iter()
+                .find(|p| !["1A", "1B", "1C", "2", "3"].contains(&p.as_str()))
+            {
+                return Err(format!("SHEEPDOG_BENCH_PHASES: no phase {bad:?}").into());
+            }
+            Ok(Some(phases))
+        }
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(err) => Err(format!("SHEEPDOG_BENCH_PHASES: {err}").into()),
+    }
+}
+
 async fn run() -> BoxResult<()> {
     let rounds = rounds_override()?;
     let warmup = |default: usize| rounds.map_or(default, |r| (r / 10).max(1));
@@ -810,31 +852,45 @@ async fn run() -> BoxResult<()> {
         group_herd: group,
     };
 
-    let stats_a = spawn_phase(&bench, &phase_a).await?;
-    let memory = big_touched_allocation();
-    let stats_b = spawn_phase(&bench, &phase_b).await;
-    black_box(&memory);
-    drop(memory);
-    let stats_b = stats_b?;
+    let phases = selected_phases()?;
+    let wanted = |name: &str| phases.as_ref().is_none_or(|p| p.iter().any(|q| q == name));
+    let mut summary = Vec::new();
+    if wanted("1A") {
+        let stats = spawn_phase(&bench, &phase_a).await?;
+        summary.push(summary_line("1A", Unit::Micros, &stats));
+    }
+    if wanted("1B") {
+        let memory = big_touched_allocation();
+        let stats = spawn_phase(&bench, &phase_b).await;
+        black_box(&memory);
+        drop(memory);
+        summary.push(summary_line("1B", Unit::Micros, &stats?));
+    }
     for herd in [&bench.herd, &bench.group_herd] {
         let left = herd.members().context("list a long-lived herd")?;
         if !left.is_empty() {
             return Err(format!("a long-lived herd still holds {left:?}").into());
         }
     }
-    let stats_c = spawn_phase(&bench, &phase_c).await?;
+    if wanted("1C") {
+        let stats = spawn_phase(&bench, &phase_c).await?;
+        summary.push(summary_line("1C", Unit::Micros, &stats));
+    }
     drop(bench);
 
-    let stats_2 = kill_phase(warmup(1), rounds_or(20)).await?;
-    let runs_3 = rounds.map_or(3, |r| r.min(3));
-    let held = hold_phase(runs_3).await?;
+    if wanted("2") {
+        let stats = kill_phase(warmup(1), rounds_or(20)).await?;
+        summary.push(summary_line("2", Unit::Millis, &stats));
+    }
+    if wanted("3") {
+        let runs_3 = rounds.map_or(3, |r| r.min(3));
+        summary.push(format!("  3: {}", hold_phase(runs_3).await?));
+    }
 
     println!();
     println!("Summary (median, and each median / floor's median):");
-    println!("{}", summary_line("1A", Unit::Micros, &stats_a));
-    println!("{}", summary_line("1B", Unit::Micros, &stats_b));
-    println!("{}", summary_line("1C", Unit::Micros, &stats_c));
-    println!("{}", summary_line("2", Unit::Millis, &stats_2));
-    println!("  3: {held}");
+    for line in summary {
+        println!("{line}");
+    }
     Ok(())
 }

@@ -621,22 +621,18 @@ async fn check_nothing_left() -> BoxResult<()> {
     loop {
         let background = sheepdog::__private::background_work();
         let children = live_children();
-        // The owner-death sentinel (`sheepdog-guard`) and the keepers of the herd cgroups made
-        // ahead (`sheepdog-keeper`) are sheepdog's by design: they live as long as this process
-        // and end when it does.
+        // The owner-death sentinel (`sheepdog-guard`) is sheepdog's by design: it lives as long
+        // as this process and ends when it does.
         let children = children.map(|all| {
             all.into_iter()
-                .filter(|child| {
-                    !child.contains("(sheepdog-guard)") && !child.contains("(sheepdog-keeper)")
-                })
+                .filter(|child| !child.contains("(sheepdog-guard)"))
                 .collect::<Vec<_>>()
         });
         let clean = background == 0 && children.as_ref().is_none_or(Vec::is_empty);
         if clean {
             match children {
                 Some(_) => println!(
-                    "nothing left: no live child (but sheepdog's sentinel and keepers), no \
-                     background work"
+                    "nothing left: no live child (but sheepdog's sentinel), no background work"
                 ),
                 None => println!("no background work left (the kernel lists no children here)"),
             }

@@ -25,11 +25,6 @@ use crate::time::Deadline;
 /// clean-up (waiting for the tree to go, removing the cgroup) finishes in the background. If
 /// this program dies, even by SIGKILL, a small sentinel process kills the herd.
 ///
-/// A cgroup herd may come with an idle process named `sheepdog-keeper` in its cgroup, made
-/// ahead so that the first spawn does not pay for an empty cgroup turning populated. It is
-/// never reported as a member: it leaves at the herd's first look at its members (`members`,
-/// `is_empty`, `wait_empty`, `signal`, `stop`, `kill`) and dies with the herd.
-///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use sheepdog::{Command, Herd};

@@ -82,6 +82,12 @@ pub mod __private {
         crate::sys::background_work()
     }
 
+    /// Makes this process put new cgroup herds straight below their parent, without the home
+    /// the owner-death sentinel guards, as on hosts where no sentinel can be had.
+    pub fn force_homeless() {
+        crate::sys::force_homeless();
+    }
+
     /// Makes this process use `path` (or a weaker one) from now on, as if stronger ones had
     /// been refused.
     pub fn force_spawn_path(path: SpawnPath) {

@@ -83,6 +83,12 @@ pub(crate) fn own_cgroup(mount: &Path) -> io::Result<PathBuf> {
         .clone())
 }
 
+/// How many names [`Cgroup::create_in`] tries before it gives up.
+const NAME_ATTEMPTS: usize = 8;
+
+/// The longest a kill on a kernel without `cgroup.kill` waits for the freeze to complete.
+const FREEZE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// One herd's cgroup, with the files it needs opened once.
 #[derive(Debug)]
 pub(crate) struct Cgroup {
@@ -101,24 +107,54 @@ impl Cgroup {
     /// `mount`), readable and writable by this user only.
     pub(crate) fn create(mount: &Path, parent: &Path, prefix: &str) -> io::Result<Cgroup> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        Cgroup::create_named(mount, parent, &name)
+        let names =
+            std::iter::repeat_with(|| format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+        Cgroup::create_in(mount, parent, names)
     }
 
-    /// Creates (or, left over by an earlier process with this name, reuses) cgroup `name`.
-    pub(crate) fn create_named(mount: &Path, parent: &Path, name: &str) -> io::Result<Cgroup> {
-        let path = parent.join(name);
-        let relative = path
-            .strip_prefix(mount)
-            .map(|r| format!("/{}", r.display()))
-            .map_err(|_| io::Error::other("the parent cgroup is outside the cgroup2 mount"))?;
-        match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o700)) {
-            Err(rustix::io::Errno::EXIST) => {}
-            other => other?,
+    /// Creates a new cgroup `<prefix>`, or `<prefix>-1`, `<prefix>-2`, ... if that exists.
+    pub(crate) fn create_first(mount: &Path, parent: &Path, prefix: &str) -> io::Result<Cgroup> {
+        let names =
+            std::iter::once(prefix.to_owned()).chain((1..).map(|n| format!("{prefix}-{n}")));
+        Cgroup::create_in(mount, parent, names)
+    }
+
+    /// Creates the first of `names` that does not exist yet below `parent`. A directory that
+    /// exists is never taken over: it was left by an earlier process with this pid, or made by
+    /// somebody else, and may hold processes or settings that are not this herd's. Gives up
+    /// after [`NAME_ATTEMPTS`] names that exist.
+    pub(crate) fn create_in(
+        mount: &Path,
+        parent: &Path,
+        names: impl Iterator<Item = String>,
+    ) -> io::Result<Cgroup> {
+        let mut taken: Vec<String> = Vec::new();
+        for name in names.take(NAME_ATTEMPTS) {
+            let path = parent.join(&name);
+            let relative = path
+                .strip_prefix(mount)
+                .map(|r| format!("/{}", r.display()))
+                .map_err(|_| io::Error::other("the parent cgroup is outside the cgroup2 mount"))?;
+            match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o700)) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::EXIST) => {
+                    taken.push(name);
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            }
+            return Cgroup::open(path.clone(), relative).inspect_err(|_| {
+                let _ = fs::remove_dir(&path);
+            });
         }
-        Cgroup::open(path.clone(), relative).inspect_err(|_| {
-            let _ = fs::remove_dir(&path);
-        })
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "cgroups {} already exist below {} (left by another process?)",
+                taken.join(", "),
+                parent.display()
+            ),
+        ))
     }
 
     fn open(path: PathBuf, relative: String) -> io::Result<Cgroup> {
@@ -235,16 +271,74 @@ impl Cgroup {
     }
 
     /// Kills every process in the cgroup and below: one write to `cgroup.kill`, or, on kernels
-    /// without it, SIGKILL to each member while the cgroup is frozen (so none can fork away).
+    /// without it (< 5.14), see [`kill_frozen`](Self::kill_frozen).
     pub(crate) fn kill(&self) -> io::Result<()> {
-        if let Some(kill) = &self.kill {
-            rustix::io::write(kill, b"1")?;
-            return Ok(());
+        match &self.kill {
+            Some(kill) => {
+                rustix::io::write(kill, b"1")?;
+                Ok(())
+            }
+            None => self.kill_frozen(),
         }
+    }
+
+    /// Freezes the cgroup, waits (by event, at most [`FREEZE_PATIENCE`]) until the kernel
+    /// reports it `frozen`, SIGKILLs every member, and thaws it. Only once frozen can no member
+    /// be in the middle of a fork, whose child would miss the list and live on. A freeze that
+    /// does not complete in time (a member in uninterruptible sleep) is an error, after the
+    /// members that are listed were killed all the same.
+    ///
+    /// Blocks the calling thread until the freeze completes: the kernel's freezer stops each
+    /// task at its next return to user space, which takes micro- to milliseconds; only kernels
+    /// 5.2 to 5.13 take this path.
+    fn kill_frozen(&self) -> io::Result<()> {
         self.set_frozen(true)?;
-        let result = self.signal_members(Signal::KILL, false).map(drop);
-        self.set_frozen(false)?;
-        result
+        let frozen = self.await_frozen(FREEZE_PATIENCE);
+        let killed = self.signal_members(Signal::KILL, false).map(drop);
+        // SIGKILL ends a frozen process too; the thaw is only so that the cgroup is not left
+        // frozen for whatever the owner does with it next.
+        let thawed = self.set_frozen(false);
+        frozen.and(killed).and(thawed)
+    }
+
+    /// Waits until `cgroup.events` says `frozen 1`, by its priority event, for at most
+    /// `patience`.
+    fn await_frozen(&self, patience: Duration) -> io::Result<()> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            if self.event_field("frozen")? == Some(true) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the freeze of {} did not complete within {patience:?}",
+                        self.path.display()
+                    ),
+                ));
+            }
+            let mut fds = [rustix::event::PollFd::new(
+                &self.events,
+                rustix::event::PollFlags::PRI,
+            )];
+            let timeout = rustix::event::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos() as i64,
+            };
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Makes this cgroup look like one on a kernel without `cgroup.kill` (for tests of that
+    /// path).
+    #[cfg(test)]
+    pub(crate) fn forget_kill_file(&mut self) {
+        self.kill = None;
     }
 
     /// Writes `cgroup.freeze`; the freeze completes asynchronously (see `frozen`).
@@ -280,7 +374,7 @@ impl Cgroup {
     }
 
     /// A pidfd for `pid` if, once opened, it is still a member of this cgroup (or below it).
-    fn open_member(&self, pid: u32) -> Option<OwnedFd> {
+    pub(crate) fn open_member(&self, pid: u32) -> Option<OwnedFd> {
         let pidfd = open_pidfd(pid)?;
         let mut cgroup = String::new();
         fs::File::open(format!("/proc/{pid}/cgroup"))
@@ -292,6 +386,11 @@ impl Cgroup {
                 .strip_prefix(self.relative.as_str())
                 .is_some_and(|rest| rest.starts_with('/'));
         inside.then_some(pidfd)
+    }
+
+    /// Removes the cgroup, which must be empty and have no cgroup below it: one `rmdir`.
+    pub(crate) fn remove_empty(&self) -> io::Result<()> {
+        fs::remove_dir(&self.path)
     }
 
     /// Removes the cgroup and any cgroups members made below it; all must be empty.
@@ -346,4 +445,138 @@ fn read_event_field(events: impl AsFd, key: &str) -> io::Result<Option<bool>> {
         let (k, v) = line.split_once(' ')?;
         (k == key).then_some(v.trim() == "1")
     }))
+}
+
+/// A cgroup of a unit test's own, below this process's cgroup, killed and removed with what
+/// the test made inside it when dropped (also when the test fails).
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    pub(crate) struct TestParent {
+        pub mount: PathBuf,
+        pub path: PathBuf,
+    }
+
+    impl TestParent {
+        /// `None` (with the reason printed) where this process may not make cgroups.
+        pub(crate) fn new(test: &str) -> Option<TestParent> {
+            let mount = match super::mount_point() {
+                Ok(Some(mount)) => mount,
+                _ => {
+                    eprintln!("skipping {test}: no cgroup v2 mount");
+                    return None;
+                }
+            };
+            let own = super::own_cgroup(&mount).ok()?;
+            let path = own.join(format!("sheepdog-unit-{test}-{}", std::process::id()));
+            if let Err(err) = std::fs::create_dir(&path) {
+                eprintln!("skipping {test}: cannot create {}: {err}", path.display());
+                return None;
+            }
+            Some(TestParent { mount, path })
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    impl Drop for TestParent {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.path.join("cgroup.freeze"), "0");
+            let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
+            let start = Instant::now();
+            while super::remove_tree(&self.path).is_err()
+                && start.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::testing::TestParent;
+    use super::*;
+    use crate::command::Command;
+    use crate::sys::{spawn, ProcessGroup, SpawnTarget};
+
+    #[test]
+    fn an_existing_directory_is_never_taken_over() {
+        let Some(parent) = TestParent::new("exists") else {
+            return;
+        };
+        let foreign = parent.path().join("taken");
+        fs::create_dir(&foreign).expect("make the foreign cgroup");
+        fs::write(foreign.join("cgroup.freeze"), "1").expect("a setting of its own");
+        let names = ["taken", "free"].map(String::from).into_iter();
+        let cgroup = Cgroup::create_in(&parent.mount, parent.path(), names).expect("create");
+        assert_eq!(cgroup.path(), parent.path().join("free"));
+        drop(cgroup);
+
+        let err = Cgroup::create_in(
+            &parent.mount,
+            parent.path(),
+            std::iter::once("taken".into()),
+        )
+        .expect_err("no free name");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert!(err.to_string().contains("taken"), "{err}");
+        assert_eq!(
+            fs::read_to_string(foreign.join("cgroup.freeze")).expect("read"),
+            "1\n",
+            "the foreign cgroup is left as it was"
+        );
+    }
+
+    /// Without `cgroup.kill` (Linux < 5.14), a kill freezes the cgroup and kills every member:
+    /// forks in flight while the freeze spreads must not get away.
+    #[test]
+    fn a_kill_without_cgroup_kill_catches_forks_in_flight() {
+        let Some(parent) = TestParent::new("freeze_kill") else {
+            return;
+        };
+        for round in 0..20 {
+            let mut cgroup = Cgroup::create(&parent.mount, parent.path(), "storm").expect("create");
+            cgroup.forget_kill_file();
+            // Sixteen shells that start long sleeps as fast as they can: without the wait for
+            // the freeze, a few of their children got away within 20 rounds here.
+            let mut storm = Command::new("sh");
+            storm.args([
+                "-c",
+                "for i in $(seq 16); do (while :; do sleep 1000 & done) & done; wait",
+            ]);
+            let target = SpawnTarget {
+                cgroup: Some(cgroup.target(true)),
+                process_group: ProcessGroup::New,
+            };
+            let spawned = spawn(&storm, &target).expect("spawn the storm");
+            let start = Instant::now();
+            while cgroup.members().expect("members").len() < 50 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "the storm started"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            cgroup.kill().expect("kill");
+            let start = Instant::now();
+            while cgroup.populated().expect("populated") {
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "round {round}: {} members outlived the kill",
+                    cgroup.members().map_or(0, |m| m.len())
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(cgroup.event_field("frozen").expect("events"), Some(false));
+            drop(spawned);
+            cgroup.remove().expect("remove");
+        }
+    }
 }

@@ -68,11 +68,6 @@ fn current_path() -> SpawnPath {
     SpawnPath::from_u8(PATH.load(Ordering::Relaxed))
 }
 
-/// Whether this process still spawns through clone3 (not refused, not forced off for a test).
-pub(super) fn clone3_in_use() -> bool {
-    current_path() == SpawnPath::Clone3
-}
-
 /// A demotion not yet logged: `(path << 32) | errno`, 0 for none.
 static NOTICE: AtomicU64 = AtomicU64::new(0);
 
@@ -252,7 +247,7 @@ impl Drop for PinnedToThisCpu {
 /// The kernel's `struct clone_args` (clone3(2)), version 2 (with `cgroup`).
 #[repr(C)]
 #[derive(Default)]
-pub(super) struct CloneArgs {
+struct CloneArgs {
     pub flags: u64,
     pub pidfd: u64,
     pub child_tid: u64,
@@ -330,7 +325,7 @@ fn clone3(
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7); not in every libc crate version.
 #[cfg(target_arch = "x86_64")]
-pub(super) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// `CLONE_CLEAR_SIGHAND` (Linux 5.5).
 #[cfg(target_arch = "x86_64")]

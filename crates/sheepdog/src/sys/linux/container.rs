@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,7 @@ use rustix::fs::{Mode, OFlags};
 
 use super::cgroup::{self, Cgroup};
 use super::group::Group;
-use super::keeper::Keeper;
-use super::process::{deliver, open_pidfd, pidfd_send_signal, proc_stat};
+use super::process::open_pidfd;
 use super::reaper;
 use super::sentinel::{self, Guarded};
 use super::spawn::{spawn, ProcessGroup, SpawnTarget, Spawned};
@@ -58,9 +58,6 @@ pub(crate) struct CgroupHerd {
     groups: Mutex<Vec<i32>>,
     /// When the last spawn into the herd began (see [`NOTIFIED_RECENTLY`]).
     last_spawn: Mutex<Option<Instant>>,
-    /// The process that keeps a cgroup made ahead populated until the herd first looks at its
-    /// members (see `keeper.rs`); never a member itself.
-    keeper: Mutex<Option<Keeper>>,
 }
 
 /// A spawn into a herd less than this after the one before it is not pinned. The kernel
@@ -90,14 +87,13 @@ impl CgroupHerd {
                 _ => CgroupError::Failed { context, source },
             }
         };
-        let (cgroup, keeper, guarded) =
+        let (cgroup, guarded) =
             herd_cgroup(&mount, &parent).map_err(|err| classify(err, &parent))?;
         Ok(CgroupHerd {
             cgroup: Arc::new(cgroup),
             home_parent: guarded.then_some(parent),
             groups: Mutex::new(Vec::new()),
             last_spawn: Mutex::new(None),
-            keeper: Mutex::new(keeper),
         })
     }
 
@@ -116,12 +112,10 @@ impl CgroupHerd {
         let recent = crate::lock(&self.last_spawn)
             .replace(now)
             .is_some_and(|last| now.duration_since(last) < NOTIFIED_RECENTLY);
-        // A cgroup with a keeper is populated: no notification, so nothing to pin against.
-        let kept = crate::lock(&self.keeper).is_some();
         let spawned = spawn(
             cmd,
             &SpawnTarget {
-                cgroup: Some(self.cgroup.target(!recent && !kept)),
+                cgroup: Some(self.cgroup.target(!recent)),
                 process_group: ProcessGroup::New,
             },
         )?;
@@ -138,113 +132,102 @@ impl CgroupHerd {
         crate::lock(&self.groups)
     }
 
-    /// Kills the keeper, if the herd still has one, and waits until it is gone: from here on
-    /// the cgroup's population is the herd's.
-    fn retire_keeper(&self) {
-        let keeper = crate::lock(&self.keeper).take();
-        if let Some(keeper) = keeper {
-            keeper.retire();
-        }
-    }
-
-    /// Kills the cgroup with one write, and, as a second net, members of the herd's process
-    /// groups that moved themselves out of the cgroup.
+    /// Kills the cgroup with one write, then, as a second net, the members of the herd's
+    /// process groups that moved themselves out of it (see [`strays`]).
     pub(crate) fn kill(&self) -> io::Result<()> {
-        self.retire_keeper();
-        self.kill_all()
-    }
-
-    /// [`kill`](Self::kill), the keeper included.
-    fn kill_all(&self) -> io::Result<()> {
-        let strays = self.group_strays();
+        let groups = self.owned_groups();
         let killed = self.cgroup.kill();
-        for (_, pidfd) in strays {
-            let _ = pidfd_send_signal(&pidfd, Signal::KILL);
-        }
+        strays::signal(groups, Signal::KILL, false);
         killed
     }
 
-    /// Sends `signal` (and then SIGCONT, with `and_continue`) to every member, and to the strays
-    /// of the herd's process groups.
+    /// Sends `signal` (and then SIGCONT, with `and_continue`) to every member, and to the
+    /// strays of the herd's process groups. Returns the members that got it (strays are not
+    /// listed).
     pub(crate) fn signal_members(
         &self,
         signal: Signal,
         and_continue: bool,
     ) -> io::Result<Vec<u32>> {
-        self.retire_keeper();
-        let strays = self.group_strays();
-        let mut signalled = self.cgroup.signal_members(signal, and_continue)?;
-        for (pid, pidfd) in strays {
-            if deliver(&pidfd, signal, and_continue).is_ok() {
-                signalled.push(pid);
-            }
+        let groups = self.owned_groups();
+        let members = self.cgroup.members()?;
+        // Where the groups are signalled as wholes, their members get it that way, once.
+        let (in_groups, alone): (Vec<u32>, Vec<u32>) =
+            if groups.groups.is_empty() || !strays::group_signals() {
+                (Vec::new(), members)
+            } else {
+                let pgids: HashSet<i32> = groups.groups.iter().map(|(pgid, _)| *pgid).collect();
+                members
+                    .into_iter()
+                    .partition(|&pid| process_group_of(pid).is_some_and(|g| pgids.contains(&g)))
+            };
+        let mut signalled = super::process::signal_each(
+            alone,
+            |pid| self.cgroup.open_member(pid),
+            signal,
+            and_continue,
+        );
+        if strays::signal(groups, signal, and_continue) {
+            signalled.extend(in_groups);
+        } else {
+            // The kernel refused the first group signal: the groups' members one by one (their
+            // strays are left to the background search).
+            signalled.extend(super::process::signal_each(
+                in_groups,
+                |pid| self.cgroup.open_member(pid),
+                signal,
+                and_continue,
+            ));
         }
         Ok(signalled)
     }
 
     /// Kills what is left of the herd's process groups outside the cgroup.
     pub(crate) fn kill_strays(&self) {
-        for (_, pidfd) in self.group_strays() {
-            let _ = pidfd_send_signal(&pidfd, Signal::KILL);
-        }
+        strays::signal(self.owned_groups(), Signal::KILL, false);
     }
 
-    /// Processes in the herd's process groups but outside its cgroup, with a pidfd for each.
+    /// The herd's process groups that are certainly its own, each by a pidfd of its leader.
     ///
     /// A group id is a pid, reused only once that process and its group are gone; so a group
-    /// whose leader is still a member of the cgroup is ours. Candidates are taken only from such
-    /// groups, each through a pidfd whose process is checked again after it was opened; only
-    /// processes outside the cgroup are looked at. No live leader, or an empty cgroup, proves no
-    /// group: those cases cost one `kill(pid, 0)` per group, or one read of `cgroup.events`.
-    fn group_strays(&self) -> Vec<(u32, OwnedFd)> {
-        // A group is ours only while its leader is a member: with no leader left (the usual
-        // case when a herd is dropped), there is nothing to look for.
-        let leaders_left = self.lock_groups().iter().any(|&pgid| process_exists(pgid));
-        if !leaders_left || !self.cgroup.populated().unwrap_or(false) {
-            return Vec::new();
+    /// whose leader is still a member of the cgroup is ours. The leaders' pidfds are opened
+    /// first and the members listed after: a pid still listed then is the process the pidfd
+    /// holds. No live leader, or an empty cgroup, proves no group; neither case reads more than
+    /// `cgroup.events` and one `pidfd_open` per group. No /proc scan.
+    fn owned_groups(&self) -> strays::Groups {
+        if !self.cgroup.populated().unwrap_or(true) {
+            return strays::Groups::default();
         }
-        let members: HashSet<u32> = self
-            .cgroup
-            .members()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        // A group whose leader (the child that made it) is still a member is ours.
-        let owned: HashSet<i32> = self
+        let leaders: Vec<(i32, OwnedFd)> = self
             .lock_groups()
             .iter()
-            .copied()
-            .filter(|&pgid| members.contains(&(pgid as u32)))
+            .filter_map(|&pgid| Some((pgid, open_pidfd(pgid as u32)?)))
             .collect();
-        if owned.is_empty() {
-            return Vec::new();
+        if leaders.is_empty() {
+            return strays::Groups::default();
         }
-        let in_owned = |pid: u32| process_group_of(pid).is_some_and(|g| owned.contains(&g));
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
+        let members: HashSet<u32> = match self.cgroup.members() {
+            Ok(members) => members.into_iter().collect(),
+            Err(_) => return strays::Groups::default(),
         };
-        entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|&pid| !members.contains(&pid) && in_owned(pid))
-            .filter_map(|pid| {
-                let pidfd = open_pidfd(pid)?;
-                in_owned(pid).then_some((pid, pidfd))
-            })
-            .collect()
+        strays::Groups {
+            groups: leaders
+                .into_iter()
+                .filter(|(pgid, _)| members.contains(&(*pgid as u32)))
+                .collect(),
+            members,
+        }
     }
 
     pub(crate) fn is_empty(&self) -> io::Result<bool> {
-        self.retire_keeper();
         Ok(!self.cgroup.populated()?)
     }
 
     pub(crate) async fn wait_empty(&self) -> io::Result<()> {
-        self.retire_keeper();
         self.cgroup.wait_for("populated", false).await
     }
 
     pub(crate) fn members(&self) -> io::Result<Vec<u32>> {
-        self.retire_keeper();
         self.cgroup.members()
     }
 
@@ -257,86 +240,194 @@ impl CgroupHerd {
         self.cgroup.set_frozen(false)
     }
 
-    /// Lets the herd go without killing it (`Command::kill_on_drop(false)`): the keeper goes,
-    /// and the reaper thread removes the cgroup once the tree has left it by itself. Until
-    /// then the cgroup stays in this process's home, so the owner's death still kills the tree.
+    /// Lets the herd go without killing it (`Command::kill_on_drop(false)`): the reaper thread
+    /// removes the cgroup once the tree has left it by itself. Until then the cgroup stays in
+    /// this process's home, so the owner's death still kills the tree.
     pub(crate) fn release(self) {
-        self.retire_keeper();
         let refill = self
             .home_parent
             .clone()
             .map(|parent| Box::new(move || refill(&parent)) as reaper::Task);
-        reaper::adopt_cgroup(self.cgroup, None, refill);
+        reaper::adopt_cgroup(self.cgroup, refill);
     }
 
-    /// Kills everything at once; the cgroup is removed in the background once it is empty.
+    /// Kills everything at once. An empty cgroup (the usual case: the children were waited
+    /// for) is removed here, with one `rmdir`, so that nothing is left even if this process
+    /// exits at once; a populated one is removed by the reaper thread once it is empty.
     pub(crate) fn dispose(self) {
-        let keeper = crate::lock(&self.keeper).take();
-        // A live keeper wakes the reaper thread, which watches it, when it dies at the kill
-        // below; so the cgroup is handed over first, without a wake-up of its own (the keeper's
-        // pidfd is then only closed: the reaper's duplicate reaps it).
-        let quiet = keeper.as_ref().is_some_and(Keeper::alive);
-        let keeper = keeper.and_then(Keeper::into_pidfd);
-        // Make the next herd's cgroup now, after this herd's work rather than during the next.
-        let mut refill = self
+        // Make the next herd's cgroup ahead, after this herd's work rather than during the next.
+        let refill = self
             .home_parent
             .clone()
             .map(|parent| Box::new(move || refill(&parent)) as reaper::Task);
-        if quiet {
-            reaper::adopt_cgroup_quietly(Arc::clone(&self.cgroup), refill.take());
+        if matches!(self.cgroup.populated(), Ok(false)) && self.cgroup.remove_empty().is_ok() {
+            if let Some(refill) = refill {
+                reaper::run_later(refill);
+            }
+            return;
         }
-        // Without a keeper, an empty herd (the usual case at drop) has nothing to kill and
-        // proves no stray.
-        if keeper.is_some() || !matches!(self.cgroup.populated(), Ok(false)) {
-            if let Err(err) = self.kill_all() {
-                if quiet {
-                    reaper::wake(); // no keeper's death will
+        if let Err(err) = self.kill() {
+            tracing::error!(
+                path = %self.cgroup.path().display(), %err,
+                "sheepdog: cannot kill a dropped herd",
+            );
+        }
+        reaper::adopt_cgroup(self.cgroup, refill);
+    }
+}
+
+/// The second net: processes of a herd's process groups outside its cgroup, reached without a
+/// scan of /proc where the kernel can signal a group through a pidfd (Linux 6.9), else found by
+/// one scan on the reaper thread, off the caller's path.
+mod strays {
+    use std::collections::HashSet;
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::super::process::{deliver, open_pidfd, proc_stat};
+    use super::super::raw::syscall;
+    use super::super::reaper;
+    use crate::signal::Signal;
+
+    /// `PIDFD_SIGNAL_PROCESS_GROUP` (Linux 6.9): the signal goes to the process group whose id
+    /// is the pidfd's pid. The pidfd holds that pid, so the group cannot be another one.
+    const PIDFD_SIGNAL_PROCESS_GROUP: usize = 1 << 2;
+
+    /// Whether group signals through a pidfd are still tried (until the kernel refuses one).
+    static GROUP_SIGNALS: AtomicBool = AtomicBool::new(true);
+
+    /// Makes this process find strays by the background scan from now on, as on kernels before
+    /// 6.9 (for tests).
+    #[cfg(test)]
+    pub(crate) fn force_scan() {
+        GROUP_SIGNALS.store(false, Ordering::Relaxed);
+    }
+
+    /// A herd's own process groups (their ids and their leaders' pidfds), and the cgroup's
+    /// members when they were found.
+    #[derive(Default)]
+    pub(super) struct Groups {
+        pub groups: Vec<(i32, OwnedFd)>,
+        pub members: HashSet<u32>,
+    }
+
+    /// Whether groups are signalled through their leaders' pidfds here.
+    pub(super) fn group_signals() -> bool {
+        GROUP_SIGNALS.load(Ordering::Relaxed)
+    }
+
+    /// Sends `signal` to every process of `groups`: through each leader's pidfd, or, where the
+    /// kernel cannot, by a search on the reaper thread for processes of the groups outside the
+    /// cgroup (for SIGKILL, after the cgroup's own kill, members need no exclusion). Returns
+    /// whether the groups' members were signalled here, rather than only their strays by the
+    /// search.
+    pub(super) fn signal(groups: Groups, signal: Signal, and_continue: bool) -> bool {
+        if groups.groups.is_empty() {
+            return true;
+        }
+        if group_signals() {
+            let mut refused = false;
+            for (_, leader) in &groups.groups {
+                match signal_group(leader, signal) {
+                    Ok(()) => {
+                        if and_continue {
+                            let _ = signal_group(leader, Signal::CONT);
+                        }
+                    }
+                    // A flag this kernel does not know (before 6.9): search from now on.
+                    Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                        GROUP_SIGNALS.store(false, Ordering::Relaxed);
+                        refused = true;
+                        break;
+                    }
+                    // The group is gone.
+                    Err(_) => {}
                 }
-                tracing::error!(
-                    path = %self.cgroup.path().display(), %err,
-                    "sheepdog: cannot kill a dropped herd",
-                );
+            }
+            if !refused {
+                return true;
             }
         }
-        if !quiet {
-            reaper::adopt_cgroup(self.cgroup, keeper, refill);
+        let Groups { groups, members } = groups;
+        let pgids: HashSet<i32> = groups.iter().map(|(pgid, _)| *pgid).collect();
+        let skip = if signal == Signal::KILL {
+            HashSet::new()
+        } else {
+            members
+        };
+        // The leaders' pidfds travel with the search: they are what made the groups ours.
+        let queued = reaper::run_later(move || {
+            let _leaders = groups;
+            search(&pgids, &skip, signal, and_continue);
+        });
+        if !queued {
+            tracing::error!("sheepdog: no reaper thread; strays of a herd's groups not signalled");
+        }
+        false
+    }
+
+    fn signal_group(leader: &OwnedFd, signal: Signal) -> std::io::Result<()> {
+        // SAFETY: the descriptor is open for the duration of the call; plain integers
+        // otherwise.
+        let ret = unsafe {
+            syscall(
+                libc::SYS_pidfd_send_signal,
+                &[
+                    leader.as_fd().as_raw_fd() as usize,
+                    signal.as_raw() as usize,
+                    0,
+                    PIDFD_SIGNAL_PROCESS_GROUP,
+                ],
+            )
+        };
+        if ret < 0 {
+            return Err(std::io::Error::from_raw_os_error(-ret as i32));
+        }
+        Ok(())
+    }
+
+    /// One pass over /proc (one read of `stat` per process) for processes of `pgids` not in
+    /// `skip`, each signalled through a pidfd whose group is checked again once it is open.
+    fn search(pgids: &HashSet<i32>, skip: &HashSet<u32>, signal: Signal, and_continue: bool) {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let ours = |pid: u32| proc_stat(pid).is_some_and(|stat| pgids.contains(&stat.pgid));
+        for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+            if skip.contains(&pid) || !ours(pid) {
+                continue;
+            }
+            if let Some(pidfd) = open_pidfd(pid) {
+                if ours(pid) {
+                    let _ = deliver(&pidfd, signal, and_continue);
+                }
+            }
         }
     }
 }
 
 /// The process group of `pid`.
 fn process_group_of(pid: u32) -> Option<i32> {
-    proc_stat(pid).map(|stat| stat.pgid)
-}
-
-/// Whether process `pid` exists, zombie included.
-fn process_exists(pid: i32) -> bool {
-    exists(pid)
+    super::process::proc_stat(pid).map(|stat| stat.pgid)
 }
 
 /// Whether any process is in group `pgid`.
 fn group_exists(pgid: i32) -> bool {
-    exists(-pgid)
-}
-
-/// `kill(target, 0)`, which signals nobody: whether the process (or, negative, the process
-/// group) exists, also when it is not ours to signal (`EPERM`).
-fn exists(target: i32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks for existence.
-    let ret = unsafe { super::raw::syscall(libc::SYS_kill, &[target as isize as usize, 0]) };
+    let ret = unsafe { super::raw::syscall(libc::SYS_kill, &[-pgid as isize as usize, 0]) };
     ret == 0 || ret == -(libc::EPERM as isize)
 }
 
 /// This process's home for herd cgroups below one parent: `parent/sheepdog-<pid>`, made on
 /// the first herd there and handed once to the owner-death sentinel, which kills and removes the
 /// whole home (every herd in it) when this process dies. It keeps a few cgroups made ahead on
-/// the reaper thread, each with a keeper where one can be had — after a herd is dropped, so
-/// that the `mkdir` and the clone neither delay nor compete with the making of the next herd.
+/// the reaper thread — after a herd is dropped, so that the `mkdir` neither delays nor
+/// competes with the making of the next herd.
 struct Home {
     parent: PathBuf,
     mount: PathBuf,
     path: PathBuf,
-    ready: Vec<(Cgroup, Option<Keeper>)>,
+    ready: Vec<Cgroup>,
 }
 
 /// How many empty herd cgroups a home keeps ready.
@@ -344,14 +435,23 @@ const READY: usize = 2;
 
 static HOMES: Mutex<Vec<Home>> = Mutex::new(Vec::new());
 
+/// Set by tests that need herds without a home (as where no sentinel can be had).
+static HOMELESS: AtomicBool = AtomicBool::new(false);
+
+/// Makes this process put new herds straight below their parent, without a home (for tests of
+/// the unguarded path).
+pub(crate) fn force_homeless() {
+    HOMELESS.store(true, Ordering::Relaxed);
+}
+
 fn homes() -> std::sync::MutexGuard<'static, Vec<Home>> {
     crate::lock(&HOMES)
 }
 
-/// A new cgroup for a herd below `parent`, its keeper if it was made ahead with one, and
-/// whether the sentinel guards it. Without a sentinel there is no home: herds go straight below
-/// `parent`, unguarded, so that nothing is left behind at a normal exit.
-fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, Option<Keeper>, bool)> {
+/// A new cgroup for a herd below `parent`, and whether the sentinel guards it. Without a
+/// sentinel there is no home: herds go straight below `parent`, unguarded, so that nothing is
+/// left behind at a normal exit.
+fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, bool)> {
     let mut homes = homes();
     let index = match homes.iter().position(|home| home.parent == parent) {
         Some(index) => index,
@@ -362,16 +462,16 @@ fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, Option<Keeper
             }
             None => {
                 let prefix = format!("sheepdog-{}-herd", std::process::id());
-                return Ok((Cgroup::create(mount, parent, &prefix)?, None, false));
+                return Ok((Cgroup::create(mount, parent, &prefix)?, false));
             }
         },
     };
     let home = &mut homes[index];
-    let (cgroup, keeper) = match home.ready.pop() {
+    let cgroup = match home.ready.pop() {
         Some(ready) => ready,
-        None => (Cgroup::create(mount, &home.path, "herd")?, None),
+        None => Cgroup::create(mount, &home.path, "herd")?,
     };
-    Ok((cgroup, keeper, true))
+    Ok((cgroup, true))
 }
 
 /// Makes cgroups ahead for the home below `parent` (on the reaper thread).
@@ -384,47 +484,35 @@ fn refill(parent: &Path) {
     let Ok(cgroup) = Cgroup::create(&mount, &path, "herd") else {
         return;
     };
-    let keeper = Keeper::start(cgroup.dir_fd());
     let mut homes = homes();
     match homes.iter_mut().find(|home| home.parent == parent) {
         Some(home) if home.ready.len() < READY => {
-            home.ready.push((cgroup, keeper));
+            home.ready.push(cgroup);
             if home.ready.len() < READY {
                 let parent = parent.to_owned();
                 reaper::run_later(move || refill(&parent));
             }
         }
-        _ => {
-            if let Some(keeper) = keeper {
-                keeper.retire();
-            }
-            drop(cgroup.remove());
-        }
+        _ => drop(cgroup.remove()),
     }
 }
 
 fn make_home(mount: &Path, parent: &Path) -> io::Result<Option<Home>> {
-    if !sentinel::available() {
+    if HOMELESS.load(Ordering::Relaxed) || !sentinel::available() {
         return Ok(None);
     }
-    let name = format!("sheepdog-{}", std::process::id());
-    let home = Cgroup::create_named(mount, parent, &name)?;
-    let parent_fd = rustix::fs::open(
-        parent,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let guarded = home.kill_fd().is_some_and(|kill| {
-        sentinel::register(Guarded {
-            kill,
-            events: home.events_fd(),
-            parent: parent_fd.as_fd(),
-            home: home.dir_fd(),
-            name: name.as_bytes(),
-        })
-        .is_some()
-    });
-    if !guarded {
+    let prefix = format!("sheepdog-{}", std::process::id());
+    let home = Cgroup::create_first(mount, parent, &prefix)?;
+    // From here on, a failure must not leave the home's directory behind.
+    let guarded = guard_home(&home, parent);
+    let registered = match guarded {
+        Ok(registered) => registered,
+        Err(err) => {
+            let _ = home.remove();
+            return Err(err);
+        }
+    };
+    if !registered {
         // Unprotected: do not keep a home that nothing would remove at exit.
         let _ = home.remove();
         return Ok(None);
@@ -434,6 +522,30 @@ fn make_home(mount: &Path, parent: &Path) -> io::Result<Option<Home>> {
         mount: mount.to_owned(),
         path: home.path().to_owned(),
         ready: Vec::new(),
+    }))
+}
+
+/// Hands `home` to the sentinel; `Ok(false)` if it is not protected.
+fn guard_home(home: &Cgroup, parent: &Path) -> io::Result<bool> {
+    let parent_fd = rustix::fs::open(
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let name = home
+        .path()
+        .file_name()
+        .map(|name| name.as_encoded_bytes())
+        .unwrap_or_default();
+    Ok(home.kill_fd().is_some_and(|kill| {
+        sentinel::register(Guarded {
+            kill,
+            events: home.events_fd(),
+            parent: parent_fd.as_fd(),
+            home: home.dir_fd(),
+            name,
+        })
+        .is_some()
     }))
 }
 
@@ -578,5 +690,84 @@ impl Container {
             Container::Cgroup(herd) => herd.dispose(),
             Container::Group(group) => group.dispose(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::super::cgroup::testing::TestParent;
+    use super::*;
+
+    fn cgroup_of(pid: u32) -> Option<String> {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()
+    }
+
+    fn gone_within(pid: u32, limit: Duration) -> bool {
+        let start = Instant::now();
+        while super::super::process::proc_stat(pid).is_some_and(|stat| stat.state != 'Z') {
+            if start.elapsed() > limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// Where the kernel cannot signal a group through a pidfd (before 6.9), a member that moved
+    /// itself out of the cgroup is found by the background search and killed.
+    #[test]
+    fn a_stray_is_found_by_the_search_where_groups_cannot_be_signalled() {
+        let Some(parent) = TestParent::new("strays") else {
+            return;
+        };
+        let herd = match CgroupHerd::create(Some(parent.path())) {
+            Ok(herd) => herd,
+            Err(err) => {
+                eprintln!("skipping: no cgroup herd: {err:?}");
+                return;
+            }
+        };
+        let elsewhere = parent.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("make another cgroup");
+        let pidfile = std::env::temp_dir().join(format!("sheepdog-stray-{}", std::process::id()));
+        let script = format!(
+            "sh -c 'echo $$ > {cgroup}/cgroup.procs && echo $$ > {file}.tmp && mv {file}.tmp {file} \
+             && exec sleep 1000' & sleep 1000",
+            cgroup = elsewhere.display(),
+            file = pidfile.display(),
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script]);
+        let spawned = herd.spawn(&cmd).expect("spawn");
+        let start = Instant::now();
+        let stray = loop {
+            if let Some(pid) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok())
+            {
+                break pid;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the stray started"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let _ = std::fs::remove_file(&pidfile);
+        assert!(
+            cgroup_of(stray).is_some_and(|c| c.contains("/elsewhere")),
+            "the stray left the herd's cgroup"
+        );
+        strays::force_scan();
+        herd.kill().expect("kill");
+        assert!(
+            gone_within(stray, Duration::from_secs(10)),
+            "the stray outlived the kill"
+        );
+        assert!(gone_within(spawned.process.pid(), Duration::from_secs(10)));
+        drop(spawned);
+        herd.dispose();
     }
 }

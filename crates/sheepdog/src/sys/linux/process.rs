@@ -371,9 +371,13 @@ pub(crate) struct ProcStat {
 }
 
 /// Reads `/proc/PID/stat` (fields 3 and 5, after the parenthesised command name, which may
-/// itself hold spaces and parentheses).
+/// itself hold spaces and parentheses), with one `read`: the kernel makes the whole line at
+/// once, and it fits the buffer (the name is at most 64 bytes, the numbers under 600).
 pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let n = rustix::io::read(&file, &mut buf).ok()?;
+    let stat = std::str::from_utf8(&buf[..n]).ok()?;
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
     let state = fields.next()?.chars().next()?;
     let pgid = fields.nth(1)?.parse().ok()?;
@@ -482,13 +486,7 @@ pub(super) fn waitid(target: Target, extra_flags: i32) -> io::Result<Option<Exit
     if pid == 0 {
         return Ok(None);
     }
-    let end = match info.si_code {
-        libc::CLD_EXITED => End::Exited(status),
-        code => End::Signaled {
-            signal: Signal::from_raw(status).unwrap_or(Signal::KILL),
-            core_dumped: code == libc::CLD_DUMPED,
-        },
-    };
+    let end = end_of(info.si_code, status)?;
     let time = |tv: libc::timeval| {
         Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
     };
@@ -503,6 +501,28 @@ pub(super) fn waitid(target: Target, extra_flags: i32) -> io::Result<Option<Exit
     }))
 }
 
+/// How a child ended, from `waitid`'s `si_code` and `si_status`. A code or signal number this
+/// crate does not know is an error, never a guess.
+fn end_of(code: i32, status: i32) -> io::Result<End> {
+    match code {
+        libc::CLD_EXITED => Ok(End::Exited(status)),
+        libc::CLD_KILLED | libc::CLD_DUMPED => match Signal::from_raw(status) {
+            Some(signal) => Ok(End::Signaled {
+                signal,
+                core_dumped: code == libc::CLD_DUMPED,
+            }),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("waitid reported a child killed by signal {status}, which is no signal"),
+            )),
+        },
+        code => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("waitid reported a child event {code} that is no exit (status {status})"),
+        )),
+    }
+}
+
 /// Reaps a child that is known to have exited (or to be about to), blocking briefly.
 pub(super) fn reap_now(pid: i32, pidfd: Option<&OwnedFd>) -> io::Result<Option<ExitStatus>> {
     let target = match pidfd {
@@ -510,4 +530,22 @@ pub(super) fn reap_now(pid: i32, pidfd: Option<&OwnedFd>) -> io::Result<Option<E
         None => Target::Pid(pid),
     };
     waitid(target, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_end_is_an_error_not_a_kill() {
+        assert!(matches!(end_of(libc::CLD_EXITED, 3), Ok(End::Exited(3))));
+        assert!(matches!(
+            end_of(libc::CLD_DUMPED, libc::SIGSEGV),
+            Ok(End::Signaled { signal, core_dumped: true }) if signal == Signal::SEGV
+        ));
+        for (code, status) in [(libc::CLD_KILLED, 0), (libc::CLD_KILLED, 65), (99, 9)] {
+            let err = end_of(code, status).expect_err("no such end");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        }
+    }
 }

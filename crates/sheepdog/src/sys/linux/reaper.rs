@@ -1,6 +1,6 @@
 //! Finishing in the background what dropped handles leave behind: reaping children that were
-//! not waited for, so none stays a zombie, removing herd cgroups once they are empty (and
-//! reaping their keepers), and making the next herd cgroups ahead.
+//! not waited for, so none stays a zombie, removing herd cgroups once they are empty, and
+//! making the next herd cgroups ahead.
 //!
 //! One thread per process, started on first need, sleeps in poll(2) on what it adopted (a pidfd
 //! turns readable when its process exits; `cgroup.events` raises a priority event when it
@@ -9,7 +9,8 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 
@@ -22,9 +23,6 @@ enum Adopted {
     Child(OwnedFd),
     /// The sentinel, reaped should it ever exit before this process: not work that ends.
     Sentinel(OwnedFd),
-    /// A keeper (a duplicate of its pidfd), watched from its birth so that its death wakes this
-    /// thread (see [`adopt_cgroup_quietly`]); reaped then. Not work that ends.
-    Keeper(OwnedFd),
     /// A killed herd's cgroup, to remove once empty.
     Cgroup(Arc<Cgroup>),
 }
@@ -32,7 +30,7 @@ enum Adopted {
 impl Adopted {
     /// Whether it counts as background work that ends (see [`outstanding`]).
     fn is_work(&self) -> bool {
-        !matches!(self, Adopted::Sentinel(_) | Adopted::Keeper(_))
+        !matches!(self, Adopted::Sentinel(_))
     }
 
     fn done(&self) {
@@ -43,14 +41,14 @@ impl Adopted {
 
     fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            Adopted::Child(fd) | Adopted::Sentinel(fd) | Adopted::Keeper(fd) => fd.as_fd(),
+            Adopted::Child(fd) | Adopted::Sentinel(fd) => fd.as_fd(),
             Adopted::Cgroup(cgroup) => cgroup.events_fd(),
         }
     }
 
     fn flags(&self) -> PollFlags {
         match self {
-            Adopted::Child(_) | Adopted::Sentinel(_) | Adopted::Keeper(_) => PollFlags::IN,
+            Adopted::Child(_) | Adopted::Sentinel(_) => PollFlags::IN,
             Adopted::Cgroup(..) => PollFlags::PRI,
         }
     }
@@ -59,7 +57,7 @@ impl Adopted {
     fn pending(&self) -> bool {
         match self {
             // Reaped, or gone for any other reason: done.
-            Adopted::Child(fd) | Adopted::Sentinel(fd) | Adopted::Keeper(fd) => {
+            Adopted::Child(fd) | Adopted::Sentinel(fd) => {
                 matches!(
                     waitid(Target::Pidfd(fd.as_raw_fd()), libc::WNOHANG),
                     Ok(None)
@@ -120,38 +118,12 @@ pub(crate) fn adopt_sentinel(pidfd: OwnedFd) {
     adopt(Adopted::Sentinel(pidfd));
 }
 
-/// Removes `cgroup` (already killed) once it is empty, reaps its killed keeper (by pidfd), and
-/// runs `then`: one wake-up for all three.
-pub(crate) fn adopt_cgroup(cgroup: Arc<Cgroup>, keeper: Option<OwnedFd>, then: Option<Task>) {
-    hand_over_cgroup(cgroup, keeper, then, true);
-}
-
-/// Watches a keeper from its birth; `pidfd` is a duplicate of the keeper's own.
-pub(crate) fn watch_keeper(pidfd: OwnedFd) {
-    adopt(Adopted::Keeper(pidfd));
-}
-
-/// [`adopt_cgroup`] without waking this thread, for a herd dropped with a live, watched keeper
-/// that the caller kills right after: the keeper's death wakes the thread instead. Spares the
-/// dropping thread the wake-up, which cost it 25–30 µs here (measured; most likely the
-/// interrupt to the other CPU, which a VM pays dearly, not traced).
-pub(crate) fn adopt_cgroup_quietly(cgroup: Arc<Cgroup>, then: Option<Task>) {
-    hand_over_cgroup(cgroup, None, then, false);
-}
-
-fn hand_over_cgroup(cgroup: Arc<Cgroup>, keeper: Option<OwnedFd>, then: Option<Task>, wake: bool) {
+/// Removes `cgroup` (already killed) once it is empty, and runs `then`: one wake-up for both.
+pub(crate) fn adopt_cgroup(cgroup: Arc<Cgroup>, then: Option<Task>) {
     if let (Some(task), Some(reaper)) = (then, reaper()) {
         reaper.queue(task);
     }
-    let keeper = keeper.map(Adopted::Child);
-    adopt_all(std::iter::once(Adopted::Cgroup(cgroup)).chain(keeper), wake);
-}
-
-/// Wakes the reaper thread (after a quiet adoption whose wake-up did not come).
-pub(crate) fn wake() {
-    if let Some(reaper) = reaper() {
-        reaper.wake();
-    }
+    adopt(Adopted::Cgroup(cgroup));
 }
 
 /// The reaper thread's shared state, started on first use; `None` if the thread cannot start.
@@ -159,27 +131,17 @@ fn reaper() -> Option<&'static Arc<Reaper>> {
     REAPER.get_or_init(start).as_ref()
 }
 
+/// Hands `what` to the thread and wakes it.
 fn adopt(what: Adopted) {
-    adopt_all(std::iter::once(what), true);
-}
-
-/// Hands `what` to the thread, and wakes it unless told something else will.
-fn adopt_all(what: impl Iterator<Item = Adopted>, wake: bool) {
     let Some(reaper) = reaper() else {
         tracing::error!("sheepdog: no reaper thread; a dropped child or cgroup is left behind");
         return;
     };
-    let mut adopted = crate::lock(&reaper.adopted);
-    for one in what {
-        if one.is_work() {
-            OUTSTANDING.fetch_add(1, Ordering::SeqCst);
-        }
-        adopted.push(one);
+    if what.is_work() {
+        OUTSTANDING.fetch_add(1, Ordering::SeqCst);
     }
-    drop(adopted);
-    if wake {
-        reaper.wake();
-    }
+    crate::lock(&reaper.adopted).push(what);
+    reaper.wake();
 }
 
 /// Runs `task` on the reaper thread, off the caller's path; returns `false` (and drops it)
@@ -209,24 +171,86 @@ impl Reaper {
 /// Puts this thread in `SCHED_BATCH`: the same share of CPU as before, but its wake-ups do not
 /// preempt the thread that runs (the scheduler leaves that to its tick). The reaper is woken
 /// whenever a handle is dropped; at normal policy it would take the dropping thread's CPU at
-/// once, and the work done on a herd's drop (killing, removing, making the next cgroup and
-/// its keeper) would land on the caller's path after all. Keepers cloned here inherit the
-/// policy, so their death at a herd's kill does not preempt either. A failure changes nothing.
+/// once, and the work done after a herd's drop (removing its cgroup, making the next one) would
+/// land on the caller's path after all. A failure changes nothing.
 fn yield_on_wake() {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler(2) for this thread (0), reading one valid `sched_param`.
     unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
 }
 
-/// Reaps process `pid` (a child without a pidfd) once it exits, on a thread of its own.
+/// Children without a pidfd, to reap once they exit: all on one thread (see [`adopt_pid`]).
+struct PidReaper {
+    pids: Mutex<Vec<i32>>,
+    arrived: Condvar,
+}
+
+/// The longest the pid reaper sleeps between two looks while it has children to reap.
+const PID_POLL_MAX: Duration = Duration::from_millis(500);
+
+/// Reaps process `pid` (a child without a pidfd) once it exits.
+///
+/// Without a pidfd there is no descriptor that turns readable at the exit, and a blocking
+/// `waitid` waits for one pid only; so one thread for all of them (however many children are
+/// dropped) looks at each with `WNOHANG`, sooner after each new arrival and then less often, up
+/// to [`PID_POLL_MAX`]. Only kernels before 5.3, or sandboxes that refuse pidfds, get here.
 pub(crate) fn adopt_pid(pid: i32) {
-    let spawned = std::thread::Builder::new()
-        .name("sheepdog-reap".into())
-        .spawn(move || {
-            let _ = waitid(Target::Pid(pid), 0);
+    static PID_REAPER: OnceLock<Option<Arc<PidReaper>>> = OnceLock::new();
+    let reaper = PID_REAPER.get_or_init(|| {
+        let reaper = Arc::new(PidReaper {
+            pids: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
         });
-    if let Err(err) = spawned {
-        tracing::error!(pid, %err, "sheepdog: cannot start a thread to reap a dropped child");
+        let for_thread = Arc::clone(&reaper);
+        match std::thread::Builder::new()
+            .name("sheepdog-reap".into())
+            .spawn(move || reap_pids(&for_thread))
+        {
+            Ok(_) => Some(reaper),
+            Err(err) => {
+                tracing::error!(%err, "sheepdog: cannot start a thread to reap dropped children");
+                None
+            }
+        }
+    });
+    let Some(reaper) = reaper else {
+        return;
+    };
+    OUTSTANDING.fetch_add(1, Ordering::SeqCst);
+    crate::lock(&reaper.pids).push(pid);
+    reaper.arrived.notify_one();
+}
+
+fn reap_pids(reaper: &PidReaper) {
+    let mut pause = Duration::from_millis(1);
+    let mut pids = crate::lock(&reaper.pids);
+    loop {
+        pids.retain(|&pid| {
+            // Exited and reaped, or not ours to reap (already reaped): done either way.
+            let pending = matches!(waitid(Target::Pid(pid), libc::WNOHANG), Ok(None));
+            if !pending {
+                OUTSTANDING.fetch_sub(1, Ordering::SeqCst);
+            }
+            pending
+        });
+        let before = pids.len();
+        pids = if pids.is_empty() {
+            reaper
+                .arrived
+                .wait(pids)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        } else {
+            reaper
+                .arrived
+                .wait_timeout(pids, pause)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0)
+        };
+        pause = if pids.len() > before {
+            Duration::from_millis(1)
+        } else {
+            (pause * 2).min(PID_POLL_MAX)
+        };
     }
 }
 
