@@ -11,6 +11,7 @@ mod process;
 mod raw;
 mod reaper;
 mod sentinel;
+mod sentinel_process;
 mod spawn;
 mod terminal;
 
