@@ -17,6 +17,7 @@ use super::process::{deliver, open_pidfd, pidfd_send_signal, proc_stat};
 use super::reaper;
 use super::sentinel::{self, Guarded};
 use super::spawn::{spawn, ProcessGroup, SpawnTarget, Spawned};
+use super::stale;
 use crate::command::Command;
 use crate::error::Error;
 use crate::signal::Signal;
@@ -359,7 +360,8 @@ fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, Option<Keeper
         Some(ready) => ready,
         None => (Cgroup::create(mount, &home.path, "herd")?, None),
     };
-    Ok((cgroup, keeper, true))
+    // A dead sentinel is replaced here, and the home registered again with the new one.
+    Ok((cgroup, keeper, sentinel::available()))
 }
 
 /// Makes cgroups ahead for the home below `parent` (on the reaper thread).
@@ -395,6 +397,8 @@ fn make_home(mount: &Path, parent: &Path) -> io::Result<Option<Home>> {
     if !sentinel::available() {
         return Ok(None);
     }
+    // A home of an earlier process with this pid would be taken over as it is.
+    stale::remove_own_leftover(parent);
     let name = format!("sheepdog-{}", std::process::id());
     let home = Cgroup::create_named(mount, parent, &name)?;
     let parent_fd = rustix::fs::open(
@@ -417,6 +421,11 @@ fn make_home(mount: &Path, parent: &Path) -> io::Result<Option<Home>> {
         let _ = home.remove();
         return Ok(None);
     }
+    // Homes whose owner and sentinel were both killed are removed off the caller's path.
+    let swept = parent.to_owned();
+    reaper::run_later(move || {
+        stale::sweep(&swept);
+    });
     Ok(Some(Home {
         parent: parent.to_owned(),
         mount: mount.to_owned(),

@@ -209,9 +209,8 @@ pub(crate) fn anchor() -> Option<(u64, i32)> {
 /// The process-group herd registered as `id` is gone: the sentinel releases its anchor, and
 /// makes the next one ahead.
 pub(crate) fn release_anchor(id: u64) {
-    let mut state = state();
-    state.unregister(id);
-    if let Some(channel) = state.current.as_mut().filter(|c| !c.dead) {
+    unregister(id);
+    if let Some(channel) = state().current.as_mut().filter(|c| !c.dead) {
         // A failure shows at the next herd, which asks anyway.
         let _ = channel.order_ahead();
     }
