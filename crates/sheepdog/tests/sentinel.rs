@@ -30,6 +30,12 @@ fn sentinel_helper() {
     let Some(scenario) = std::env::var(HELPER).ok() else {
         return;
     };
+    // A hang is a failure too: a scenario that does not end in time aborts its owner.
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(60));
+        eprintln!("the owner's scenario did not end within 60 s");
+        std::process::abort();
+    });
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         match scenario.as_str() {

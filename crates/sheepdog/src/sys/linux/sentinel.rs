@@ -58,7 +58,8 @@ pub(super) const UNREGISTER: u8 = 2;
 /// Make an anchor; the sentinel answers with the request's id and the anchor's pid (the group
 /// id), or `-errno`.
 pub(super) const ANCHOR: u8 = 3;
-/// Take the `errno` that follows as the result of the next receive (a test seam).
+/// Take the `errno` that follows as the result of the next receive, and answer once that has
+/// been passed over (a test seam).
 pub(super) const FAULT: u8 = 4;
 /// The id of the sentinel's first message, which carries its pid: it runs.
 pub(super) const READY: u64 = 0;
@@ -227,25 +228,26 @@ pub(crate) fn pid() -> Option<i32> {
 }
 
 /// Makes the sentinel take `errno` as the result of its next receive (for tests), and waits
-/// (bounded) until it has answered a request made after it.
+/// (bounded) until it has said it passed over it.
 pub(crate) fn inject_receive_error(errno: i32) -> io::Result<()> {
     let mut state = state();
     let Some(channel) = state.channel() else {
         return Err(io::Error::other(unguarded_reason_locked(&state)));
     };
-    let mut message = 0u64.to_ne_bytes().to_vec();
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut message = id.to_ne_bytes().to_vec();
     message.push(FAULT);
     message.extend_from_slice(&errno.to_ne_bytes());
-    let sent = channel.send(&message, &[]);
-    sent.and_then(|()| channel.take_anchor())
-        .map_err(|failure| match failure {
-            Failure::Dead => io::Error::new(io::ErrorKind::BrokenPipe, "the sentinel is gone"),
-            Failure::Stalled => {
-                io::Error::new(io::ErrorKind::TimedOut, "the sentinel did not answer")
-            }
-            Failure::Refused(err) => err,
-        })?;
-    Ok(())
+    channel.registering.push(id);
+    let answered = channel
+        .send(&message, &[])
+        .and_then(|()| channel.wait_until(ANSWER_TIMEOUT, |c| c.acks.iter().any(|a| a.0 == id)));
+    channel.acks.retain(|a| a.0 != id);
+    answered.map_err(|failure| match failure {
+        Failure::Dead => io::Error::new(io::ErrorKind::BrokenPipe, "the sentinel is gone"),
+        Failure::Stalled => io::Error::new(io::ErrorKind::TimedOut, "the sentinel did not answer"),
+        Failure::Refused(err) => err,
+    })
 }
 
 fn unguarded_reason_locked(state: &State) -> String {

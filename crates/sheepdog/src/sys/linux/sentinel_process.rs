@@ -189,8 +189,9 @@ unsafe fn run(socket: i32) -> ! {
         let mut len = 0usize;
         answer(socket, READY, syscall(libc::SYS_getpid, &[]) as i32);
 
-        // An error the owner asked to see in place of the next receive (a test seam).
-        let mut fault = 0i32;
+        // An error the owner asked to see in place of the next receive (a test seam), and the
+        // request to answer once it has been passed over.
+        let mut fault = (0i32, 0u64);
         loop {
             let mut payload = [0u8; 9 + NAME_MAX];
             let mut control = [0u64; 16]; // aligned room for one SCM_RIGHTS with 4 fds
@@ -203,8 +204,9 @@ unsafe fn run(socket: i32) -> ! {
             msg.msg_iovlen = 1;
             msg.msg_control = control.as_mut_ptr().cast();
             msg.msg_controllen = size_of::<[u64; 16]>();
-            let n = if fault != 0 {
-                -(core::mem::replace(&mut fault, 0) as isize)
+            let faulted = fault.0 != 0;
+            let n = if faulted {
+                -(core::mem::replace(&mut fault.0, 0) as isize)
             } else {
                 syscall(
                     libc::SYS_recvmsg,
@@ -218,7 +220,12 @@ unsafe fn run(socket: i32) -> ! {
             let n = match classify(socket, n, &msg) {
                 Received::Message(n) => n,
                 Received::OwnerGone => break,
-                Received::Nothing => continue,
+                Received::Nothing => {
+                    if faulted {
+                        answer(socket, fault.1, 0);
+                    }
+                    continue;
+                }
             };
             if n < 9 {
                 close_received(&msg);
@@ -297,7 +304,7 @@ unsafe fn run(socket: i32) -> ! {
                     close_received(&msg);
                     let mut errno = [0u8; 4];
                     errno.copy_from_slice(&payload[9..13]);
-                    fault = i32::from_ne_bytes(errno);
+                    fault = (i32::from_ne_bytes(errno), id);
                 }
                 _ => close_received(&msg),
             }
