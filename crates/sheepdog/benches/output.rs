@@ -621,13 +621,13 @@ async fn check_nothing_left() -> BoxResult<()> {
     loop {
         let background = sheepdog::__private::background_work();
         let children = live_children();
-        // The owner-death sentinel (`sheepdog-guard`) and the keepers of the herd cgroups made
+        // The owner-death sentinel (`sheepdog-sentinel`, its comm cut to 15 bytes) and the keepers of the herd cgroups made
         // ahead (`sheepdog-keeper`) are sheepdog's by design: they live as long as this process
         // and end when it does.
         let children = children.map(|all| {
             all.into_iter()
                 .filter(|child| {
-                    !child.contains("(sheepdog-guard)") && !child.contains("(sheepdog-keeper)")
+                    !child.contains("(sheepdog-sentin)") && !child.contains("(sheepdog-keeper)")
                 })
                 .collect::<Vec<_>>()
         });

@@ -45,6 +45,7 @@ fn sentinel_helper() {
             "receive-errors" => receive_errors().await,
             "exit-after-drop" => exit_after_drop().await,
             "one-herd" => one_herd().await,
+            "measure" => measure_start(),
             other => panic!("no scenario {other}"),
         }
     });
@@ -315,7 +316,58 @@ async fn one_herd() {
     say("ok", "");
 }
 
+/// Median of `runs` timings of `f`.
+fn median(runs: usize, mut f: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            f();
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+fn measure_start() {
+    // 4 GiB, every page touched, so that a fork would have page tables to copy.
+    let mut memory = vec![0u8; 4 << 30];
+    for page in memory.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    let status = |cmd: &mut Command| assert!(cmd.status().expect("run true").success());
+    let plain = median(5, || status(&mut Command::new("true")));
+    let forked = median(5, || {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("true");
+        // SAFETY: the closure does nothing; it only makes std fork instead of posix_spawn.
+        unsafe { cmd.pre_exec(|| Ok(())) };
+        status(&mut cmd);
+    });
+    let started = Instant::now();
+    let sentinel = sheepdog::__private::sentinel_pid();
+    let first = started.elapsed();
+    assert!(sentinel.is_some(), "a sentinel");
+    say("plain-spawn", format!("{plain:?}"));
+    say("fork-spawn", format!("{forked:?}"));
+    say("sentinel-start", format!("{first:?}"));
+    std::hint::black_box(&memory);
+}
+
 // ---- the tests ----
+
+/// The first start of the sentinel from a 4 GiB parent, against a plain spawn and wait of
+/// `true` (std's posix_spawn) and a fork and exec of it (what a forked sentinel costs). Run by
+/// hand: `cargo test --release --test sentinel -- --ignored --nocapture sentinel_start_cost`.
+#[test]
+#[ignore = "a measurement that touches 4 GiB; run by hand"]
+fn sentinel_start_cost_from_a_4_gib_parent() {
+    if std::env::var_os(HELPER).is_some() {
+        return;
+    }
+    let said = Owner::start("measure").finish();
+    eprintln!("{said:?}");
+}
 
 /// An owner run as a helper, killed and reaped when dropped (also when an assertion fails).
 struct Owner {
