@@ -253,7 +253,7 @@ async fn receive_errors() {
     let herd = group_herd();
     assert_eq!(herd.containment().unguarded_reason(), None);
     let mut child = herd
-        .spawn(&common::cmd(&marker(), "sleep").arg("1000"))
+        .spawn(common::cmd(&marker(), "sleep").arg("1000"))
         .expect("spawn");
     for errno in [
         libc::ENOBUFS,
