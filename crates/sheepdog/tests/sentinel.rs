@@ -46,6 +46,8 @@ fn sentinel_helper() {
             "exit-after-drop" => exit_after_drop().await,
             "one-herd" => one_herd().await,
             "measure" => measure_start(),
+            "image-not-executable" => image_not_executable(),
+            "image-deleted" => image_deleted(),
             other => panic!("no scenario {other}"),
         }
     });
@@ -86,9 +88,16 @@ fn marker() -> String {
     std::env::var(common::MARK).expect("the owner is marked")
 }
 
-fn sleeper() -> sheepdog::Command {
+/// A small tree; with `escape`, one of its processes starts a session of its own, which only a
+/// cgroup holds.
+fn sleeper(escape: bool) -> sheepdog::Command {
     let mut cmd = common::cmd(&marker(), "sh");
-    cmd.args(["-c", "sleep 1000 & setsid sleep 1000 & wait"]);
+    let script = if escape {
+        "sleep 1000 & setsid sleep 1000 & wait"
+    } else {
+        "sleep 1000 & (sleep 1000 &) ; wait"
+    };
+    cmd.args(["-c", script]).stdout(sheepdog::Stdio::null());
     cmd
 }
 
@@ -221,7 +230,8 @@ async fn killed_sentinel() {
     // cgroup herds (the home was registered again) and of the new group herd to die.
     let mut children = Vec::new();
     for herd in before.iter().chain(after.iter()).chain([&new_group]) {
-        children.push(herd.spawn(&sleeper()).expect("spawn"));
+        let cgroup = herd.containment().cgroup().is_some();
+        children.push(herd.spawn(&sleeper(cgroup)).expect("spawn"));
         if let Some(cgroup) = herd.containment().cgroup() {
             say("cgroup", cgroup.display());
         }
@@ -253,7 +263,11 @@ async fn receive_errors() {
     let herd = group_herd();
     assert_eq!(herd.containment().unguarded_reason(), None);
     let mut child = herd
-        .spawn(common::cmd(&marker(), "sleep").arg("1000"))
+        .spawn(
+            common::cmd(&marker(), "sleep")
+                .arg("1000")
+                .stdout(sheepdog::Stdio::null()),
+        )
         .expect("spawn");
     for errno in [
         libc::ENOBUFS,
@@ -294,7 +308,7 @@ async fn exit_after_drop() {
     // A cgroup the herd made inside itself (as a program with a delegated cgroup may).
     let nested = std::fs::create_dir(cgroup.join("nested")).is_ok();
     say("nested", nested);
-    let _child = herd.spawn(&sleeper()).expect("spawn");
+    let _child = herd.spawn(&sleeper(true)).expect("spawn");
     drop(herd);
     std::process::exit(0);
 }
@@ -313,6 +327,39 @@ async fn one_herd() {
         drop(herd);
         common::settle();
     }
+    say("ok", "");
+}
+
+/// The owner's image turns unexecutable (mode 000: even root may not exec it) before its
+/// first herd: the herd works, unguarded, and says why.
+fn image_not_executable() {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = std::env::current_exe().expect("this binary");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
+    let herd = group_herd();
+    let why = herd
+        .containment()
+        .unguarded_reason()
+        .expect("the herd says it is unguarded");
+    say("reason", why);
+    assert!(why.contains("Permission denied"), "{why}");
+    assert!(herd
+        .containment()
+        .cannot_catch()
+        .iter()
+        .any(|gap| gap.contains("SIGKILL")));
+    assert!(
+        sheepdog::__private::sentinel_pid().is_none(),
+        "no sentinel, and none tried again"
+    );
+}
+
+/// The owner's image is deleted (as an upgrade replaces it) before its first herd: the
+/// sentinel runs from the open image all the same.
+fn image_deleted() {
+    std::fs::remove_file(std::env::current_exe().expect("this binary")).expect("delete it");
+    let herd = group_herd();
+    assert_eq!(herd.containment().unguarded_reason(), None);
     say("ok", "");
 }
 
@@ -377,25 +424,47 @@ struct Owner {
 
 impl Owner {
     fn start(scenario: &str) -> Owner {
-        let mut child = Command::new(std::env::current_exe().expect("this test binary"))
-            .args([
-                "--exact",
-                "sentinel_helper",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(HELPER, scenario)
-            .env(
-                common::MARK,
-                format!("sentinel-{scenario}-{}", std::process::id()),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the owner");
+        Owner::start_from(
+            &std::env::current_exe().expect("this test binary"),
+            scenario,
+        )
+    }
+
+    /// The owner run from a copy of this test binary at `exe`.
+    fn start_from(exe: &Path, scenario: &str) -> Owner {
+        // A binary just copied may be open for writing in a child another test is forking
+        // ("text file busy") until that child execs: try again a few times.
+        let mut attempts = 0;
+        let mut child = loop {
+            match Owner::command(exe, scenario).spawn() {
+                Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) && attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                spawned => break spawned.expect("start the owner"),
+            }
+        };
         let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         Owner { child, lines }
+    }
+
+    fn command(exe: &Path, scenario: &str) -> Command {
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "--exact",
+            "sentinel_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER, scenario)
+        .env(
+            common::MARK,
+            format!("sentinel-{scenario}-{}", std::process::id()),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        cmd
     }
 
     fn pid(&self) -> u32 {
@@ -802,4 +871,34 @@ fn stale_homes_of_dead_owners_are_removed_and_live_ones_kept() {
         "the live home {} is kept",
         live.0.display()
     );
+}
+
+/// A copy of this test binary (not a link: the owner changes the file), in a directory
+/// removed when dropped.
+fn copied_exe(test: &str) -> (common::TempDir, PathBuf) {
+    let dir = common::TempDir::new(test);
+    let path = dir.path().join("owner");
+    std::fs::copy(std::env::current_exe().expect("this test binary"), &path)
+        .expect("copy the test binary");
+    (dir, path)
+}
+
+#[test]
+fn unexecutable_image_leaves_herds_unguarded_and_says_why() {
+    if std::env::var_os(HELPER).is_some() {
+        return;
+    }
+    let exe = copied_exe("sentinel-noexec");
+    let said = Owner::start_from(&exe.1, "image-not-executable").finish();
+    eprintln!("{said:?}");
+}
+
+#[test]
+fn deleted_image_still_runs_the_sentinel() {
+    if std::env::var_os(HELPER).is_some() {
+        return;
+    }
+    let exe = copied_exe("sentinel-deleted");
+    let said = Owner::start_from(&exe.1, "image-deleted").finish();
+    assert_eq!(value(&said, "ok"), Some(""), "{said:?}");
 }

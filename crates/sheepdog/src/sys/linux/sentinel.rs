@@ -282,9 +282,16 @@ impl State {
                     self.current = Some(channel);
                     self.register_again();
                 }
-                Err(why) => {
-                    tracing::warn!(reason = %why, "sheepdog: no owner-death sentinel; herds outlive a killed owner");
-                    self.disabled = Some(why);
+                Err((why, lasting)) => {
+                    tracing::warn!(
+                        reason = %why,
+                        "sheepdog: no owner-death sentinel; herds outlive a killed owner",
+                    );
+                    if lasting {
+                        self.disabled = Some(why);
+                    } else {
+                        self.reason = Some(why);
+                    }
                     return None;
                 }
             }
@@ -557,16 +564,28 @@ fn send_now(socket: &OwnedFd, message: &[u8], fds: &[BorrowedFd<'_>]) -> Result<
     Ok(())
 }
 
+/// Whether a failure to start a sentinel will fail the same way next time: only a shortage
+/// of processes, memory or descriptors passes.
+fn lasting(err: &io::Error) -> bool {
+    !matches!(
+        err.raw_os_error(),
+        Some(
+            libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::EINTR
+        )
+    )
+}
+
 /// Starts a sentinel and waits (bounded) until it says it runs; the error says why not, for
-/// `Containment`.
-fn start() -> Result<Channel, String> {
+/// `Containment`, and whether trying again is pointless.
+fn start() -> Result<Channel, (String, bool)> {
     let started = Instant::now();
     if !linked_into_main_program() {
-        return Err(
-            "sheepdog is not linked into this process's main program (a shared library \
-                    loaded by another program?), whose image the owner-death sentinel runs"
+        return Err((
+            "sheepdog is not linked into this process's main program (a shared library loaded \
+             by another program?), whose image the owner-death sentinel runs"
                 .into(),
-        );
+            true,
+        ));
     }
     let (ours, theirs) = socketpair(
         AddressFamily::UNIX,
@@ -574,9 +593,21 @@ fn start() -> Result<Channel, String> {
         SocketFlags::CLOEXEC,
         None,
     )
-    .map_err(|err| format!("cannot make the owner-death sentinel's socket: {err}"))?;
-    let (pid, pidfd) = exec_sentinel(theirs.as_fd())
-        .map_err(|err| format!("cannot start the owner-death sentinel: {err}"))?;
+    .map_err(|err| {
+        let err = io::Error::from(err);
+        let lasting = lasting(&err);
+        (
+            format!("cannot make the owner-death sentinel's socket: {err}"),
+            lasting,
+        )
+    })?;
+    let (pid, pidfd) = exec_sentinel(theirs.as_fd()).map_err(|err| {
+        let lasting = lasting(&err);
+        (
+            format!("cannot start the owner-death sentinel: {err}"),
+            lasting,
+        )
+    })?;
     drop(theirs);
     let mut channel = Channel {
         socket: ours,
@@ -609,7 +640,7 @@ fn start() -> Result<Channel, String> {
             let _ = super::process::pidfd_send_signal(pidfd, crate::signal::Signal::KILL);
         }
         let _ = reap_now(pid, pidfd.as_ref());
-        return Err(why);
+        return Err((why, true));
     }
     channel.acks.clear();
     // It is our child: should it ever exit before us, the reaper collects it.
@@ -680,6 +711,9 @@ fn exec_sentinel(socket: BorrowedFd<'_>) -> io::Result<(i32, Option<OwnedFd>)> {
     if report.stage != Stage::None {
         let _ = reap_now(cloned.pid, cloned.pidfd.as_ref());
         let err = io::Error::from_raw_os_error(report.errno);
+        if !lasting(&err) {
+            return Err(err);
+        }
         return Err(io::Error::new(
             err.kind(),
             format!("{:?} failed for /proc/self/exe: {err}", report.stage),
