@@ -440,13 +440,7 @@ impl Channel {
     /// Sends one message without blocking. One without descriptors that finds the socket full
     /// waits in the backlog, behind those already there; one with descriptors fails.
     fn send(&mut self, message: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Failure> {
-        while let Some(queued) = self.backlog.front() {
-            match send_now(&self.socket, queued, &[]) {
-                Ok(()) => drop(self.backlog.pop_front()),
-                Err(Errno::AGAIN) => break,
-                Err(err) => return Err(self.failed_send(err)),
-            }
-        }
+        self.flush()?;
         if self.backlog.is_empty() {
             match send_now(&self.socket, message, fds) {
                 Ok(()) => return Ok(()),
@@ -461,6 +455,18 @@ impl Channel {
         Ok(())
     }
 
+    /// Sends what the backlog holds, as far as the socket takes it now.
+    fn flush(&mut self) -> Result<(), Failure> {
+        while let Some(queued) = self.backlog.front() {
+            match send_now(&self.socket, queued, &[]) {
+                Ok(()) => drop(self.backlog.pop_front()),
+                Err(Errno::AGAIN) => break,
+                Err(err) => return Err(self.failed_send(err)),
+            }
+        }
+        Ok(())
+    }
+
     fn failed_send(&mut self, err: Errno) -> Failure {
         match err {
             Errno::PIPE | Errno::CONNRESET | Errno::NOTCONN => {
@@ -471,13 +477,15 @@ impl Channel {
         }
     }
 
-    /// Reads every answer already there; `Err(Dead)` if the sentinel is gone.
+    /// Reads every answer already there, and sends what waits in the backlog (among it,
+    /// perhaps, the requests whose answers would end a stall); `Err(Dead)` if the sentinel is
+    /// gone.
     fn drain(&mut self) -> Result<(), Failure> {
         if self.dead {
             return Err(Failure::Dead);
         }
         while self.receive(Duration::ZERO)? {}
-        Ok(())
+        self.flush()
     }
 
     /// Whether the sentinel has answered anything since it stalled (reading what is there).
