@@ -115,10 +115,11 @@ struct Channel {
     anchors: VecDeque<(u64, i32)>,
     /// `ANCHOR` requests sent (or queued) whose answer has not been read yet.
     ordered: Vec<u64>,
-    /// Answers to `REGISTER` read and not yet claimed: `(registration, 0 or -errno)`.
+    /// Answers to `awaited` requests read and not yet claimed: `(id, 0 or -errno)`.
     acks: Vec<(u64, i32)>,
-    /// `REGISTER` requests whose answer is still awaited.
-    registering: Vec<u64>,
+    /// Requests answered one by one (`REGISTER`, `FAULT`; `READY` at the start) whose answer
+    /// is still awaited; their answers go to `acks`.
+    awaited: Vec<u64>,
     /// Messages without descriptors that found the socket full, in order.
     backlog: VecDeque<Vec<u8>>,
     /// An answer was not there in time; nothing is waited for until one arrives.
@@ -158,11 +159,15 @@ pub(crate) fn available() -> bool {
 
 /// Why herds made now are not guarded against this process's death (the last failure seen).
 pub(crate) fn unguarded_reason() -> String {
-    let state = state();
-    match (&state.disabled, &state.reason) {
-        (Some(why), _) | (None, Some(why)) => why.clone(),
-        (None, None) => "the owner-death sentinel could not take this herd".into(),
-    }
+    unguarded_reason_locked(&state())
+}
+
+fn unguarded_reason_locked(state: &State) -> String {
+    state
+        .disabled
+        .clone()
+        .or_else(|| state.reason.clone())
+        .unwrap_or_else(|| "the owner-death sentinel could not take this herd".into())
 }
 
 /// Hands a herd to the sentinel and waits (bounded) for its answer; returns its registration,
@@ -170,25 +175,30 @@ pub(crate) fn unguarded_reason() -> String {
 /// owner's death. The sentinel keeps its own copies of the descriptors.
 pub(crate) fn register(herd: Guarded<'_>) -> Option<u64> {
     if herd.name.is_empty() || herd.name.len() > NAME_MAX {
-        state().reason = Some(format!("a cgroup name longer than {NAME_MAX} bytes"));
+        state().reason = Some(format!("a cgroup name not of 1 to {NAME_MAX} bytes"));
         return None;
     }
-    let durable =
-        match [herd.kill, herd.events, herd.parent, herd.home].map(|fd| fd.try_clone_to_owned()) {
-            [Ok(a), Ok(b), Ok(c), Ok(d)] => Durable {
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                fds: [a, b, c, d],
-                name: herd.name.to_vec(),
-            },
-            [a, b, c, d] => {
-                let err = [a, b, c, d].into_iter().find_map(Result::err);
-                let err = err.unwrap_or_else(|| io::Error::other("duplicate"));
-                state().reason = Some(format!(
-                    "cannot hand a cgroup to the owner-death sentinel: {err}"
-                ));
-                return None;
-            }
-        };
+    let duplicate = || -> io::Result<[OwnedFd; 4]> {
+        Ok([
+            herd.kill.try_clone_to_owned()?,
+            herd.events.try_clone_to_owned()?,
+            herd.parent.try_clone_to_owned()?,
+            herd.home.try_clone_to_owned()?,
+        ])
+    };
+    let durable = match duplicate() {
+        Ok(fds) => Durable {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            fds,
+            name: herd.name.to_vec(),
+        },
+        Err(err) => {
+            state().reason = Some(format!(
+                "cannot hand a cgroup to the owner-death sentinel: {err}"
+            ));
+            return None;
+        }
+    };
     let mut state = state();
     let id = durable.id;
     let result = state.exchange("take a herd", |channel| channel.register(&durable));
@@ -238,7 +248,7 @@ pub(crate) fn inject_receive_error(errno: i32) -> io::Result<()> {
     let mut message = id.to_ne_bytes().to_vec();
     message.push(FAULT);
     message.extend_from_slice(&errno.to_ne_bytes());
-    channel.registering.push(id);
+    channel.awaited.push(id);
     let answered = channel
         .send(&message, &[])
         .and_then(|()| channel.wait_until(ANSWER_TIMEOUT, |c| c.acks.iter().any(|a| a.0 == id)));
@@ -248,14 +258,6 @@ pub(crate) fn inject_receive_error(errno: i32) -> io::Result<()> {
         Failure::Stalled => io::Error::new(io::ErrorKind::TimedOut, "the sentinel did not answer"),
         Failure::Refused(err) => err,
     })
-}
-
-fn unguarded_reason_locked(state: &State) -> String {
-    state
-        .disabled
-        .clone()
-        .or_else(|| state.reason.clone())
-        .unwrap_or_else(|| "no owner-death sentinel".into())
 }
 
 impl State {
@@ -381,11 +383,11 @@ impl Channel {
         message.push(REGISTER);
         message.extend_from_slice(&herd.name);
         self.send(&message, &herd.fds.each_ref().map(AsFd::as_fd))?;
-        self.registering.push(herd.id);
+        self.awaited.push(herd.id);
         let answered = self.wait_until(ANSWER_TIMEOUT, |c| c.acks.iter().any(|a| a.0 == herd.id));
         if let Err(failure) = answered {
             // A sentinel that wakes up later drops it again, in order.
-            self.registering.retain(|&id| id != herd.id);
+            self.awaited.retain(|&id| id != herd.id);
             let mut cancel = herd.id.to_ne_bytes().to_vec();
             cancel.push(UNREGISTER);
             let _ = self.send(&cancel, &[]);
@@ -547,8 +549,8 @@ impl Channel {
 
     fn take_answer(&mut self, id: u64, value: i32) {
         self.stalled = false;
-        if let Some(index) = self.registering.iter().position(|&r| r == id) {
-            self.registering.swap_remove(index);
+        if let Some(index) = self.awaited.iter().position(|&r| r == id) {
+            self.awaited.swap_remove(index);
             self.acks.push((id, value));
         } else if let Some(index) = self.ordered.iter().position(|&o| o == id) {
             self.ordered.swap_remove(index);
@@ -623,7 +625,7 @@ fn start() -> Result<Channel, (String, bool)> {
         anchors: VecDeque::new(),
         ordered: Vec::new(),
         acks: Vec::new(),
-        registering: vec![READY],
+        awaited: vec![READY],
         backlog: VecDeque::new(),
         stalled: false,
         dead: false,
