@@ -81,8 +81,8 @@ pub mod __private {
         crate::sys::sentinel_pid()
     }
 
-    /// Makes the sentinel take `errno` as the result of its next receive, then waits until it
-    /// has answered a request made after that.
+    /// Makes the sentinel take `errno` as the result of its next receive, then waits (bounded)
+    /// until it says it passed over it.
     pub fn sentinel_inject_receive_error(errno: i32) -> std::io::Result<()> {
         crate::sys::sentinel_inject_receive_error(errno)
     }
