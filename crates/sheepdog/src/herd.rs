@@ -495,9 +495,9 @@ pub struct Containment {
     process_group: Option<i32>,
     /// Why a weaker mechanism than cgroup v2 is in force, when it was not asked for.
     fallback_reason: Option<String>,
-    /// The owner-death sentinel could not take this herd (see the `tracing` warning).
+    /// The owner-death sentinel could not take this herd.
     survives_owner_kill: bool,
-    /// Why not, when it could not.
+    /// Why not, when it could not (also logged as a `tracing` warning).
     unguarded_reason: Option<String>,
 }
 

@@ -714,6 +714,24 @@ fn helper_census_one_sentinel_named_for_what_it_is_and_gone_with_its_owner() {
         pgid(owner_pid),
         "the sentinel is out of the owner's group"
     );
+    let status = std::fs::read_to_string(format!("/proc/{sentinel}/status")).expect("status");
+    let ignored = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .expect("SigIgn");
+    for signal in [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+    ] {
+        assert!(
+            ignored & (1 << (signal - 1)) != 0,
+            "signal {signal} is ignored: {ignored:x}"
+        );
+    }
     let fds: Vec<String> = std::fs::read_dir(format!("/proc/{sentinel}/fd"))
         .expect("the sentinel's fds")
         .flatten()
