@@ -159,8 +159,11 @@ unsafe fn run(socket: i32) -> ! {
                 8,
             ],
         );
-        // Only the socket and /dev/null as stdio were passed; anything a library constructor
-        // may have opened goes too.
+        // Only the socket is kept: stdio was /dev/null only for the dynamic loader's and the
+        // constructors' sake, and anything a library constructor opened goes too.
+        if socket > 0 {
+            syscall(libc::SYS_close_range, &[0, socket as usize - 1, 0]);
+        }
         syscall(
             libc::SYS_close_range,
             &[socket as usize + 1, u32::MAX as usize, 0],
