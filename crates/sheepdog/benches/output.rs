@@ -621,11 +621,11 @@ async fn check_nothing_left() -> BoxResult<()> {
     loop {
         let background = sheepdog::__private::background_work();
         let children = live_children();
-        // The owner-death sentinel (`sheepdog-guard`) is sheepdog's by design: it lives as long
-        // as this process and ends when it does.
+        // The owner-death sentinel (`sheepdog-sentinel`, its comm cut to 15 bytes) is
+        // sheepdog's by design: it lives as long as this process and ends when it does.
         let children = children.map(|all| {
             all.into_iter()
-                .filter(|child| !child.contains("(sheepdog-guard)"))
+                .filter(|child| !child.contains("(sheepdog-sentin)"))
                 .collect::<Vec<_>>()
         });
         let clean = background == 0 && children.as_ref().is_none_or(Vec::is_empty);

@@ -597,6 +597,7 @@ impl HerdBuilder {
             cgroup: container.cgroup_path().map(Path::to_owned),
             process_group: container.process_group(),
             survives_owner_kill: !container.guarded(),
+            unguarded_reason: (!container.guarded()).then(sys::unguarded_reason),
             fallback_reason,
         };
         let herd = Herd {
@@ -665,8 +666,10 @@ pub struct Containment {
     process_group: Option<i32>,
     /// Why a weaker mechanism than cgroup v2 is in force, when it was not asked for.
     fallback_reason: Option<String>,
-    /// The owner-death sentinel could not take this herd (see the `tracing` warning).
+    /// The owner-death sentinel could not take this herd.
     survives_owner_kill: bool,
+    /// Why not, when it could not (also logged as a `tracing` warning).
+    unguarded_reason: Option<String>,
 }
 
 impl Containment {
@@ -718,6 +721,22 @@ impl Containment {
     /// ```
     pub fn fallback_reason(&self) -> Option<&str> {
         self.fallback_reason.as_deref()
+    }
+
+    /// Why this herd's processes would outlive this program killed by SIGKILL, when they would
+    /// (the owner-death sentinel could not be started, did not answer in time, or refused the
+    /// herd); `None` when the herd dies with this program however it ends.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// if let Some(why) = herd.containment().unguarded_reason() {
+    ///     eprintln!("warning: the herd outlives a killed owner: {why}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn unguarded_reason(&self) -> Option<&str> {
+        self.unguarded_reason.as_deref()
     }
 
     /// The ways out this mechanism cannot close, in words.

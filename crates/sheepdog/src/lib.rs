@@ -88,6 +88,18 @@ pub mod __private {
         crate::sys::force_homeless();
     }
 
+    /// The pid of this process's owner-death sentinel, starting it if none runs; `None` where
+    /// none can run.
+    pub fn sentinel_pid() -> Option<i32> {
+        crate::sys::sentinel_pid()
+    }
+
+    /// Makes the sentinel take `errno` as the result of its next receive, then waits (bounded)
+    /// until it says it passed over it.
+    pub fn sentinel_inject_receive_error(errno: i32) -> std::io::Result<()> {
+        crate::sys::sentinel_inject_receive_error(errno)
+    }
+
     /// Makes this process use `path` (or a weaker one) from now on, as if stronger ones had
     /// been refused.
     pub fn force_spawn_path(path: SpawnPath) {

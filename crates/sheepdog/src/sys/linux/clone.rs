@@ -72,7 +72,7 @@ fn current_path() -> SpawnPath {
 static NOTICE: AtomicU64 = AtomicU64::new(0);
 
 /// Never use a path stronger than `path` again in this process. Only records the fact: this
-/// also runs in the sentinel, a fork where logging (which allocates) is not allowed.
+/// also runs in the sentinel, which makes raw system calls only (it runs before `main`).
 fn demote(path: SpawnPath, why: &io::Error) {
     let before = PATH.fetch_max(path as u8, Ordering::Relaxed);
     if before < path as u8 {

@@ -17,6 +17,7 @@ use super::process::open_pidfd;
 use super::reaper;
 use super::sentinel::{self, Guarded};
 use super::spawn::{spawn, ProcessGroup, SpawnTarget, Spawned};
+use super::stale;
 use crate::command::Command;
 use crate::error::Error;
 use crate::signal::Signal;
@@ -471,7 +472,8 @@ fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, bool)> {
         Some(ready) => ready,
         None => Cgroup::create(mount, &home.path, "herd")?,
     };
-    Ok((cgroup, true))
+    // A dead sentinel is replaced here, and the home registered again with the new one.
+    Ok((cgroup, sentinel::available()))
 }
 
 /// Makes cgroups ahead for the home below `parent` (on the reaper thread).
@@ -501,6 +503,8 @@ fn make_home(mount: &Path, parent: &Path) -> io::Result<Option<Home>> {
     if HOMELESS.load(Ordering::Relaxed) || !sentinel::available() {
         return Ok(None);
     }
+    // A home of an earlier process with this pid would be taken over as it is.
+    stale::remove_own_leftover(parent);
     let prefix = format!("sheepdog-{}", std::process::id());
     let home = Cgroup::create_first(mount, parent, &prefix)?;
     // From here on, a failure must not leave the home's directory behind.
@@ -517,6 +521,11 @@ fn make_home(mount: &Path, parent: &Path) -> io::Result<Option<Home>> {
         let _ = home.remove();
         return Ok(None);
     }
+    // Homes whose owner and sentinel were both killed are removed off the caller's path.
+    let swept = parent.to_owned();
+    reaper::run_later(move || {
+        stale::sweep(&swept);
+    });
     Ok(Some(Home {
         parent: parent.to_owned(),
         mount: mount.to_owned(),

@@ -11,7 +11,9 @@ mod procfs;
 mod raw;
 mod reaper;
 mod sentinel;
+mod sentinel_process;
 mod spawn;
+mod stale;
 mod terminal;
 
 pub(crate) use clone::force as force_spawn_path;
@@ -21,5 +23,8 @@ pub(crate) use pipes::{populate, resize_pipe};
 pub(crate) use process::{proc_stat, stop_self, Leader, Process};
 pub(crate) use procfs::{all_pids, boot_id, children, command_line, stat, Stat};
 pub(crate) use reaper::outstanding as background_work;
+pub(crate) use sentinel::{
+    inject_receive_error as sentinel_inject_receive_error, pid as sentinel_pid, unguarded_reason,
+};
 pub(crate) use spawn::{spawn, CgroupTarget, ProcessGroup, SpawnTarget, Spawned};
 pub(crate) use terminal::Terminal;

@@ -1,72 +1,142 @@
 //! Owner death: when this process dies — SIGKILL and abort included — every live herd dies too,
 //! and its cgroup is removed.
 //!
-//! A sentinel process is forked once, on the first herd. For a cgroup herd it holds the herd's
-//! `cgroup.kill`, `cgroup.events` and parent directory, received over a `SOCK_SEQPACKET` socket
-//! whose other end only this process holds. For a process-group herd it makes the group's
-//! anchor itself (see `group.rs`), so the anchor's zombie — and with it the group id — is held
-//! by the sentinel, and outlives this process. One anchor is kept ordered ahead, so that a new
+//! A sentinel process is started on the first herd. For a cgroup herd it holds the home's
+//! `cgroup.kill`, `cgroup.events` and directories, received over a `SOCK_SEQPACKET` socket whose
+//! other end only this process holds. For a process-group herd it makes the group's anchor
+//! itself (see `group.rs`), so the anchor's zombie — and with it the group id — is held by the
+//! sentinel, and outlives this process. One anchor is kept ordered ahead, so that a new
 //! process-group herd takes one at hand instead of waiting for the sentinel to wake up, make it
-//! and answer (about 200 µs on a small VM). The next is ordered when a herd lets its anchor go,
-//! in the same wake-up of the sentinel: ordered while a herd is being made, the sentinel woke on
-//! the maker's CPU and took it for the clone. When the socket's other end closes (this process
-//! is gone, however it went), the sentinel kills every herd it holds, removes their cgroups once
-//! empty, releases the anchors, and exits.
-//! `PR_SET_PDEATHSIG` would not do: it reaches only the direct child, and fires when the
-//! spawning *thread* exits.
+//! and answer. When the socket's other end closes (this process is gone, however it went), the
+//! sentinel kills every herd it holds, removes their cgroups once empty, releases the anchors,
+//! and exits (`sentinel_process.rs`). `PR_SET_PDEATHSIG` would not do: it reaches only the
+//! direct child, and fires when the spawning *thread* exits.
 //!
-//! The sentinel is a fork of a possibly multi-threaded process, so it follows the rules of
-//! fork(2) in such a process: raw system calls only, no allocation (its table is its own mmap),
-//! no locks. It leads a process group of its own, so that a signal to the owner's group (a CI
-//! runner's `kill -KILL -<pgid>`) does not take the sentinel down with the owner, but it stays
-//! in the owner's session (children must be able to join the groups it anchors). It ignores
-//! the signals a terminal sends, and it closes every inherited descriptor, so it never holds a
-//! pipe open on anybody's behalf.
+//! The sentinel is not a fork of this program: a vfork-style child (`clone.rs`) execs this
+//! program's own image (`/proc/self/exe`, opened first) as `sheepdog-sentinel`, with the socket
+//! as fd 3 and [`MARKER`] in its environment, and sheepdog's constructor takes over before
+//! `main`. So no page table is copied whatever this program's size, the sentinel has a small
+//! address space of its own, and `ps` shows its name, not this program's command line. It
+//! leads a process group of its own (a CI runner's `kill -KILL -<pgid>` of the owner's group
+//! must not take it down with the owner) but stays in the owner's session (children must be
+//! able to join the groups it anchors). Where the image cannot be exec'd, or does not hold
+//! sheepdog (a shared library loaded by another program), there is no sentinel: herds say
+//! why in their `Containment`.
+//!
+//! Every exchange with the sentinel is bounded: sends never block (what cannot be sent yet is
+//! kept in order, or the herd goes unguarded), and an answer is awaited at most
+//! [`ANSWER_TIMEOUT`]; a sentinel that missed one (stopped, say) is not waited for again until
+//! it answers. A dead sentinel is replaced on the next call, and the homes registered with it
+//! are registered again with the new one; process-group anchors it held are lost with it.
 
+use std::collections::VecDeque;
+use std::ffi::{c_int, c_void, CString};
 use std::io::{self, IoSlice};
-use std::mem::{size_of, MaybeUninit};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 use rustix::net::{
     sendmsg, socketpair, AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
     SendFlags, SocketFlags, SocketType,
 };
 
-use super::clone::BlockedSignals;
-use super::raw::syscall;
-use super::spawn::clone_anchor;
+use super::child::{ChildPlan, ChildReport, Stage};
+use super::clone::clone_child;
+use super::process::reap_now;
+use super::sentinel_process;
 
-const REGISTER: u8 = 1;
-const UNREGISTER: u8 = 2;
+pub(super) const REGISTER: u8 = 1;
+pub(super) const UNREGISTER: u8 = 2;
 /// Make an anchor; the sentinel answers with the request's id and the anchor's pid (the group
 /// id), or `-errno`.
-const ANCHOR: u8 = 3;
+pub(super) const ANCHOR: u8 = 3;
+/// Take the `errno` that follows as the result of the next receive, and answer once that has
+/// been passed over (a test seam).
+pub(super) const FAULT: u8 = 4;
+/// The id of the sentinel's first message, which carries its pid: it runs.
+pub(super) const READY: u64 = 0;
+/// Longest cgroup name the sentinel stores (ours are `sheepdog-<pid>`).
+pub(super) const NAME_MAX: usize = 64;
+/// The environment variable that makes a process the sentinel; its value is the socket's fd.
+pub(super) const MARKER: &str = "SHEEPDOG_SENTINEL";
+/// The socket's descriptor in the sentinel.
+const SOCKET_FD: i32 = 3;
+/// The sentinel's `argv[0]`; its `comm` is the first 15 bytes.
+const NAME: &str = "sheepdog-sentinel";
 /// How many anchors the owner keeps ordered ahead (in hand or on their way). Each is a zombie
 /// the sentinel holds until this process exits; one is enough for herds made one after another.
 const ANCHORS_AHEAD: usize = 1;
-/// Longest cgroup name the sentinel stores (ours are `sheepdog-<pid>-<n>`).
-const NAME_MAX: usize = 64;
-/// How many herds one sentinel holds at once.
-const CAPACITY: usize = 65536;
+/// How long a new sentinel has to say it runs (an exec and the dynamic loader, under load).
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an answer is awaited (about 200 µs when the sentinel is not held up).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+/// How many messages without descriptors are kept while the socket is full.
+const BACKLOG_MAX: usize = 4096;
 
-struct Sentinel {
-    /// The owner's end of the socket, and the anchors ordered; one lock, so that messages never
-    /// interleave and answers are read in the order they were asked for.
-    channel: Mutex<Channel>,
+static STATE: Mutex<State> = Mutex::new(State {
+    current: None,
+    disabled: None,
+    reason: None,
+    durable: Vec::new(),
+});
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+struct State {
+    /// The running sentinel, if one was started.
+    current: Option<Channel>,
+    /// Why no sentinel can be started in this process (decided once: every attempt would cost
+    /// an exec or a timeout).
+    disabled: Option<String>,
+    /// Why the last herd that asked got no guard.
+    reason: Option<String>,
+    /// Registrations a replacement sentinel gets again (the homes), with descriptors of our own.
+    durable: Vec<Durable>,
 }
 
+struct Durable {
+    id: u64,
+    fds: [OwnedFd; 4],
+    name: Vec<u8>,
+}
+
+/// The owner's end of one sentinel.
 struct Channel {
     socket: OwnedFd,
-    /// Answers to `ANCHOR` received and not yet handed out: `(registration, pid or -errno)`.
-    anchors: Vec<(u64, i32)>,
-    /// `ANCHOR` requests sent whose answer has not been read yet.
-    ordered: usize,
+    pid: i32,
+    /// Anchors received and not yet handed out: `(registration, pid)`.
+    anchors: VecDeque<(u64, i32)>,
+    /// `ANCHOR` requests sent (or queued) whose answer has not been read yet.
+    ordered: Vec<u64>,
+    /// Answers to `awaited` requests read and not yet claimed: `(id, 0 or -errno)`.
+    acks: Vec<(u64, i32)>,
+    /// Requests answered one by one (`REGISTER`, `FAULT`; `READY` at the start) whose answer
+    /// is still awaited; their answers go to `acks`.
+    awaited: Vec<u64>,
+    /// Messages without descriptors that found the socket full, in order.
+    backlog: VecDeque<Vec<u8>>,
+    /// An answer was not there in time; nothing is waited for until one arrives.
+    stalled: bool,
+    /// The sentinel is gone (end of file, or a send refused as to a closed peer).
+    dead: bool,
 }
 
-static SENTINEL: OnceLock<Option<Sentinel>> = OnceLock::new();
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Why an exchange with the sentinel did not give what was asked.
+enum Failure {
+    /// It is gone.
+    Dead,
+    /// It did not answer in time, or its socket is full: it is stopped or starved.
+    Stalled,
+    /// It answered no, or the system refused a call.
+    Refused(io::Error),
+}
 
 /// What the sentinel needs to kill a herd and remove its cgroup.
 pub(crate) struct Guarded<'a> {
@@ -78,538 +148,622 @@ pub(crate) struct Guarded<'a> {
     pub name: &'a [u8],
 }
 
-/// Whether a sentinel runs (starting it on first need).
-pub(crate) fn available() -> bool {
-    SENTINEL.get_or_init(start).is_some()
+fn state() -> MutexGuard<'static, State> {
+    crate::lock(&STATE)
 }
 
-/// Hands a herd to the sentinel; returns its registration, or `None` (logged) if the herd is
-/// not protected against the owner's death.
+/// Whether a sentinel runs (starting it, or a replacement for a dead one, on need).
+pub(crate) fn available() -> bool {
+    state().channel().is_some()
+}
+
+/// Why herds made now are not guarded against this process's death (the last failure seen).
+pub(crate) fn unguarded_reason() -> String {
+    unguarded_reason_locked(&state())
+}
+
+fn unguarded_reason_locked(state: &State) -> String {
+    state
+        .disabled
+        .clone()
+        .or_else(|| state.reason.clone())
+        .unwrap_or_else(|| "the owner-death sentinel could not take this herd".into())
+}
+
+/// Hands a herd to the sentinel and waits (bounded) for its answer; returns its registration,
+/// or `None` (logged, see [`unguarded_reason`]) if the herd is not protected against the
+/// owner's death. The sentinel keeps its own copies of the descriptors.
 pub(crate) fn register(herd: Guarded<'_>) -> Option<u64> {
-    let sentinel = SENTINEL.get_or_init(start).as_ref()?;
-    if herd.name.len() > NAME_MAX {
+    if herd.name.is_empty() || herd.name.len() > NAME_MAX {
+        state().reason = Some(format!("a cgroup name not of 1 to {NAME_MAX} bytes"));
         return None;
     }
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let mut message = Vec::with_capacity(9 + herd.name.len());
-    message.extend_from_slice(&id.to_ne_bytes());
-    message.push(REGISTER);
-    message.extend_from_slice(herd.name);
-    let fds = [herd.kill, herd.events, herd.parent, herd.home];
-    match sentinel.send(&message, &fds) {
-        Ok(()) => Some(id),
+    let duplicate = || -> io::Result<[OwnedFd; 4]> {
+        Ok([
+            herd.kill.try_clone_to_owned()?,
+            herd.events.try_clone_to_owned()?,
+            herd.parent.try_clone_to_owned()?,
+            herd.home.try_clone_to_owned()?,
+        ])
+    };
+    let durable = match duplicate() {
+        Ok(fds) => Durable {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            fds,
+            name: herd.name.to_vec(),
+        },
         Err(err) => {
-            tracing::warn!(%err, "sheepdog: the sentinel is gone; herds outlive a killed owner");
-            None
+            state().reason = Some(format!(
+                "cannot hand a cgroup to the owner-death sentinel: {err}"
+            ));
+            return None;
         }
-    }
+    };
+    let mut state = state();
+    let id = durable.id;
+    let result = state.exchange("take a herd", |channel| channel.register(&durable));
+    result.ok().map(|()| {
+        state.durable.push(durable);
+        id
+    })
 }
 
 /// Takes a process-group anchor from the sentinel (the one ordered ahead, if it has arrived);
 /// returns the registration and the group id, or `None` (then the caller anchors the group
 /// itself, unprotected against its own death).
 pub(crate) fn anchor() -> Option<(u64, i32)> {
-    let sentinel = SENTINEL.get_or_init(start).as_ref()?;
-    match sentinel.lock().take_anchor() {
-        Ok((id, pgid)) if pgid > 0 => Some((id, pgid)),
-        Ok((_, errno)) => {
-            let err = io::Error::from_raw_os_error(-errno);
-            tracing::warn!(%err, "sheepdog: the sentinel cannot make an anchor");
-            None
-        }
-        Err(err) => {
-            tracing::warn!(%err, "sheepdog: the sentinel is gone; herds outlive a killed owner");
-            None
-        }
-    }
+    state()
+        .exchange("make a process group's anchor", Channel::take_anchor)
+        .ok()
 }
 
 /// The process-group herd registered as `id` is gone: the sentinel releases its anchor, and
 /// makes the next one ahead.
 pub(crate) fn release_anchor(id: u64) {
-    let Some(Some(sentinel)) = SENTINEL.get() else {
-        return;
-    };
     unregister(id);
-    let mut channel = sentinel.lock();
-    while channel.anchors.len() + channel.ordered < ANCHORS_AHEAD {
-        if channel.order_anchor().is_err() {
-            break; // the sentinel is gone; the next herd finds out and says so
-        }
+    if let Some(channel) = state().current.as_mut().filter(|c| !c.dead) {
+        // A failure shows at the next herd, which asks anyway.
+        let _ = channel.order_ahead();
     }
 }
 
 /// The herd was removed normally: the sentinel forgets it.
 pub(crate) fn unregister(id: u64) {
-    if let Some(Some(sentinel)) = SENTINEL.get() {
-        let mut message = id.to_ne_bytes().to_vec();
-        message.push(UNREGISTER);
-        let _ = sentinel.send(&message, &[]);
-    }
+    state().unregister(id);
 }
 
-impl Sentinel {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Channel> {
-        crate::lock(&self.channel)
+/// The running sentinel's pid (for tests), starting one on need.
+pub(crate) fn pid() -> Option<i32> {
+    state().channel().map(|channel| channel.pid)
+}
+
+/// Makes the sentinel take `errno` as the result of its next receive (for tests), and waits
+/// (bounded) until it has said it passed over it.
+pub(crate) fn inject_receive_error(errno: i32) -> io::Result<()> {
+    let mut state = state();
+    let Some(channel) = state.channel() else {
+        return Err(io::Error::other(unguarded_reason_locked(&state)));
+    };
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut message = id.to_ne_bytes().to_vec();
+    message.push(FAULT);
+    message.extend_from_slice(&errno.to_ne_bytes());
+    channel.awaited.push(id);
+    let answered = channel
+        .send(&message, &[])
+        .and_then(|()| channel.wait_until(ANSWER_TIMEOUT, |c| c.acks.iter().any(|a| a.0 == id)));
+    channel.acks.retain(|a| a.0 != id);
+    answered.map_err(|failure| match failure {
+        Failure::Dead => io::Error::new(io::ErrorKind::BrokenPipe, "the sentinel is gone"),
+        Failure::Stalled => io::Error::new(io::ErrorKind::TimedOut, "the sentinel did not answer"),
+        Failure::Refused(err) => err,
+    })
+}
+
+impl State {
+    /// The live sentinel, started (or replaced) on need; `None` with `disabled` or `reason`
+    /// set.
+    fn channel(&mut self) -> Option<&mut Channel> {
+        if self.disabled.is_some() {
+            return None;
+        }
+        let alive = match self.current.as_mut() {
+            Some(channel) => channel.drain().is_ok(),
+            None => false,
+        };
+        if !alive {
+            if let Some(dead) = self.current.take() {
+                tracing::warn!(
+                    pid = dead.pid,
+                    "sheepdog: the owner-death sentinel is gone; starting another (process-group \
+                     herds it held are no longer guarded)",
+                );
+            }
+            match start() {
+                Ok(channel) => {
+                    self.current = Some(channel);
+                    self.register_again();
+                }
+                Err((why, lasting)) => {
+                    tracing::warn!(
+                        reason = %why,
+                        "sheepdog: no owner-death sentinel; herds outlive a killed owner",
+                    );
+                    if lasting {
+                        self.disabled = Some(why);
+                    } else {
+                        self.reason = Some(why);
+                    }
+                    return None;
+                }
+            }
+        }
+        self.current.as_mut()
     }
 
-    fn send(&self, message: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-            return Err(io::Error::other("ancillary buffer too small"));
+    /// Runs `f` with the live sentinel; a sentinel found dead is replaced and `f` tried once
+    /// more. On failure, the reason is kept and logged.
+    fn exchange<T>(
+        &mut self,
+        what: &str,
+        mut f: impl FnMut(&mut Channel) -> Result<T, Failure>,
+    ) -> Result<T, ()> {
+        for _ in 0..2 {
+            let Some(channel) = self.channel() else {
+                return Err(());
+            };
+            let failure = match f(channel) {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            let why = match failure {
+                Failure::Dead => {
+                    channel.dead = true;
+                    continue;
+                }
+                Failure::Stalled => {
+                    let first = !channel.stalled;
+                    channel.stalled = true;
+                    let why = format!(
+                        "the owner-death sentinel (pid {}) did not answer within {:?} (stopped?)",
+                        channel.pid, ANSWER_TIMEOUT
+                    );
+                    if first {
+                        tracing::warn!("sheepdog: {why}; herds go unguarded until it answers");
+                    }
+                    why
+                }
+                Failure::Refused(err) => {
+                    let why = format!("the owner-death sentinel cannot {what}: {err}");
+                    tracing::warn!("sheepdog: {why}");
+                    why
+                }
+            };
+            self.reason = Some(why);
+            return Err(());
         }
-        let channel = self.lock();
-        sendmsg(
-            &channel.socket,
-            &[IoSlice::new(message)],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        )?;
-        Ok(())
+        self.reason = Some("the owner-death sentinel died twice in a row".into());
+        Err(())
+    }
+
+    /// Gives a replacement sentinel the registrations the dead one held.
+    fn register_again(&mut self) {
+        let Some(channel) = self.current.as_mut() else {
+            return;
+        };
+        for durable in &self.durable {
+            if channel.register(durable).is_err() {
+                tracing::warn!(
+                    "sheepdog: a new owner-death sentinel did not take a home back; its herds \
+                     outlive a killed owner",
+                );
+            }
+        }
+    }
+
+    fn unregister(&mut self, id: u64) {
+        self.durable.retain(|durable| durable.id != id);
+        if let Some(channel) = self.current.as_mut().filter(|c| !c.dead) {
+            let mut message = id.to_ne_bytes().to_vec();
+            message.push(UNREGISTER);
+            // Never blocks; a sentinel gone or stuck for good keeps what it holds until
+            // this process exits, which only kills what is already gone.
+            let _ = channel.send(&message, &[]);
+        }
     }
 }
 
 impl Channel {
-    /// The oldest answer to `ANCHOR`: one that has arrived, else the next to arrive. With none
-    /// on its way, orders it and the one ahead in the same wake-up of the sentinel.
-    fn take_anchor(&mut self) -> io::Result<(u64, i32)> {
-        while self.ordered > 0 && self.receive_anchor(RecvFlags::DONTWAIT)? {}
-        if self.anchors.is_empty() {
-            while self.ordered < 1 + ANCHORS_AHEAD {
-                self.order_anchor()?;
-            }
-            self.receive_anchor(RecvFlags::empty())?;
+    fn register(&mut self, herd: &Durable) -> Result<(), Failure> {
+        if self.stalled && !self.heard_from()? {
+            return Err(Failure::Stalled);
         }
-        Ok(self.anchors.remove(0))
+        let mut message = Vec::with_capacity(9 + herd.name.len());
+        message.extend_from_slice(&herd.id.to_ne_bytes());
+        message.push(REGISTER);
+        message.extend_from_slice(&herd.name);
+        self.send(&message, &herd.fds.each_ref().map(AsFd::as_fd))?;
+        self.awaited.push(herd.id);
+        let answered = self.wait_until(ANSWER_TIMEOUT, |c| c.acks.iter().any(|a| a.0 == herd.id));
+        if let Err(failure) = answered {
+            // A sentinel that wakes up later drops it again, in order.
+            self.awaited.retain(|&id| id != herd.id);
+            let mut cancel = herd.id.to_ne_bytes().to_vec();
+            cancel.push(UNREGISTER);
+            let _ = self.send(&cancel, &[]);
+            return Err(failure);
+        }
+        let index = self.acks.iter().position(|a| a.0 == herd.id);
+        let (_, answer) = self.acks.swap_remove(index.unwrap_or_default());
+        match answer {
+            0 => Ok(()),
+            errno => Err(Failure::Refused(io::Error::from_raw_os_error(-errno))),
+        }
     }
 
-    /// Asks the sentinel for one more anchor, without waiting for it.
-    fn order_anchor(&mut self) -> io::Result<()> {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let mut message = id.to_ne_bytes().to_vec();
-        message.push(ANCHOR);
-        rustix::net::send(&self.socket, &message, SendFlags::NOSIGNAL)?;
-        self.ordered += 1;
+    /// The oldest anchor that has arrived, else the next to arrive. With none on its way, orders
+    /// it and the one ahead in the same wake-up of the sentinel.
+    fn take_anchor(&mut self) -> Result<(u64, i32), Failure> {
+        self.drain()?;
+        if self.anchors.is_empty() {
+            if self.stalled {
+                return Err(Failure::Stalled);
+            }
+            while self.ordered.len() < 1 + ANCHORS_AHEAD {
+                self.order_anchor()?;
+            }
+            self.wait_until(ANSWER_TIMEOUT, |c| !c.anchors.is_empty())?;
+        }
+        let (id, pgid) = self.anchors.pop_front().ok_or(Failure::Stalled)?;
+        if pgid <= 0 {
+            return Err(Failure::Refused(io::Error::from_raw_os_error(-pgid)));
+        }
+        Ok((id, pgid))
+    }
+
+    /// Orders anchors until [`ANCHORS_AHEAD`] are in hand or on their way.
+    fn order_ahead(&mut self) -> Result<(), Failure> {
+        while self.anchors.len() + self.ordered.len() < ANCHORS_AHEAD {
+            self.order_anchor()?;
+        }
         Ok(())
     }
 
-    /// Reads one answer into `anchors`; `false` if none is there (with `DONTWAIT`).
-    fn receive_anchor(&mut self, flags: RecvFlags) -> io::Result<bool> {
+    /// Asks the sentinel for one more anchor, without waiting for it.
+    fn order_anchor(&mut self) -> Result<(), Failure> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut message = id.to_ne_bytes().to_vec();
+        message.push(ANCHOR);
+        self.send(&message, &[])?;
+        self.ordered.push(id);
+        Ok(())
+    }
+
+    /// Sends one message without blocking. One without descriptors that finds the socket full
+    /// waits in the backlog, behind those already there; one with descriptors fails.
+    fn send(&mut self, message: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Failure> {
+        self.flush()?;
+        if self.backlog.is_empty() {
+            match send_now(&self.socket, message, fds) {
+                Ok(()) => return Ok(()),
+                Err(Errno::AGAIN) => {}
+                Err(err) => return Err(self.failed_send(err)),
+            }
+        }
+        if !fds.is_empty() || self.backlog.len() >= BACKLOG_MAX {
+            return Err(Failure::Stalled);
+        }
+        self.backlog.push_back(message.to_vec());
+        Ok(())
+    }
+
+    /// Sends what the backlog holds, as far as the socket takes it now.
+    fn flush(&mut self) -> Result<(), Failure> {
+        while let Some(queued) = self.backlog.front() {
+            match send_now(&self.socket, queued, &[]) {
+                Ok(()) => drop(self.backlog.pop_front()),
+                Err(Errno::AGAIN) => break,
+                Err(err) => return Err(self.failed_send(err)),
+            }
+        }
+        Ok(())
+    }
+
+    fn failed_send(&mut self, err: Errno) -> Failure {
+        match err {
+            Errno::PIPE | Errno::CONNRESET | Errno::NOTCONN => {
+                self.dead = true;
+                Failure::Dead
+            }
+            err => Failure::Refused(err.into()),
+        }
+    }
+
+    /// Reads every answer already there, and sends what waits in the backlog (among it,
+    /// perhaps, the requests whose answers would end a stall); `Err(Dead)` if the sentinel is
+    /// gone.
+    fn drain(&mut self) -> Result<(), Failure> {
+        if self.dead {
+            return Err(Failure::Dead);
+        }
+        while self.receive(Duration::ZERO)? {}
+        self.flush()
+    }
+
+    /// Whether the sentinel has answered anything since it stalled (reading what is there).
+    fn heard_from(&mut self) -> Result<bool, Failure> {
+        self.drain()?;
+        Ok(!self.stalled)
+    }
+
+    /// Reads answers until `done` holds, for at most `limit`.
+    fn wait_until(
+        &mut self,
+        limit: Duration,
+        done: impl Fn(&Channel) -> bool,
+    ) -> Result<(), Failure> {
+        let deadline = Instant::now() + limit;
+        while !done(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Failure::Stalled);
+            }
+            self.receive(left)?;
+        }
+        Ok(())
+    }
+
+    /// Reads one answer, waiting at most `wait` for it; `false` if none came.
+    fn receive(&mut self, wait: Duration) -> Result<bool, Failure> {
+        if !wait.is_zero() {
+            let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            });
+            let mut fds = [PollFd::new(&self.socket, PollFlags::IN)];
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(0) => return Ok(false),
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(err) => return Err(Failure::Refused(err.into())),
+            }
+        }
         let mut answer = [0u8; 12];
-        match rustix::net::recv(&self.socket, &mut answer, flags) {
+        match rustix::net::recv(&self.socket, &mut answer, RecvFlags::DONTWAIT) {
             Ok((12, _)) => {
-                let (id, pgid) = answer.split_at(8);
-                let id = u64::from_ne_bytes(id.try_into().map_err(io::Error::other)?);
-                let pgid = i32::from_ne_bytes(pgid.try_into().map_err(io::Error::other)?);
-                self.anchors.push((id, pgid));
-                self.ordered -= 1;
+                let (id, value) = answer.split_at(8);
+                let id = u64::from_ne_bytes(id.try_into().unwrap_or_default());
+                let value = i32::from_ne_bytes(value.try_into().unwrap_or_default());
+                self.take_answer(id, value);
                 Ok(true)
             }
-            Ok(_) => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the sentinel is gone",
-            )),
-            Err(rustix::io::Errno::AGAIN) => Ok(false),
-            Err(err) => Err(err.into()),
+            // The sentinel sends nothing else; 0 is the end of the stream.
+            Ok((0, _)) | Err(Errno::CONNRESET) => {
+                self.dead = true;
+                Err(Failure::Dead)
+            }
+            Ok(_) => Ok(true),
+            Err(Errno::AGAIN | Errno::INTR) => Ok(false),
+            Err(err) => Err(Failure::Refused(err.into())),
+        }
+    }
+
+    fn take_answer(&mut self, id: u64, value: i32) {
+        self.stalled = false;
+        if let Some(index) = self.awaited.iter().position(|&r| r == id) {
+            self.awaited.swap_remove(index);
+            self.acks.push((id, value));
+        } else if let Some(index) = self.ordered.iter().position(|&o| o == id) {
+            self.ordered.swap_remove(index);
+            self.anchors.push_back((id, value));
         }
     }
 }
 
-fn start() -> Option<Sentinel> {
-    match fork_sentinel() {
-        Ok(sentinel) => Some(sentinel),
-        Err(err) => {
-            tracing::warn!(%err, "sheepdog: cannot start the sentinel; herds outlive a killed owner");
-            None
-        }
+fn send_now(socket: &OwnedFd, message: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Errno> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(Errno::NOBUFS);
     }
+    sendmsg(
+        socket,
+        &[IoSlice::new(message)],
+        &mut control,
+        SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+    )?;
+    Ok(())
 }
 
-fn fork_sentinel() -> io::Result<Sentinel> {
+/// Whether a failure to start a sentinel will fail the same way next time: only a shortage
+/// of processes, memory or descriptors passes.
+fn lasting(err: &io::Error) -> bool {
+    !matches!(
+        err.raw_os_error(),
+        Some(
+            libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::EINTR
+        )
+    )
+}
+
+/// Starts a sentinel and waits (bounded) until it says it runs; the error says why not, for
+/// `Containment`, and whether trying again is pointless.
+fn start() -> Result<Channel, (String, bool)> {
+    let started = Instant::now();
+    if !linked_into_main_program() {
+        return Err((
+            "sheepdog is not linked into this process's main program (a shared library loaded \
+             by another program?), whose image the owner-death sentinel runs"
+                .into(),
+            true,
+        ));
+    }
     let (ours, theirs) = socketpair(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
         SocketFlags::CLOEXEC,
         None,
-    )?;
-    // No handler may run in the new process before it has reset them.
-    let blocked = BlockedSignals::new();
-    // SAFETY: clone(2) with only SIGCHLD is fork(2) without the C library's atfork handlers. The
-    // child runs `sentinel_main`, which makes raw system calls only and never returns.
-    let pid = unsafe { syscall(libc::SYS_clone, &[libc::SIGCHLD as usize, 0, 0, 0, 0]) };
-    if pid == 0 {
-        // SAFETY: in the new process; `theirs` is open in it.
-        unsafe { sentinel_main(theirs.as_raw_fd()) }
-    }
-    drop(blocked);
-    if pid < 0 {
-        return Err(io::Error::from_raw_os_error(-pid as i32));
-    }
+    )
+    .map_err(|err| {
+        let err = io::Error::from(err);
+        let lasting = lasting(&err);
+        (
+            format!("cannot make the owner-death sentinel's socket: {err}"),
+            lasting,
+        )
+    })?;
+    let (pid, pidfd) = exec_sentinel(theirs.as_fd()).map_err(|err| {
+        let lasting = lasting(&err);
+        (
+            format!("cannot start the owner-death sentinel: {err}"),
+            lasting,
+        )
+    })?;
     drop(theirs);
-    // The sentinel is our child: if it ever exits before us, the reaper collects it.
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        if let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
-            super::reaper::adopt_sentinel(pidfd);
+    let mut channel = Channel {
+        socket: ours,
+        pid,
+        anchors: VecDeque::new(),
+        ordered: Vec::new(),
+        acks: Vec::new(),
+        awaited: vec![READY],
+        backlog: VecDeque::new(),
+        stalled: false,
+        dead: false,
+    };
+    let ready = channel.wait_until(START_TIMEOUT, |c| c.acks.iter().any(|a| a.0 == READY));
+    let failure = match ready {
+        Ok(()) => None,
+        Err(Failure::Dead) => Some(
+            "the owner-death sentinel exited at its start (does this program's image run \
+             sheepdog's constructor?)"
+                .to_owned(),
+        ),
+        Err(Failure::Stalled) => Some(format!(
+            "the owner-death sentinel did not start within {START_TIMEOUT:?}"
+        )),
+        Err(Failure::Refused(err)) => {
+            Some(format!("cannot hear from the owner-death sentinel: {err}"))
         }
+    };
+    if let Some(why) = failure {
+        if let Some(pidfd) = &pidfd {
+            let _ = super::process::pidfd_send_signal(pidfd, crate::signal::Signal::KILL);
+        }
+        let _ = reap_now(pid, pidfd.as_ref());
+        return Err((why, true));
     }
-    Ok(Sentinel {
-        channel: Mutex::new(Channel {
-            socket: ours,
-            anchors: Vec::new(),
-            ordered: 0,
-        }),
-    })
+    channel.acks.clear();
+    // It is our child: should it ever exit before us, the reaper collects it.
+    match pidfd {
+        Some(pidfd) => super::reaper::adopt_sentinel(pidfd),
+        None => super::reaper::adopt_pid(pid),
+    }
+    tracing::debug!(pid, elapsed = ?started.elapsed(), "sheepdog: owner-death sentinel started");
+    Ok(channel)
 }
 
-/// One herd, as the sentinel holds it: a cgroup (`kill`, `events`, `parent`, `name`) or a
-/// process group (`pgid`, whose anchor is the sentinel's unreaped child); unused fields are -1.
-#[derive(Clone, Copy)]
-struct Entry {
-    id: u64,
-    kill: i32,
-    events: i32,
-    parent: i32,
-    home: i32,
-    pgid: i32,
-    /// NUL-terminated.
-    name: [u8; NAME_MAX + 1],
+/// Execs this program's image as the sentinel, with `socket` as its fd [`SOCKET_FD`]; returns
+/// once it has exec'd.
+fn exec_sentinel(socket: BorrowedFd<'_>) -> io::Result<(i32, Option<OwnedFd>)> {
+    let exe = rustix::fs::open(
+        "/proc/self/exe",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|err| io::Error::new(err.kind(), format!("cannot open /proc/self/exe: {err}")))?;
+    // Above the socket's place, so that installing the socket clobbers neither.
+    let exe = rustix::io::fcntl_dupfd_cloexec(&exe, SOCKET_FD + 1)?;
+    let socket = rustix::io::fcntl_dupfd_cloexec(socket, SOCKET_FD + 1)?;
+    let null = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+    let null = rustix::io::fcntl_dupfd_cloexec(&null, SOCKET_FD + 1)?;
+
+    let program = CString::new(format!("/proc/self/fd/{}", exe.as_raw_fd()))?;
+    let candidates = [program.as_ptr(), ptr::null()];
+    let argv0 = CString::new(NAME)?;
+    let argv = [argv0.as_ptr(), ptr::null()];
+    // This program's environment (the dynamic loader may need its variables), and the marker.
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(key, _)| key.as_bytes() != MARKER.as_bytes())
+        .filter_map(|(key, value)| {
+            let mut entry = key.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            CString::new(entry).ok()
+        })
+        .collect();
+    env.push(CString::new(format!("{MARKER}={SOCKET_FD}"))?);
+    let envp: Vec<_> = env
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain([ptr::null()])
+        .collect();
+    let passed = [[socket.as_raw_fd(), SOCKET_FD]];
+
+    let mut report = ChildReport::default();
+    let mut plan = ChildPlan {
+        candidates: candidates.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        cwd: c"/".as_ptr(),
+        stdio: [null.as_raw_fd(); 3],
+        passed_fds: passed.as_ptr(),
+        passed_fds_len: passed.len(),
+        process_group: 0,
+        uid: -1,
+        gid: -1,
+        cgroup_procs: -1,
+        terminal: -1,
+        report: &mut report,
+        handlers_cleared: false,
+        unpin: ptr::null(),
+    };
+    let cloned = clone_child(&mut plan, None)?;
+    // SAFETY: the child has exec'd or exited, so nothing writes `report` any more.
+    let report = unsafe { ptr::read_volatile(plan.report) };
+    if report.stage != Stage::None {
+        let _ = reap_now(cloned.pid, cloned.pidfd.as_ref());
+        let err = io::Error::from_raw_os_error(report.errno);
+        if !lasting(&err) {
+            return Err(err);
+        }
+        return Err(io::Error::new(
+            err.kind(),
+            format!("{:?} failed for /proc/self/exe: {err}", report.stage),
+        ));
+    }
+    Ok((cloned.pid, cloned.pidfd))
 }
 
-/// The sentinel process: collects registrations until the owner's end closes, then kills.
-///
-/// # Safety
-/// Must run in a freshly forked process, on the parent thread's copied stack, with all signals
-/// blocked; `socket` must be open.
-unsafe fn sentinel_main(socket: i32) -> ! {
-    // SAFETY (whole function): raw system calls on descriptors this process owns and on memory
-    // it mapped itself; nothing here allocates, locks or touches thread-local state.
-    unsafe {
-        syscall(libc::SYS_setpgid, &[0, 0]);
-        let ignore = [libc::SIG_IGN, 0, 0, 0]; // handler, flags, restorer, mask
-        for sig in [
-            libc::SIGHUP,
-            libc::SIGINT,
-            libc::SIGQUIT,
-            libc::SIGPIPE,
-            libc::SIGTERM,
-            libc::SIGTSTP,
-            libc::SIGTTIN,
-            libc::SIGTTOU,
-        ] {
-            syscall(
-                libc::SYS_rt_sigaction,
-                &[sig as usize, ignore.as_ptr() as usize, 0, 8],
-            );
-        }
-        let empty = 0u64;
-        syscall(
-            libc::SYS_rt_sigprocmask,
-            &[
-                libc::SIG_SETMASK as usize,
-                &empty as *const u64 as usize,
-                0,
-                8,
-            ],
-        );
-        // Keep only the socket: holding anything else (a child's stdin pipe, say) would change
-        // what other processes see.
-        if socket > 0 {
-            syscall(libc::SYS_close_range, &[0, socket as usize - 1, 0]);
-        }
-        syscall(
-            libc::SYS_close_range,
-            &[socket as usize + 1, u32::MAX as usize, 0],
-        );
-        let name = b"sheepdog-guard\0";
-        syscall(
-            libc::SYS_prctl,
-            &[libc::PR_SET_NAME as usize, name.as_ptr() as usize],
-        );
-
-        let table = syscall(
-            libc::SYS_mmap,
-            &[
-                0,
-                CAPACITY * size_of::<Entry>(),
-                (libc::PROT_READ | libc::PROT_WRITE) as usize,
-                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE) as usize,
-                usize::MAX, // fd -1
-                0,
-            ],
-        );
-        if table < 0 {
-            syscall(libc::SYS_exit_group, &[1]);
-        }
-        let table = table as *mut Entry;
-        let mut len = 0usize;
-
-        loop {
-            let mut payload = [0u8; 9 + NAME_MAX];
-            let mut control = [0u64; 16]; // aligned room for one SCM_RIGHTS with 3 fds
-            let mut iov = libc::iovec {
-                iov_base: payload.as_mut_ptr().cast(),
-                iov_len: payload.len(),
-            };
-            let mut msg: libc::msghdr = core::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = size_of::<[u64; 16]>();
-            let n = syscall(
-                libc::SYS_recvmsg,
-                &[
-                    socket as usize,
-                    &mut msg as *mut _ as usize,
-                    libc::MSG_CMSG_CLOEXEC as usize,
-                ],
-            );
-            if n == -(libc::EINTR as isize) {
-                continue;
-            }
-            if n <= 0 {
-                break; // the owner is gone
-            }
-            let n = n as usize;
-            if n < 9 {
-                continue;
-            }
-            let mut id_bytes = [0u8; 8];
-            id_bytes.copy_from_slice(&payload[..8]);
-            let id = u64::from_ne_bytes(id_bytes);
-            match payload[8] {
-                REGISTER => {
-                    let cmsg = libc::CMSG_FIRSTHDR(&msg);
-                    if cmsg.is_null()
-                        || (*cmsg).cmsg_level != libc::SOL_SOCKET
-                        || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-                    {
-                        continue;
-                    }
-                    let fds = libc::CMSG_DATA(cmsg) as *const i32;
-                    let name_len = n - 9;
-                    let mut entry = Entry {
-                        id,
-                        kill: *fds,
-                        events: *fds.add(1),
-                        parent: *fds.add(2),
-                        home: *fds.add(3),
-                        pgid: -1,
-                        name: [0; NAME_MAX + 1],
-                    };
-                    entry.name[..name_len].copy_from_slice(&payload[9..n]);
-                    if len < CAPACITY {
-                        *table.add(len) = entry;
-                        len += 1;
-                    } else {
-                        close_entry(&entry);
-                    }
-                }
-                ANCHOR => {
-                    let answer = match clone_anchor() {
-                        Ok(cloned) if len < CAPACITY => {
-                            // The pid is what we keep; the pidfd would only be one more fd.
-                            drop(cloned.pidfd);
-                            *table.add(len) = Entry {
-                                id,
-                                kill: -1,
-                                events: -1,
-                                parent: -1,
-                                home: -1,
-                                pgid: cloned.pid,
-                                name: [0; NAME_MAX + 1],
-                            };
-                            len += 1;
-                            cloned.pid
-                        }
-                        Ok(cloned) => {
-                            reap_anchor(cloned.pid);
-                            -libc::ENOSPC
-                        }
-                        Err(err) => -err.raw_os_error().unwrap_or(libc::EIO),
-                    };
-                    let mut bytes = [0u8; 12];
-                    bytes[..8].copy_from_slice(&id.to_ne_bytes());
-                    bytes[8..].copy_from_slice(&answer.to_ne_bytes());
-                    syscall(
-                        libc::SYS_sendto,
-                        &[
-                            socket as usize,
-                            bytes.as_ptr() as usize,
-                            bytes.len(),
-                            libc::MSG_NOSIGNAL as usize,
-                            0,
-                            0,
-                        ],
-                    );
-                }
-                UNREGISTER => {
-                    let mut i = 0;
-                    while i < len {
-                        if (*table.add(i)).id == id {
-                            close_entry(&*table.add(i));
-                            len -= 1;
-                            *table.add(i) = *table.add(len);
-                        } else {
-                            i += 1;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-
-        // The owner died: kill every herd first, then clean up each once it is empty.
-        for i in 0..len {
-            let entry = &*table.add(i);
-            if entry.pgid > 0 {
-                // Safe: the anchor, our unreaped child, holds the group id.
-                syscall(
-                    libc::SYS_kill,
-                    &[(-entry.pgid) as isize as usize, libc::SIGKILL as usize],
-                );
-            } else {
-                syscall(
-                    libc::SYS_write,
-                    &[entry.kill as usize, b"1".as_ptr() as usize, 1],
-                );
-            }
-        }
-        for i in 0..len {
-            let entry = &*table.add(i);
-            if entry.pgid > 0 {
-                reap_anchor(entry.pgid);
-            } else if wait_empty(entry.events) {
-                remove_children(entry.home);
-                syscall(
-                    libc::SYS_unlinkat,
-                    &[
-                        entry.parent as usize,
-                        entry.name.as_ptr() as usize,
-                        libc::AT_REMOVEDIR as usize,
-                    ],
-                );
-            }
-        }
-        loop {
-            syscall(libc::SYS_exit_group, &[0]);
-        }
-    }
-}
-
-/// Lets go of a herd: closes its descriptors, or reaps its anchor (freeing the group id).
-unsafe fn close_entry(entry: &Entry) {
-    if entry.pgid > 0 {
-        reap_anchor(entry.pgid);
-        return;
-    }
-    // SAFETY: the sentinel owns these descriptors.
-    unsafe {
-        for fd in [entry.kill, entry.events, entry.parent, entry.home] {
-            syscall(libc::SYS_close, &[fd as usize]);
-        }
-    }
-}
-
-/// Reaps an anchor (it exited at once, so this does not block).
-fn reap_anchor(pid: i32) {
-    // SAFETY: waitid(2) for our own child, with a zeroed siginfo to write into.
-    unsafe {
-        let mut info: libc::siginfo_t = core::mem::zeroed();
-        syscall(
-            libc::SYS_waitid,
-            &[
-                libc::P_PID as usize,
-                pid as usize,
-                &mut info as *mut _ as usize,
-                libc::WEXITED as usize,
-                0,
-            ],
-        );
-    }
-}
-
-/// Removes the cgroups directly inside the directory open as `dir` (the herds in a home).
-unsafe fn remove_children(dir: i32) {
-    let mut buf = [0u64; 512]; // 4 KiB, aligned for linux_dirent64
-    loop {
-        // SAFETY: getdents64 into a buffer of the given size.
-        let n = unsafe {
-            syscall(
-                libc::SYS_getdents64,
-                &[
-                    dir as usize,
-                    buf.as_mut_ptr() as usize,
-                    size_of::<[u64; 512]>(),
-                ],
-            )
-        };
-        if n <= 0 {
-            return;
-        }
-        let base = buf.as_ptr() as *const u8;
-        let mut offset = 0usize;
-        while offset < n as usize {
-            // SAFETY: the kernel filled `n` bytes of linux_dirent64 records: d_ino (8), d_off
-            // (8), d_reclen (2), d_type (1), then the NUL-terminated name.
-            unsafe {
-                let record = base.add(offset);
-                let reclen = u16::from_ne_bytes([*record.add(16), *record.add(17)]) as usize;
-                let kind = *record.add(18);
-                let name = record.add(19);
-                let dot = *name == b'.';
-                if kind == libc::DT_DIR && !dot {
-                    syscall(
-                        libc::SYS_unlinkat,
-                        &[dir as usize, name as usize, libc::AT_REMOVEDIR as usize],
-                    );
-                }
-                offset += reclen.max(1);
-            }
-        }
-    }
-}
-
-/// Waits (by `POLLPRI` on `cgroup.events`, at most about 10 s) until `populated 0`.
-unsafe fn wait_empty(events: i32) -> bool {
-    for _ in 0..100 {
-        let mut buf = [0u8; 256];
-        // SAFETY: pread into a stack buffer of the given size.
-        let n = unsafe {
-            syscall(
-                libc::SYS_pread64,
-                &[events as usize, buf.as_mut_ptr() as usize, buf.len(), 0],
-            )
-        };
-        if n <= 0 {
-            return false;
-        }
-        if contains(&buf[..n as usize], b"populated 0") {
-            return true;
-        }
-        let mut pollfd = libc::pollfd {
-            fd: events,
-            events: libc::POLLPRI,
-            revents: 0,
-        };
-        let timeout = [0usize, 100_000_000]; // 100 ms
-                                             // SAFETY: ppoll with one valid pollfd and a timespec.
+/// Whether sheepdog's constructor is part of the main program's image (the first object the
+/// dynamic loader lists), so that exec'ing that image runs it. Reading [`sentinel_process::ENTRY`]
+/// here also keeps the linker from leaving it out.
+fn linked_into_main_program() -> bool {
+    // SAFETY: a volatile read of a static function pointer.
+    let entry = unsafe { ptr::read_volatile(&sentinel_process::ENTRY) } as usize;
+    let mut found = (entry, false);
+    unsafe extern "C" fn first_object(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: dl_iterate_phdr(3) passes a valid `info` (with `dlpi_phnum` program headers)
+        // and our `data`.
         unsafe {
-            syscall(
-                libc::SYS_ppoll,
-                &[
-                    &mut pollfd as *mut _ as usize,
-                    1,
-                    timeout.as_ptr() as usize,
-                    0,
-                    8,
-                ],
-            )
-        };
+            let found = &mut *(data as *mut (usize, bool));
+            let info = &*info;
+            for i in 0..usize::from(info.dlpi_phnum) {
+                let header = &*info.dlpi_phdr.add(i);
+                let start = (info.dlpi_addr as usize).wrapping_add(header.p_vaddr as usize);
+                if header.p_type == libc::PT_LOAD
+                    && (start..start.wrapping_add(header.p_memsz as usize)).contains(&found.0)
+                {
+                    found.1 = true;
+                }
+            }
+        }
+        1 // the first object is the main program: stop there
     }
-    false
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    // SAFETY: the callback only reads what the loader hands it and writes `found`.
+    unsafe { libc::dl_iterate_phdr(Some(first_object), &mut found as *mut _ as *mut c_void) };
+    found.1
 }

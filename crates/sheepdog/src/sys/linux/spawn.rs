@@ -144,7 +144,8 @@ fn process_group(cmd: &Command, target: ProcessGroup) -> Result<ProcessGroup, Er
 /// Starts an anchor: a child that leads a new process group and exits at once, without exec.
 /// Kept unreaped, its zombie holds the group id, so the id cannot be reused while it is kept.
 ///
-/// Allocates nothing and logs nothing: the sentinel, a fork, makes anchors too.
+/// Allocates nothing and logs nothing: the sentinel, which runs before `main` on raw system
+/// calls, makes anchors too.
 pub(crate) fn spawn_anchor() -> io::Result<Process> {
     let cloned = clone_anchor()?;
     Ok(Process::new(cloned.pid, cloned.pidfd))
