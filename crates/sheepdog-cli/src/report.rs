@@ -62,7 +62,9 @@ impl Report<'_> {
             millis(self.wall),
             millis(self.cpu.0),
             millis(self.cpu.1),
-            usage.max_rss_bytes(),
+            usage
+                .max_rss_bytes()
+                .map_or("null".to_owned(), |bytes| bytes.to_string()),
             self.left_running,
         )
     }
@@ -77,12 +79,15 @@ impl fmt::Display for Report<'_> {
             .map_or("CMD".into(), |p| p.to_string_lossy());
         writeln!(
             f,
-            "sheepdog: `{program}` {} after {:.2}s (cpu {:.2}s user, {:.2}s system; peak memory {:.1} MiB)",
+            "sheepdog: `{program}` {} after {:.2}s (cpu {:.2}s user, {:.2}s system; peak memory {})",
             self.ended(),
             self.wall.as_secs_f64(),
             self.cpu.0.as_secs_f64(),
             self.cpu.1.as_secs_f64(),
-            usage.max_rss_bytes() as f64 / (1024.0 * 1024.0),
+            usage.max_rss_bytes().map_or(
+                "unknown: not above sheepdog's own, which the kernel counts in it".to_owned(),
+                |bytes| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+            ),
         )?;
         match self.left_running {
             0 => write!(f, "sheepdog: nothing of its tree was left running"),

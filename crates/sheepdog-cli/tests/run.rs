@@ -345,7 +345,9 @@ fn json_report_parses_and_adds_up() {
     assert_eq!(report["command"][0], "sh");
     let wall = report["wall_ms"].as_f64().expect("wall_ms");
     assert!(wall > 0.0 && wall < 60_000.0, "{report}");
-    assert!(report["max_rss_bytes"].as_u64().expect("max_rss_bytes") > 0);
+    // `sh`'s own peak cannot be told from sheepdog's (they share memory until exec): unknown.
+    let peak = &report["max_rss_bytes"];
+    assert!(peak.is_null() || peak.as_u64().is_some_and(|b| b > 0), "{report}");
     assert_nothing_left(&marker);
 }
 

@@ -336,6 +336,36 @@ impl Herd {
             .map_err(|err| self.context("read the CPU time of", err))
     }
 
+    /// What the whole tree has used so far, processes that already exited included: CPU time,
+    /// peak memory and peak process count, each where this host's mechanism keeps it, and
+    /// [`HerdUsage::unknown`] says why a figure is missing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// herd.spawn(&sheepdog::Command::new("true"))?.wait().await?;
+    /// let usage = herd.usage()?;
+    /// println!("cpu {:?}, peak memory {:?}", usage.user_time(), usage.memory_peak_bytes());
+    /// for (figure, why) in usage.unknown() {
+    ///     println!("{figure}: unknown ({why})");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn usage(&self) -> io::Result<HerdUsage> {
+        let read = |file: &str| {
+            self.container()
+                .counter(file)
+                .map_err(|err| self.context(&format!("read {file} of"), err))
+        };
+        Ok(HerdUsage {
+            cpu: self.cpu_time()?,
+            memory_peak: read("memory.peak")?,
+            tasks_peak: read("pids.peak")?,
+            mechanism: self.containment().mechanism(),
+        })
+    }
+
     /// Freezes every process in the herd (`cgroup.freeze`) and returns once all are frozen.
     /// A frozen tree can still be killed or stopped. Cancel-safe: the freeze is asked for at
     /// the first poll; dropping the future only stops the wait for it to complete.
@@ -466,6 +496,108 @@ impl Flock for HerdCore {
 
     fn finish(&self) {
         self.container().kill_strays();
+    }
+}
+
+/// What a herd's whole tree has used ([`Herd::usage`]).
+///
+/// ```
+/// # fn demo(usage: sheepdog::HerdUsage) {
+/// if let Some(peak) = usage.memory_peak_bytes() {
+///     println!("peak {} MiB", peak >> 20);
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HerdUsage {
+    cpu: Option<(Duration, Duration)>,
+    memory_peak: Option<u64>,
+    tasks_peak: Option<u64>,
+    mechanism: Mechanism,
+}
+
+impl HerdUsage {
+    /// CPU time in user mode of every process that ran in the herd (`cpu.stat`).
+    ///
+    /// ```
+    /// # fn demo(usage: sheepdog::HerdUsage) {
+    /// println!("{:?}", usage.user_time());
+    /// # }
+    /// ```
+    pub fn user_time(&self) -> Option<Duration> {
+        self.cpu.map(|(user, _)| user)
+    }
+
+    /// CPU time in the kernel on behalf of every process that ran in the herd.
+    ///
+    /// ```
+    /// # fn demo(usage: sheepdog::HerdUsage) {
+    /// println!("{:?}", usage.system_time());
+    /// # }
+    /// ```
+    pub fn system_time(&self) -> Option<Duration> {
+        self.cpu.map(|(_, system)| system)
+    }
+
+    /// The tree's peak memory (`memory.peak`: the memory controller's count, every member's
+    /// pages), where that controller is enabled for herd cgroups.
+    ///
+    /// ```
+    /// # fn demo(usage: sheepdog::HerdUsage) {
+    /// println!("{:?}", usage.memory_peak_bytes());
+    /// # }
+    /// ```
+    pub fn memory_peak_bytes(&self) -> Option<u64> {
+        self.memory_peak
+    }
+
+    /// The most processes the tree had at once (`pids.peak`, Linux 6.1), where the pids
+    /// controller is enabled for herd cgroups.
+    ///
+    /// ```
+    /// # fn demo(usage: sheepdog::HerdUsage) {
+    /// println!("{:?}", usage.tasks_peak());
+    /// # }
+    /// ```
+    pub fn tasks_peak(&self) -> Option<u64> {
+        self.tasks_peak
+    }
+
+    /// Each figure that is missing, with why: `("peak memory", "...")`.
+    ///
+    /// ```
+    /// # fn demo(usage: sheepdog::HerdUsage) {
+    /// for (figure, why) in usage.unknown() {
+    ///     eprintln!("{figure} unknown: {why}");
+    /// }
+    /// # }
+    /// ```
+    pub fn unknown(&self) -> Vec<(&'static str, &'static str)> {
+        let group = self.mechanism == Mechanism::ProcessGroup;
+        let because = |controller: &'static str| {
+            if group {
+                "a process-group herd keeps no counts"
+            } else {
+                controller
+            }
+        };
+        let mut unknown = Vec::new();
+        if self.cpu.is_none() {
+            unknown.push(("CPU time", because("the cgroup has no cpu.stat")));
+        }
+        if self.memory_peak.is_none() {
+            unknown.push((
+                "peak memory",
+                because("the memory controller is not enabled for herd cgroups on this host"),
+            ));
+        }
+        if self.tasks_peak.is_none() {
+            unknown.push((
+                "peak process count",
+                because("the pids controller is not enabled for herd cgroups on this host"),
+            ));
+        }
+        unknown
     }
 }
 

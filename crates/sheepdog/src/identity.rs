@@ -138,7 +138,7 @@ impl ProcessRef {
     /// Waits for this process to exit, whoever's child it is (by pidfd: no polling). Returns
     /// how it ended where the kernel tells: on Linux 6.15 or later, once its parent has reaped
     /// it (waited for up to 200 ms after the exit); resource usage is not reported for a
-    /// process that is not ours, so it reads zero. Else `None`. `NotFound` if it was already
+    /// process that is not ours (CPU times read zero, peak memory `None`). Else `None`. `NotFound` if it was already
     /// gone when called. Cancel-safe.
     ///
     /// ```
@@ -159,7 +159,7 @@ impl ProcessRef {
             // parent that waits does at once; one that does not leaves a zombie, and no status.
             let _ = tokio::time::timeout(REAP_GRACE, handle.reaped()).await;
         }
-        Ok(handle.exit_code().map(status_from_wait))
+        Ok(handle.exit_code().and_then(status_from_wait))
     }
 
     /// A pidfd for this process and what `/proc` says of it, checked to be this process.
@@ -199,21 +199,22 @@ fn not_found(pid: u32, err: io::Error) -> io::Error {
     }
 }
 
-/// An exit status from a wait status (as `waitpid(2)` reports it).
-fn status_from_wait(wait: i32) -> ExitStatus {
+/// An exit status from a wait status (as `waitpid(2)` reports it); `None` for a signal this
+/// crate does not know (never a guess).
+fn status_from_wait(wait: i32) -> Option<ExitStatus> {
     let end = if wait & 0x7f == 0 {
         End::Exited((wait >> 8) & 0xff)
     } else {
         End::Signaled {
-            signal: Signal::from_raw(wait & 0x7f).unwrap_or(Signal::KILL),
+            signal: Signal::from_raw(wait & 0x7f)?,
             core_dumped: wait & 0x80 != 0,
         }
     };
-    ExitStatus {
+    Some(ExitStatus {
         end,
         usage: ResourceUsage::default(),
         timed_out: false,
-    }
+    })
 }
 
 /// One process of a [`tree`]: where it sits and what it runs.
@@ -362,11 +363,15 @@ mod tests {
 
     #[test]
     fn wait_statuses_decode() {
-        assert_eq!(status_from_wait(3 << 8).code(), Some(3));
-        let killed = status_from_wait(libc::SIGKILL);
+        assert_eq!(status_from_wait(3 << 8).map(|s| s.code()), Some(Some(3)));
+        let killed = status_from_wait(libc::SIGKILL).expect("known");
         assert_eq!(killed.signal(), Some(Signal::KILL));
         assert!(!killed.core_dumped());
-        assert!(status_from_wait(libc::SIGSEGV | 0x80).core_dumped());
+        assert!(status_from_wait(libc::SIGSEGV | 0x80).is_some_and(|s| s.core_dumped()));
+        assert!(
+            status_from_wait(0x7f & 99).is_none(),
+            "an unknown signal is no guess"
+        );
     }
 
     #[test]

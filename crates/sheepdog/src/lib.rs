@@ -46,7 +46,8 @@ pub use command::{Command, Stdio};
 pub use error::{Error, RunFailure};
 pub use executor::{Executor, Exit, OnDispose, Started};
 pub use herd::{
-    host_containment, suspend, Containment, Herd, HerdBuilder, HostContainment, Mechanism,
+    host_containment, suspend, Containment, Herd, HerdBuilder, HerdUsage, HostContainment,
+    Mechanism,
 };
 pub use identity::{tree, ProcessInfo, ProcessRef};
 pub use lines::{Line, Lines, StreamKind};

@@ -109,7 +109,7 @@ impl ExitStatus {
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// let status = sheepdog::Command::new("true").spawn()?.wait().await?;
-    /// assert!(status.usage().max_rss_bytes() > 0);
+    /// println!("{:?}", status.usage().max_rss_bytes());
     /// # Ok(()) }
     /// ```
     pub fn usage(&self) -> ResourceUsage {
@@ -171,7 +171,7 @@ impl From<ExitStatus> for std::process::ExitStatus {
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let usage = sheepdog::Command::new("true").spawn()?.wait().await?.usage();
-/// println!("user {:?}, system {:?}, peak {} bytes",
+/// println!("user {:?}, system {:?}, peak {:?} bytes",
 ///     usage.user_time(), usage.system_time(), usage.max_rss_bytes());
 /// # Ok(()) }
 /// ```
@@ -179,7 +179,7 @@ impl From<ExitStatus> for std::process::ExitStatus {
 pub struct ResourceUsage {
     pub(crate) user_time: Duration,
     pub(crate) system_time: Duration,
-    pub(crate) max_rss_bytes: u64,
+    pub(crate) max_rss_bytes: Option<u64>,
 }
 
 impl ResourceUsage {
@@ -201,12 +201,16 @@ impl ResourceUsage {
         self.system_time
     }
 
-    /// Peak resident memory, in bytes.
+    /// Peak resident memory of the process's own image, in bytes, or `None` where it cannot
+    /// be known. A child shares this program's memory until it execs, and the kernel counts
+    /// the peak of that memory in the child's: a figure not above this program's own peak may
+    /// be this program's, so it is reported as unknown, never as the child's. For the peak of a
+    /// whole tree, see [`Herd::usage`](crate::Herd::usage) (where the memory controller is on).
     ///
     /// ```
-    /// assert_eq!(sheepdog::ResourceUsage::default().max_rss_bytes(), 0);
+    /// assert_eq!(sheepdog::ResourceUsage::default().max_rss_bytes(), None);
     /// ```
-    pub fn max_rss_bytes(&self) -> u64 {
+    pub fn max_rss_bytes(&self) -> Option<u64> {
         self.max_rss_bytes
     }
 }

@@ -150,7 +150,7 @@ async fn other_libraries_children_keep_their_statuses() {
     assert!(tokio_codes.iter().all(|c| *c == Some(9)), "{tokio_codes:?}");
 }
 
-/// Resource usage comes with the status.
+/// Resource usage comes with the status (peak memory: tests/accounting.rs).
 #[tokio::test]
 async fn status_reports_resource_usage() {
     let mut child = cmd("resource_usage", "sh")
@@ -158,7 +158,6 @@ async fn status_reports_resource_usage() {
         .spawn()
         .expect("spawn");
     let usage = child.wait().await.expect("wait").usage();
-    assert!(usage.max_rss_bytes() > 100 * 1024, "{usage:?}");
     assert!(
         usage.user_time() + usage.system_time() > std::time::Duration::ZERO,
         "{usage:?}"

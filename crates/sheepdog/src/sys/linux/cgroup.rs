@@ -234,6 +234,18 @@ impl Cgroup {
         Ok((field("user_usec "), field("system_usec ")))
     }
 
+    /// A counter file of a controller (`memory.peak`, `pids.peak`), or `None` where that
+    /// controller is not enabled for this cgroup (the file does not exist).
+    pub(crate) fn counter(&self, file: &str) -> io::Result<Option<u64>> {
+        match fs::read_to_string(self.path.join(file)) {
+            Ok(text) => text.trim().parse().map(Some).map_err(|err| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{file}: {err}"))
+            }),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     /// The events file, for `poll(2)` with `POLLPRI` (used by the background cleaner).
     pub(crate) fn events_fd(&self) -> BorrowedFd<'_> {
         self.events.as_fd()

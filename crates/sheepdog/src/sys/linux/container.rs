@@ -644,6 +644,15 @@ impl Container {
         }
     }
 
+    /// A counter of the herd's cgroup (`memory.peak`, `pids.peak`): `None` where its
+    /// controller is not enabled, or the mechanism keeps none.
+    pub(crate) fn counter(&self, file: &str) -> io::Result<Option<u64>> {
+        match self {
+            Container::Cgroup(herd) => herd.cgroup.counter(file),
+            Container::Group(_) => Ok(None),
+        }
+    }
+
     pub(crate) fn members(&self) -> io::Result<Vec<u32>> {
         match self {
             Container::Cgroup(herd) => herd.members(),

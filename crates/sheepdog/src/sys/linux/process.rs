@@ -496,9 +496,21 @@ pub(super) fn waitid(target: Target, extra_flags: i32) -> io::Result<Option<Exit
         usage: ResourceUsage {
             user_time: time(usage.ru_utime),
             system_time: time(usage.ru_stime),
-            max_rss_bytes: usage.ru_maxrss as u64 * 1024,
+            max_rss_bytes: own_peak(usage.ru_maxrss),
         },
     }))
+}
+
+/// A child's peak resident memory (`ru_maxrss`, KiB) where it is the child's own. A child that
+/// shared this process's memory until exec (every spawn path but a plain fork), or a copy of it
+/// (a fork), has that memory's peak counted in its own (exec(2) records the old image's peak),
+/// so a figure not above this process's own peak may be this process's: unknown.
+fn own_peak(child_kib: libc::c_long) -> Option<u64> {
+    // SAFETY: an all-zero rusage is valid; getrusage(2) fills it for this process.
+    let mut own: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage.
+    let ret = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut own) };
+    (ret == 0 && child_kib > own.ru_maxrss).then(|| child_kib as u64 * 1024)
 }
 
 /// How a child ended, from `waitid`'s `si_code` and `si_status`. A code or signal number this
