@@ -6,6 +6,7 @@ mod clone;
 mod container;
 mod group;
 mod keeper;
+mod orphans;
 mod pipes;
 mod process;
 mod raw;
