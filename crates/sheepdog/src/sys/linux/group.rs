@@ -566,6 +566,16 @@ mod tests {
         false
     }
 
+    /// A group made the usual way (its anchor from the sentinel, where there is one) holds its
+    /// id, checked through the anchor's pidfd.
+    #[test]
+    fn a_new_group_holds_its_id() {
+        let group = Group::create(false).expect("a group");
+        assert!(group.inner.anchor_pidfd.is_some(), "a pidfd of the anchor");
+        assert!(group.inner.anchor_holds());
+        assert!(group.members().is_empty(), "the anchor is no member");
+    }
+
     /// With the anchor held, `kill(-pgid)` reaches the whole group, the stranger included: the
     /// check below that it does not once the anchor is lost is a real one.
     #[test]
