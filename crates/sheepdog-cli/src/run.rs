@@ -137,13 +137,13 @@ pub async fn run(options: RunOptions) -> ExitCode {
                 }
                 // Continued (`fg`): the terminal to CMD again, and CMD continued.
                 let _ = child.reclaim_terminal();
-                let _ = herd.signal(Signal::CONT);
+                let _ = signal_tree(&herd, Signal::CONT).await;
                 if let Some(deadline) = deadline.as_mut() {
                     deadline.resume();
                 }
             }
             Event::Signal(sig) => {
-                if let Err(err) = herd.signal(sig) {
+                if let Err(err) = signal_tree(&herd, sig).await {
                     eprintln!("sheepdog: forwarding {sig}: {err}");
                 }
             }
@@ -226,6 +226,14 @@ async fn members(herd: &Arc<Herd>) -> Vec<u32> {
     tokio::task::spawn_blocking(move || herd.members().unwrap_or_default())
         .await
         .unwrap_or_default()
+}
+
+/// Sends `signal` to the tree off the runtime (a process group's look reads /proc).
+async fn signal_tree(herd: &Arc<Herd>, signal: Signal) -> std::io::Result<Vec<u32>> {
+    let herd = Arc::clone(herd);
+    tokio::task::spawn_blocking(move || herd.signal(signal))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 enum Event {

@@ -247,6 +247,10 @@ impl Herd {
 
     /// The pids of every process in the herd now (a snapshot: it may change at once).
     ///
+    /// For a process-group herd this walks the process tree in /proc and blocks for that long;
+    /// on an async path, call it through `tokio::task::spawn_blocking` (the same holds for
+    /// [`signal`](Self::signal) and [`is_empty`](Self::is_empty)).
+    ///
     /// ```no_run
     /// # fn demo() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;

@@ -337,7 +337,7 @@ impl Inner {
             let mut known = self.lock();
             known.leaders.retain(|leader| unreaped(&leader.pidfd));
             let leaders: HashSet<u32> = known.leaders.iter().map(|l| l.pid).collect();
-            (leaders, std::mem::take(&mut known.ids))
+            (leaders, known.ids.clone())
         };
         let mark = self.mark.as_bytes();
         // The group id is the herd's only while the anchor holds it.
@@ -403,7 +403,7 @@ impl Inner {
             })
             .collect();
         let mut known = self.lock();
-        known.ids.extend(ids);
+        known.ids = ids;
         known.members = members.clone();
         members
     }
