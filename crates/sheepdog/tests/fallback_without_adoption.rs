@@ -57,7 +57,7 @@ async fn herd_without_adoption_still_ends_an_orphaned_setsid_grandchild() {
         .trim()
         .parse()
         .expect("a pid");
-    let _cleanup = KillOnDrop::new(escapee);
+    let _cleanup = common::KillOnDrop::new(escapee);
     drop(lines);
     leader.wait().await.expect("the leader exits");
     // Its parent is gone, and this process adopts nothing: it went elsewhere (init).
@@ -80,23 +80,4 @@ async fn herd_without_adoption_still_ends_an_orphaned_setsid_grandchild() {
         "left: {:?}",
         common::alive(&marker)
     );
-}
-
-/// Ends a process when dropped, through a pidfd opened while it was known to be ours.
-struct KillOnDrop(Option<std::os::fd::OwnedFd>);
-
-impl KillOnDrop {
-    fn new(pid: u32) -> KillOnDrop {
-        KillOnDrop(rustix::process::Pid::from_raw(pid as i32).and_then(|pid| {
-            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
-        }))
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pidfd) = &self.0 {
-            let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
-        }
-    }
 }

@@ -360,7 +360,7 @@ async fn process_group_fallback_catches_an_orphaned_setsid_grandchild() {
     let gaps = containment.cannot_catch().join("; ");
     assert!(gaps.contains("SIGKILL") && gaps.contains("mark"), "{gaps}");
     let escapee = *tree.printed.first().expect("the escapee's pid");
-    let _cleanup = KillOnDrop::new(escapee);
+    let _cleanup = common::KillOnDrop::new(escapee);
     assert!(
         tree.herd.members().expect("members").contains(&escapee),
         "the escapee is a member"
@@ -371,26 +371,6 @@ async fn process_group_fallback_catches_an_orphaned_setsid_grandchild() {
         "the adopted escapee was killed and reaped (state {:?})",
         common::pid_state(escapee)
     );
-}
-
-/// Ends a process when dropped (a possible escapee), through a pidfd opened while it was known
-/// to be ours, so a reused pid is never hit.
-struct KillOnDrop(Option<std::os::fd::OwnedFd>);
-
-impl KillOnDrop {
-    fn new(pid: u32) -> KillOnDrop {
-        KillOnDrop(rustix::process::Pid::from_raw(pid as i32).and_then(|pid| {
-            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
-        }))
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pidfd) = &self.0 {
-            let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
-        }
-    }
 }
 
 #[tokio::test]
