@@ -522,3 +522,26 @@ fn process_group_wait_empty_does_not_stall_a_current_thread_runtime() {
         );
     });
 }
+
+/// A leader that exits while the herd looks at its tree hands its children to this process
+/// (the adopter) in the middle of the look: the look goes back to the adopted after its walk,
+/// so `wait_empty` does not end while one of them runs.
+#[tokio::test]
+async fn process_group_wait_empty_sees_children_handed_over_during_a_look() {
+    // In the herd's group, and in a session of its own (found by its mark only; it may be in
+    // the middle of its exec, whose environment shows empty for a moment).
+    let scripts = ["sleep 0.05 & echo ready", "setsid sleep 0.05 & echo ready"];
+    for round in 0..40 {
+        let script = scripts[round % 2];
+        let Some(tree) = start("handed_over", Mechanism::ProcessGroup, End::Kill, script).await
+        else {
+            return;
+        };
+        tree.herd.wait_empty().await.expect("wait_empty");
+        let left = common::alive(&tree.marker);
+        assert!(
+            left.is_empty(),
+            "round {round} ({script}): {left:?} outlived wait_empty"
+        );
+    }
+}

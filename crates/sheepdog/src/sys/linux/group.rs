@@ -339,56 +339,22 @@ impl Inner {
             let leaders: HashSet<u32> = known.leaders.iter().map(|l| l.pid).collect();
             (leaders, known.ids.clone())
         };
-        let mark = self.mark.as_bytes();
-        // The group id is the herd's only while the anchor holds it.
-        let group = self.anchor_holds().then_some(self.pgid);
+        let mut walk = Walk::default();
         let mut roots: Vec<u32> = leaders.iter().copied().collect();
-        for pid in orphans::children(std::process::id()) {
-            if leaders.contains(&pid) || pid as i32 == self.pgid {
-                continue;
+        // A process that exits while the walk is below its parent hands its children to this
+        // process before it shows as exited: so the adopted are looked at after each walk,
+        // until a look at them finds nothing new.
+        for round in 0..LOOK_ROUNDS {
+            walk.below(roots);
+            roots = self.adopted(&before, &leaders, &walk.visited);
+            if round == 0 && !self.adopting {
+                roots.extend(self.scanned(&walk.visited));
             }
-            let Some(stat) = orphans::stat(pid) else {
-                continue;
-            };
-            let seen = before.contains(&(pid, stat.start));
-            if stat.is_dead() {
-                // A zombie shows no environment: the herd's if seen before or in its group.
-                if seen || Some(stat.pgid) == group {
-                    reap_orphan(pid, stat.start);
-                }
-            } else if seen || orphans::has_var(pid, mark) {
-                roots.push(pid);
+            if roots.is_empty() {
+                break;
             }
         }
-        if !self.adopting {
-            // Orphans went to init: found by a scan of every process.
-            let in_group = |pid: u32| {
-                pid as i32 != self.pgid
-                    && orphans::stat(pid).is_some_and(|s| !s.is_dead() && Some(s.pgid) == group)
-            };
-            let all = orphans::all_pids().unwrap_or_default();
-            roots.extend(
-                all.into_iter()
-                    .filter(|&pid| in_group(pid) || orphans::has_var(pid, mark)),
-            );
-        }
-        let mut ids = HashSet::new();
-        let mut found = Vec::new();
-        let mut visited = HashSet::new();
-        while let Some(pid) = roots.pop() {
-            if !visited.insert(pid) {
-                continue;
-            }
-            let Some(stat) = orphans::stat(pid) else {
-                continue;
-            };
-            ids.insert((pid, stat.start));
-            if stat.is_dead() {
-                continue;
-            }
-            roots.extend(orphans::children(pid));
-            found.push((pid, stat));
-        }
+        let Walk { ids, found, .. } = walk;
         let members: Vec<Arc<Member>> = found
             .into_iter()
             .filter_map(|(pid, stat)| {
@@ -406,6 +372,61 @@ impl Inner {
         known.ids = ids;
         known.members = members.clone();
         members
+    }
+
+    /// The group id, while the anchor holds it (then it is the herd's only).
+    fn group(&self) -> Option<i32> {
+        self.anchor_holds().then_some(self.pgid)
+    }
+
+    /// This process's children that are the herd's adopted orphans and not `visited` yet: in
+    /// the herd's group, marked, or seen (pid and start time) by the look `before`. Reaps those
+    /// that exited.
+    fn adopted(
+        &self,
+        before: &HashSet<(u32, u64)>,
+        leaders: &HashSet<u32>,
+        visited: &HashSet<u32>,
+    ) -> Vec<u32> {
+        let group = self.group();
+        let mut roots = Vec::new();
+        for pid in orphans::children(std::process::id()) {
+            if leaders.contains(&pid) || visited.contains(&pid) || pid as i32 == self.pgid {
+                continue;
+            }
+            let Some(stat) = orphans::stat(pid) else {
+                continue;
+            };
+            let seen = before.contains(&(pid, stat.start));
+            if stat.is_dead() {
+                // A zombie shows no environment: the herd's if seen before or in its group.
+                if seen || Some(stat.pgid) == group {
+                    reap_orphan(pid, stat.start);
+                }
+            } else if seen
+                || Some(stat.pgid) == group
+                || orphans::has_var(pid, self.mark.as_bytes(), true)
+            {
+                roots.push(pid);
+            }
+        }
+        roots
+    }
+
+    /// Without adoption, orphans go to init: every live process of the group, or with the
+    /// herd's mark, not `visited` yet (a scan of all of /proc).
+    fn scanned(&self, visited: &HashSet<u32>) -> Vec<u32> {
+        let group = self.group();
+        let in_group = |pid: u32| {
+            pid as i32 != self.pgid
+                && orphans::stat(pid).is_some_and(|s| !s.is_dead() && Some(s.pgid) == group)
+        };
+        orphans::all_pids()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|pid| !visited.contains(pid))
+            .filter(|&pid| in_group(pid) || orphans::has_var(pid, self.mark.as_bytes(), false))
+            .collect()
     }
 
     /// Kills every member, and looks again until nothing is left alive and every adopted orphan
@@ -462,6 +483,38 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if let Anchor::Sentinel(id) = self.anchor {
             sentinel::release_anchor(id);
+        }
+    }
+}
+
+/// How many times one look goes back to the adopted for orphans made during its walk.
+const LOOK_ROUNDS: usize = 16;
+
+/// The processes a look reached: live ones with what /proc said of them, and the ids (pid,
+/// start time) of all, dead ones included.
+#[derive(Default)]
+struct Walk {
+    visited: HashSet<u32>,
+    ids: HashSet<(u32, u64)>,
+    found: Vec<(u32, orphans::Stat)>,
+}
+
+impl Walk {
+    /// Walks `roots` and everything below them (`/proc/PID/task/*/children`).
+    fn below(&mut self, mut roots: Vec<u32>) {
+        while let Some(pid) = roots.pop() {
+            if !self.visited.insert(pid) {
+                continue;
+            }
+            let Some(stat) = orphans::stat(pid) else {
+                continue;
+            };
+            self.ids.insert((pid, stat.start));
+            if stat.is_dead() {
+                continue;
+            }
+            roots.extend(orphans::children(pid));
+            self.found.push((pid, stat));
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The variable each process-group herd sets in its children's environment; descendants inherit
 /// it, so an orphan adopted by this process can be told to the herd it came from.
@@ -83,10 +84,28 @@ pub(crate) fn children(pid: u32) -> Vec<u32> {
 
 /// Whether the environment `pid` started its program with holds `var` exactly (`NAME=value`).
 /// A process of another user, a set-user-ID program or a zombie shows none.
-pub(crate) fn has_var(pid: u32, var: &[u8]) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|env| env.split(|&b| b == 0).any(|entry| entry == var))
+///
+/// A process in the middle of `execve` shows an empty environment for a moment (the new program's
+/// is not set up yet), so with `recheck_empty` an empty one is read again a few times, a
+/// millisecond apart (blocking); not for a scan of every process (kernel threads have none).
+pub(crate) fn has_var(pid: u32, var: &[u8], recheck_empty: bool) -> bool {
+    let reads = if recheck_empty {
+        EMPTY_ENVIRONMENT_READS
+    } else {
+        1
+    };
+    for _ in 0..reads {
+        match std::fs::read(format!("/proc/{pid}/environ")) {
+            Ok(env) if env.is_empty() => std::thread::sleep(Duration::from_millis(1)),
+            Ok(env) => return env.split(|&b| b == 0).any(|entry| entry == var),
+            Err(_) => return false,
+        }
+    }
+    false
 }
+
+/// How many times an empty environment is read before it is believed.
+const EMPTY_ENVIRONMENT_READS: usize = 5;
 
 /// Every pid in /proc.
 pub(crate) fn all_pids() -> io::Result<Vec<u32>> {
@@ -105,7 +124,7 @@ mod tests {
         assert_eq!(stat.pgid, rustix::process::getpgrp().as_raw_nonzero().get());
         assert!(stat.start > 0);
         let path = std::env::var("PATH").expect("PATH");
-        assert!(super::has_var(me, format!("PATH={path}").as_bytes()));
-        assert!(!super::has_var(me, b"PATH="));
+        assert!(super::has_var(me, format!("PATH={path}").as_bytes(), true));
+        assert!(!super::has_var(me, b"PATH=", false));
     }
 }
