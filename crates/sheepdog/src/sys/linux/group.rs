@@ -291,16 +291,19 @@ impl Inner {
     }
 
     /// Signals the group and, through their pidfds, the members outside it (all of them when
-    /// the group could not be signalled); returns the pids that got it.
+    /// the group could not be signalled, or when a second copy changes nothing: SIGKILL,
+    /// SIGSTOP, SIGCONT; a member may have left the group since the look); returns the pids
+    /// that got it.
     fn deliver_to(&self, members: &[Arc<Member>], signal: Signal, and_continue: bool) -> Vec<u32> {
         let grouped = self.signal_group(signal);
         if grouped && and_continue {
             self.signal_group(Signal::CONT);
         }
+        let once = grouped && !is_idempotent(signal);
         members
             .iter()
             .filter(|m| {
-                (grouped && m.pgid == self.pgid) || deliver(&m.pidfd, signal, and_continue).is_ok()
+                (once && m.pgid == self.pgid) || deliver(&m.pidfd, signal, and_continue).is_ok()
             })
             .map(|m| m.pid)
             .collect()
@@ -323,8 +326,8 @@ impl Inner {
                 .cloned()
                 .collect()
         };
-        let grouped = self.signal_group(signal);
-        for member in known.iter().filter(|m| !grouped || m.pgid != self.pgid) {
+        let once = self.signal_group(signal) && !is_idempotent(signal);
+        for member in known.iter().filter(|m| !once || m.pgid != self.pgid) {
             let _ = deliver(&member.pidfd, signal, false);
         }
     }
@@ -524,6 +527,11 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
     tokio::task::spawn_blocking(work)
         .await
         .map_err(io::Error::other)
+}
+
+/// Whether a second copy of `signal` changes nothing (so a member may get it twice).
+fn is_idempotent(signal: Signal) -> bool {
+    matches!(signal, Signal::KILL | Signal::STOP | Signal::CONT)
 }
 
 /// Whether the process behind `pidfd` is not reaped yet (alive or a zombie).
