@@ -411,7 +411,8 @@ impl HerdBuilder {
     /// this program (also of children that other libraries started, such as
     /// `tokio::process`) is re-parented to it. sheepdog reaps only the orphans of its herds; an
     /// orphan of another child that exits stays a zombie until this program exits or reaps it
-    /// (with `waitpid` for that pid). A program that starts long-lived trees by other means
+    /// (with `waitpid` for that pid); so does one of a cgroup herd in a program that also forces
+    /// an adopting process-group herd. A program that starts long-lived trees by other means
     /// and cannot accept that turns adoption off; its fallback herds then find escapees only by
     /// a scan of every process (process group or mark), and lose those that clear their
     /// environment.
@@ -509,7 +510,9 @@ pub enum Mechanism {
     /// write access: unprivileged users, many containers), with this program as the adopter of
     /// the herd's orphans ([`HerdBuilder::adopt_orphans`]): descendants that start a new
     /// session or process group, or daemonize, are found by a walk of the process tree and end
-    /// with the herd. What it cannot catch is in [`Containment::cannot_catch`].
+    /// with the herd. Each child it starts gets `SHEEPDOG_HERD=<owner pid>.<n>` in its
+    /// environment, the mark by which an adopted orphan is told to its herd. What it cannot
+    /// catch is in [`Containment::cannot_catch`].
     ProcessGroup,
 }
 
