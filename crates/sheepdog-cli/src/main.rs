@@ -29,7 +29,9 @@ enum Verb {
     /// Run CMD in a herd: everything it starts stays in it and ends with it.
     ///
     /// Signals sheepdog gets (INT, TERM, HUP, QUIT) go on to the whole tree. When CMD ends,
-    /// whatever it left running is stopped, and a short report goes to stderr.
+    /// whatever it left running is stopped, and a short report goes to stderr. Where no cgroup
+    /// can be had, the tree is held by a process group (and sheepdog adopts its orphans); a
+    /// line on stderr says so, and why, before CMD starts.
     ///
     /// Exit status: CMD's own code; 124 if it timed out; 125 if sheepdog itself failed; 126 if
     /// CMD was found but is not executable; 127 if CMD was not found; 128+N if signal N killed it.
@@ -37,7 +39,8 @@ enum Verb {
         sheepdog run -- make -j2\n  \
         sheepdog run --timeout 2s -- sh -c 'sleep 100 & sleep 100 & wait'\n  \
         sheepdog run --timeout 1m --grace 10s --signal INT -- ./server\n  \
-        sheepdog run --json -- cargo test")]
+        sheepdog run --json -- cargo test\n  \
+        sheepdog run --require-cgroup -- ./build.sh")]
     Run {
         /// Stop CMD's tree after this long (500ms, 2s, 1m30s; a bare number is seconds).
         #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
@@ -55,6 +58,10 @@ enum Verb {
         /// Print no report.
         #[arg(long, short, conflicts_with = "json")]
         quiet: bool,
+        /// Refuse to run without a cgroup v2 herd (exit 125, nothing started) instead of
+        /// falling back to a process group; also `SHEEPDOG_REQUIRE_CGROUP=1`.
+        #[arg(long)]
+        require_cgroup: bool,
         /// The program to run and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
         cmd: Vec<OsString>,
@@ -126,6 +133,7 @@ fn main() -> ExitCode {
             signal,
             json,
             quiet,
+            require_cgroup,
             cmd,
         } => runtime.block_on(run::run(run::RunOptions {
             cmd,
@@ -134,6 +142,8 @@ fn main() -> ExitCode {
             signal,
             json,
             quiet,
+            require_cgroup: require_cgroup
+                || std::env::var_os(run::REQUIRE_CGROUP_ENV).is_some_and(|v| v == "1"),
         })),
         Verb::Doctor { json } => runtime.block_on(doctor::doctor(json)),
         Verb::Tree { pid, json } => tree::tree(pid, json),

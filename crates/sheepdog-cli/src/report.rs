@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
-use sheepdog::ExitStatus;
+use sheepdog::{Containment, ExitStatus};
 
 pub struct Report<'a> {
     pub command: &'a [OsString],
@@ -13,6 +13,9 @@ pub struct Report<'a> {
     pub wall: Duration,
     /// Processes still in the tree when the command's own process ended (then stopped).
     pub left_running: usize,
+    /// Those of them still there after the stop (it failed).
+    pub not_stopped: &'a [u32],
+    pub containment: &'a Containment,
     /// CPU time (user, system) of the whole tree where the herd keeps count; else the
     /// command's own (and that of the children it waited for).
     pub cpu: (Duration, Duration),
@@ -50,7 +53,8 @@ impl Report<'_> {
         format!(
             "{{\"command\":[{}],\"outcome\":\"{outcome}\",\"code\":{},\"signal\":{},\
              \"timed_out\":{},\"wall_ms\":{:.3},\"user_ms\":{:.3},\"system_ms\":{:.3},\
-             \"max_rss_bytes\":{},\"left_running\":{}}}",
+             \"max_rss_bytes\":{},\"left_running\":{},\"stopped\":{},\"not_stopped\":{},\
+             \"containment\":{},\"fallback_reason\":{}}}",
             command.join(","),
             self.status
                 .code()
@@ -66,7 +70,18 @@ impl Report<'_> {
                 .max_rss_bytes()
                 .map_or("null".to_owned(), |bytes| bytes.to_string()),
             self.left_running,
+            self.stopped(),
+            self.not_stopped.len(),
+            json_string(&self.containment.mechanism().to_string()),
+            self.containment
+                .fallback_reason()
+                .map_or("null".to_owned(), json_string),
         )
+    }
+
+    /// How many of the processes left running were stopped.
+    fn stopped(&self) -> usize {
+        self.left_running.saturating_sub(self.not_stopped.len())
     }
 }
 
@@ -89,13 +104,25 @@ impl fmt::Display for Report<'_> {
                 |bytes| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
             ),
         )?;
-        match self.left_running {
-            0 => write!(f, "sheepdog: nothing of its tree was left running"),
-            n => write!(
-                f,
-                "sheepdog: {n} process(es) of its tree were still running when it ended; stopped"
-            ),
+        if self.left_running == 0 {
+            return write!(f, "sheepdog: nothing of its tree was left running");
         }
+        write!(
+            f,
+            "sheepdog: {} process(es) of its tree were still running when it ended: stopped {}",
+            self.left_running,
+            self.stopped(),
+        )?;
+        if !self.not_stopped.is_empty() {
+            let pids: Vec<String> = self.not_stopped.iter().map(u32::to_string).collect();
+            write!(
+                f,
+                ", {} could not be stopped: pid(s) {}",
+                self.not_stopped.len(),
+                pids.join(" ")
+            )?;
+        }
+        Ok(())
     }
 }
 

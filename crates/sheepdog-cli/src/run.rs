@@ -3,10 +3,11 @@
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sheepdog::time::Sleep;
-use sheepdog::{Command, ExitStatus, Herd, Signal, Signals, StopPlan, StopTarget};
+use sheepdog::{Command, ExitStatus, Herd, Mechanism, Signal, Signals, StopPlan, StopTarget};
 
 use crate::report::Report;
 
@@ -16,6 +17,9 @@ pub const EXIT_INTERNAL: u8 = 125;
 pub const EXIT_NOT_EXECUTABLE: u8 = 126;
 pub const EXIT_NOT_FOUND: u8 = 127;
 
+/// `SHEEPDOG_REQUIRE_CGROUP=1` is `--require-cgroup`.
+pub const REQUIRE_CGROUP_ENV: &str = "SHEEPDOG_REQUIRE_CGROUP";
+
 pub struct RunOptions {
     pub cmd: Vec<OsString>,
     pub timeout: Option<Duration>,
@@ -23,6 +27,7 @@ pub struct RunOptions {
     pub signal: Signal,
     pub json: bool,
     pub quiet: bool,
+    pub require_cgroup: bool,
 }
 
 pub async fn run(options: RunOptions) -> ExitCode {
@@ -31,13 +36,17 @@ pub async fn run(options: RunOptions) -> ExitCode {
         eprintln!("sheepdog run: missing CMD; usage: sheepdog run [OPTIONS] -- CMD [ARGS...]");
         return ExitCode::from(EXIT_INTERNAL);
     };
-    let herd = match Herd::new() {
-        Ok(herd) => herd,
+    let herd = match make_herd(options.require_cgroup) {
+        Ok(herd) => Arc::new(herd),
         Err(err) => {
             eprintln!("sheepdog: {err}");
             return ExitCode::from(EXIT_INTERNAL);
         }
     };
+    let containment = herd.containment();
+    if containment.mechanism() != Mechanism::CgroupV2 && !options.quiet {
+        eprintln!("{}", fallback_line(containment));
+    }
     let mut command = Command::new(program);
     command.args(args);
     // At a terminal, CMD may be interactive (an editor, a REPL): it gets the foreground, so it
@@ -128,13 +137,13 @@ pub async fn run(options: RunOptions) -> ExitCode {
                 }
                 // Continued (`fg`): the terminal to CMD again, and CMD continued.
                 let _ = child.reclaim_terminal();
-                let _ = herd.signal(Signal::CONT);
+                let _ = signal_tree(&herd, Signal::CONT).await;
                 if let Some(deadline) = deadline.as_mut() {
                     deadline.resume();
                 }
             }
             Event::Signal(sig) => {
-                if let Err(err) = herd.signal(sig) {
+                if let Err(err) = signal_tree(&herd, sig).await {
                     eprintln!("sheepdog: forwarding {sig}: {err}");
                 }
             }
@@ -149,10 +158,12 @@ pub async fn run(options: RunOptions) -> ExitCode {
     };
 
     // What the leader left running is stopped the same way a timeout would.
-    let left = herd.members().map_or(0, |members| members.len());
+    let left = members(&herd).await.len();
+    let mut not_stopped = Vec::new();
     if left > 0 {
         if let Err(err) = herd.stop_with(&plan, None).await {
             eprintln!("sheepdog: stopping what was left: {err}");
+            not_stopped = members(&herd).await;
         }
     }
     let usage = status.usage();
@@ -166,6 +177,8 @@ pub async fn run(options: RunOptions) -> ExitCode {
         timed_out,
         wall: started.elapsed(),
         left_running: left,
+        not_stopped: &not_stopped,
+        containment: herd.containment(),
         cpu,
     };
     if options.json {
@@ -174,6 +187,53 @@ pub async fn run(options: RunOptions) -> ExitCode {
         eprintln!("{report}");
     }
     exit_code(&status, timed_out)
+}
+
+/// The herd: the strongest containment, or, with `require_cgroup`, a cgroup or an error that
+/// says why there is none.
+fn make_herd(require_cgroup: bool) -> std::io::Result<Herd> {
+    if !require_cgroup {
+        return Herd::new();
+    }
+    Herd::builder()
+        .mechanism(Mechanism::CgroupV2)
+        .build()
+        .map_err(|err| {
+            std::io::Error::new(
+                err.kind(),
+                format!("a cgroup is required (--require-cgroup or {REQUIRE_CGROUP_ENV}=1): {err}"),
+            )
+        })
+}
+
+/// The line that says a weaker containment is in force, and why.
+fn fallback_line(containment: &sheepdog::Containment) -> String {
+    let adoption = if containment.adopts_orphans() {
+        " with orphan adoption"
+    } else {
+        " without orphan adoption"
+    };
+    let why = containment.fallback_reason().unwrap_or("asked for");
+    format!(
+        "sheepdog: weaker containment: a {}{adoption} instead of a cgroup ({why})",
+        containment.mechanism(),
+    )
+}
+
+/// The herd's members now, looked up off the runtime (a process group's look reads /proc).
+async fn members(herd: &Arc<Herd>) -> Vec<u32> {
+    let herd = Arc::clone(herd);
+    tokio::task::spawn_blocking(move || herd.members().unwrap_or_default())
+        .await
+        .unwrap_or_default()
+}
+
+/// Sends `signal` to the tree off the runtime (a process group's look reads /proc).
+async fn signal_tree(herd: &Arc<Herd>, signal: Signal) -> std::io::Result<Vec<u32>> {
+    let herd = Arc::clone(herd);
+    tokio::task::spawn_blocking(move || herd.signal(signal))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 enum Event {

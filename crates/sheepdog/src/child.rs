@@ -489,7 +489,7 @@ impl Flock for Alone {
         Ok(())
     }
 
-    fn signal_all(&self, signal: Signal) -> io::Result<Vec<u32>> {
+    async fn signal_all(&self, signal: Signal) -> io::Result<Vec<u32>> {
         Ok(match self.leader.signal(signal, true) {
             Ok(()) => vec![self.leader.pid()],
             Err(_) => Vec::new(),
@@ -500,7 +500,7 @@ impl Flock for Alone {
         self.leader.exited().await
     }
 
-    fn count(&self) -> usize {
+    async fn count(&self) -> usize {
         usize::from(!self.leader.has_exited())
     }
 

@@ -28,11 +28,11 @@ pub(crate) trait Flock: Send + Sync + 'static {
     /// Resumes every member that is frozen or stopped, so that it can act on signals.
     fn thaw(&self) -> io::Result<()>;
     /// Sends `signal`, then SIGCONT, to every member; returns the pids that got it.
-    fn signal_all(&self, signal: Signal) -> io::Result<Vec<u32>>;
+    fn signal_all(&self, signal: Signal) -> impl Future<Output = io::Result<Vec<u32>>> + Send;
     /// Completes when no member is left.
     fn wait_empty(&self) -> impl Future<Output = io::Result<()>> + Send;
     /// How many members are left now.
-    fn count(&self) -> usize;
+    fn count(&self) -> impl Future<Output = usize> + Send;
     /// Kills every member at once, without waiting.
     fn kill(&self) -> io::Result<()>;
     /// After the tree left on its own: what is left outside it that belongs to it.
@@ -243,7 +243,7 @@ pub(crate) fn enforce<F: Flock, L: Leader>(
             }
             let running = match &leader {
                 Some(leader) => !leader.has_exited(),
-                None => flock.count() > 0,
+                None => flock.count().await > 0,
             };
             flock.lifecycle().state().timed_out |= running;
             if let Err(err) = stop(&flock, &plan, leader).await {
@@ -278,7 +278,7 @@ pub(crate) async fn run_ladder<F: Flock, L: Leader>(
                 Ok(()) => vec![leader.pid()],
                 Err(_) => Vec::new(),
             },
-            _ => flock.signal_all(step.signal())?,
+            _ => flock.signal_all(step.signal()).await?,
         };
         signalled.push((step.signal(), pids));
         if left_within(flock, step.wait()).await {
@@ -290,7 +290,7 @@ pub(crate) async fn run_ladder<F: Flock, L: Leader>(
             });
         }
     }
-    let left = flock.count();
+    let left = flock.count().await;
     flock.kill()?;
     flock.wait_empty().await?;
     Ok(StopReport {
@@ -359,7 +359,7 @@ mod tests {
             Ok(())
         }
 
-        fn signal_all(&self, signal: Signal) -> io::Result<Vec<u32>> {
+        async fn signal_all(&self, signal: Signal) -> io::Result<Vec<u32>> {
             crate::lock(&self.signals).push(signal);
             let n = self.members.load(Ordering::SeqCst);
             if self.obeys.contains(&signal) {
@@ -378,7 +378,7 @@ mod tests {
             }
         }
 
-        fn count(&self) -> usize {
+        async fn count(&self) -> usize {
             self.members.load(Ordering::SeqCst)
         }
 

@@ -284,6 +284,10 @@ impl Herd {
 
     /// The pids of every process in the herd now (a snapshot: it may change at once).
     ///
+    /// For a process-group herd this walks the process tree in /proc and blocks for that long;
+    /// on an async path, call it through `tokio::task::spawn_blocking` (the same holds for
+    /// [`signal`](Self::signal) and [`is_empty`](Self::is_empty)).
+    ///
     /// ```no_run
     /// # fn demo() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
@@ -475,18 +479,19 @@ impl Flock for HerdCore {
         self.container().thaw_now()
     }
 
-    fn signal_all(&self, signal: Signal) -> io::Result<Vec<u32>> {
+    async fn signal_all(&self, signal: Signal) -> io::Result<Vec<u32>> {
         // Stopped members act on the signal only once continued.
-        self.container().signal_members(signal, true)
+        self.container().signal_members_async(signal, true).await
     }
 
     async fn wait_empty(&self) -> io::Result<()> {
         self.container().wait_empty().await
     }
 
-    fn count(&self) -> usize {
+    async fn count(&self) -> usize {
         self.container()
-            .members()
+            .members_async()
+            .await
             .map_or(0, |members| members.len())
     }
 
@@ -614,7 +619,12 @@ pub struct HerdBuilder {
     mechanism: Option<Mechanism>,
     timeout: Option<Duration>,
     stop_plan: StopPlan,
+    adopt_orphans: Option<bool>,
 }
+
+/// `SHEEPDOG_ADOPT_ORPHANS=0` turns adoption off for every process-group herd that does not set
+/// [`HerdBuilder::adopt_orphans`].
+const ADOPT_ORPHANS_ENV: &str = "SHEEPDOG_ADOPT_ORPHANS";
 
 impl HerdBuilder {
     /// Creates the herd's cgroup below this cgroup v2 directory (delegated to this user, for
@@ -679,6 +689,34 @@ impl HerdBuilder {
         self
     }
 
+    /// Whether a process-group herd (the fallback without cgroups) makes this program the
+    /// adopter of orphaned descendants (`PR_SET_CHILD_SUBREAPER`); the default is yes, unless
+    /// the environment says `SHEEPDOG_ADOPT_ORPHANS=0`. A cgroup herd ignores it.
+    ///
+    /// Adoption is what lets the fallback catch `setsid`, new process groups and double-forking
+    /// daemons: a process whose parent exits comes back to this program instead of init, and
+    /// the herd finds it by the mark it inherited (`SHEEPDOG_HERD` in its environment).
+    ///
+    /// **It is process-wide and for good**: once one herd adopts, every orphaned descendant of
+    /// this program (also of children that other libraries started, such as
+    /// `tokio::process`) is re-parented to it. sheepdog reaps only the orphans of its herds; an
+    /// orphan of another child that exits stays a zombie until this program exits or reaps it
+    /// (with `waitpid` for that pid); so does one of a cgroup herd in a program that also forces
+    /// an adopting process-group herd. A program that starts long-lived trees by other means
+    /// and cannot accept that turns adoption off; its fallback herds then find escapees only by
+    /// a scan of every process (process group or mark), and lose those that clear their
+    /// environment.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::builder().adopt_orphans(false).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn adopt_orphans(&mut self, adopt: bool) -> &mut HerdBuilder {
+        self.adopt_orphans = Some(adopt);
+        self
+    }
+
     /// Creates the herd. Without a forced mechanism a cgroup is tried first; where none can be
     /// made, the herd falls back to a process group, says why in
     /// [`Containment::fallback_reason`], and logs a `tracing` warning.
@@ -697,6 +735,10 @@ impl HerdBuilder {
     /// `build`, keeping the OS error apart from its context (for `Command::spawn`'s errors).
     pub(crate) fn build_or_os_error(&self) -> Result<Herd, (String, io::Error)> {
         let parent = self.parent_cgroup.as_deref();
+        let adopt = self
+            .adopt_orphans
+            .unwrap_or_else(|| std::env::var_os(ADOPT_ORPHANS_ENV).is_none_or(|v| v != "0"));
+        let group = || group_container(adopt);
         let (container, fallback_reason) = match self.mechanism {
             Some(Mechanism::CgroupV2) => match sys::Container::cgroup(parent) {
                 Ok(container) => (container, None),
@@ -730,6 +772,7 @@ impl HerdBuilder {
             process_group: container.process_group(),
             survives_owner_kill: !container.guarded(),
             unguarded_reason: (!container.guarded()).then(sys::unguarded_reason),
+            adopts_orphans: container.adopts_orphans().unwrap_or(false),
             fallback_reason,
         };
         let herd = Herd {
@@ -752,8 +795,8 @@ impl HerdBuilder {
     }
 }
 
-fn group() -> Result<sys::Container, (String, io::Error)> {
-    sys::Container::group()
+fn group_container(adopt: bool) -> Result<sys::Container, (String, io::Error)> {
+    sys::Container::group(adopt)
         .map_err(|err| ("cannot start a process group for a herd".to_owned(), err))
 }
 
@@ -768,8 +811,12 @@ pub enum Mechanism {
     /// A cgroup v2 directory per herd: the kernel tracks every descendant.
     CgroupV2,
     /// A process group per herd, for hosts where no cgroup can be made (no cgroup v2 mount, no
-    /// write access: unprivileged users, many containers). Descendants that start a new session
-    /// or process group get out.
+    /// write access: unprivileged users, many containers), with this program as the adopter of
+    /// the herd's orphans ([`HerdBuilder::adopt_orphans`]): descendants that start a new
+    /// session or process group, or daemonize, are found by a walk of the process tree and end
+    /// with the herd. Each child it starts gets `SHEEPDOG_HERD=<owner pid>.<n>` in its
+    /// environment, the mark by which an adopted orphan is told to its herd. What it cannot
+    /// catch is in [`Containment::cannot_catch`].
     ProcessGroup,
 }
 
@@ -802,6 +849,8 @@ pub struct Containment {
     survives_owner_kill: bool,
     /// Why not, when it could not (also logged as a `tracing` warning).
     unguarded_reason: Option<String>,
+    /// A process-group herd whose orphans this program adopts.
+    adopts_orphans: bool,
 }
 
 impl Containment {
@@ -871,6 +920,19 @@ impl Containment {
         self.unguarded_reason.as_deref()
     }
 
+    /// Whether this program adopts the herd's orphans (a process-group herd; see
+    /// [`HerdBuilder::adopt_orphans`]).
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let herd = sheepdog::Herd::new()?;
+    /// println!("adopts orphans: {}", herd.containment().adopts_orphans());
+    /// # Ok(()) }
+    /// ```
+    pub fn adopts_orphans(&self) -> bool {
+        self.adopts_orphans
+    }
+
     /// The ways out this mechanism cannot close, in words.
     ///
     /// ```no_run
@@ -887,10 +949,25 @@ impl Containment {
                 "a process that moves itself into a cgroup outside the herd and also leaves the \
                  herd's process group (it needs write access to that cgroup)",
             ],
-            Mechanism::ProcessGroup => vec![
-                "a process that starts a new session (setsid) or process group, and everything \
-                 it starts: daemons that double-fork escape this way",
-            ],
+            Mechanism::ProcessGroup => {
+                let mut gaps = vec![
+                    "when this program is killed (SIGKILL), processes that left the herd's \
+                     process group (setsid, setpgid, daemons): the sentinel ends the group \
+                     only, and their adopter is gone; only a cgroup holds them",
+                    "a member running as another user (a set-user-ID program), which this \
+                     program may not signal",
+                ];
+                gaps.push(if self.adopts_orphans {
+                    "an orphan (its parent exited) that dropped the herd's mark from its \
+                     environment (SHEEPDOG_HERD) or hides it (another user): it cannot be told \
+                     from another program's process"
+                } else {
+                    "a process that left the herd's process group and dropped the herd's mark \
+                     from its environment (SHEEPDOG_HERD), once its parent exited: orphans are \
+                     not adopted"
+                });
+                gaps
+            }
         };
         if self.survives_owner_kill {
             gaps.push(

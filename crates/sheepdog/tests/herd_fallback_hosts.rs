@@ -10,6 +10,22 @@ use std::process::{Command, Stdio};
 
 const HELPER: &str = "SHEEPDOG_FALLBACK_HELPER";
 
+/// A tree of five that leaves the herd's process group every way it can: a plain background
+/// child, a new session, a new process group, and a double-forking daemon in a new session.
+/// Their stderr goes nowhere, so that an escapee cannot keep the helper's output open.
+const ESCAPES: &str = "exec 2>/dev/null; sleep 1000 & setsid sleep 1000 &
+python3 -c 'import os; os.setpgid(0, 0); os.execvp(\"sleep\", [\"sleep\", \"1000\"])' &
+python3 -c '
+import os
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp(\"sleep\", [\"sleep\", \"1000\"])
+    os._exit(0)
+os.wait()
+'
+echo ready; wait";
+
 /// The herd's side; does nothing unless run as the helper. Prints `mechanism=<m> reason=<r>`,
 /// then `before=<n> left=<n>` after killing a tree, then `captured=...` about `output()` on this
 /// host (a 4 MiB stream, whose pipe grows if the user may; a daemon holding the output open; a
@@ -29,8 +45,7 @@ fn fallback_helper() {
             containment.fallback_reason().unwrap_or("-")
         );
         let mut cmd = sheepdog::Command::new("sh");
-        cmd.args(["-c", "sleep 1000 & sleep 1000 & echo ready; wait"])
-            .stdout(sheepdog::Stdio::piped());
+        cmd.args(["-c", ESCAPES]).stdout(sheepdog::Stdio::piped());
         let mut child = herd.spawn(&cmd).expect("spawn");
         let mut out = String::new();
         use tokio::io::AsyncReadExt;
@@ -149,7 +164,7 @@ fn unprivileged_user_gets_a_process_group_herd() {
             "{mechanism}"
         );
     }
-    assert_eq!(counts, "3 left=0");
+    assert_eq!(counts, "5 left=0");
 }
 
 #[test]
@@ -180,5 +195,5 @@ fn host_without_cgroup2_mount_gets_a_process_group_herd() {
         mechanism,
         "process group reason=no cgroup v2 hierarchy is mounted"
     );
-    assert_eq!(counts, "3 left=0");
+    assert_eq!(counts, "5 left=0");
 }

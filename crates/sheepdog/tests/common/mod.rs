@@ -225,3 +225,23 @@ pub async fn output(mut child: sheepdog::Child) -> (sheepdog::ExitStatus, Vec<u8
     let status = child.wait().await.expect("wait");
     (status, out)
 }
+
+/// Ends a process when dropped (a possible escapee, should a test fail), through a pidfd opened
+/// while it was known to be the test's, so a reused pid is never hit.
+pub struct KillOnDrop(Option<std::os::fd::OwnedFd>);
+
+impl KillOnDrop {
+    pub fn new(pid: u32) -> KillOnDrop {
+        KillOnDrop(rustix::process::Pid::from_raw(pid as i32).and_then(|pid| {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        }))
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pidfd) = &self.0 {
+            let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+        }
+    }
+}

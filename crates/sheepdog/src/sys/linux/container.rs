@@ -1,5 +1,6 @@
 //! A herd's container on Linux: a cgroup (with the process groups its children lead as a
-//! second net), or, where no cgroup can be had, a process group alone (`group.rs`).
+//! second net), or, where no cgroup can be had, a process group with this process as the
+//! adopter of its orphans (`group.rs`).
 
 use std::collections::HashSet;
 use std::io;
@@ -571,9 +572,18 @@ impl Container {
         CgroupHerd::create(parent).map(Container::Cgroup)
     }
 
-    /// A new process group, led by an anchor.
-    pub(crate) fn group() -> io::Result<Container> {
-        Group::create().map(Container::Group)
+    /// A new process group, led by an anchor; `adopt` makes this process the adopter of
+    /// orphans (`PR_SET_CHILD_SUBREAPER`, process-wide and for good).
+    pub(crate) fn group(adopt: bool) -> io::Result<Container> {
+        Group::create(adopt).map(Container::Group)
+    }
+
+    /// For a process group: whether this process adopts the herd's orphans.
+    pub(crate) fn adopts_orphans(&self) -> Option<bool> {
+        match self {
+            Container::Cgroup(_) => None,
+            Container::Group(group) => Some(group.adopting()),
+        }
     }
 
     pub(crate) fn cgroup_path(&self) -> Option<&Path> {
@@ -610,21 +620,24 @@ impl Container {
                      Command::process_group would escape it",
                 ),
             }),
-            Container::Group(group) => spawn(cmd, &group.target()),
+            Container::Group(group) => group.spawn(cmd),
         }
     }
 
     pub(crate) fn kill(&self) -> io::Result<()> {
         match self {
             Container::Cgroup(herd) => herd.kill(),
-            Container::Group(group) => group.signal_group(Signal::KILL),
+            Container::Group(group) => {
+                group.kill();
+                Ok(())
+            }
         }
     }
 
     pub(crate) fn is_empty(&self) -> io::Result<bool> {
         match self {
             Container::Cgroup(herd) => herd.is_empty(),
-            Container::Group(group) => Ok(group.members()?.is_empty()),
+            Container::Group(group) => Ok(group.members().is_empty()),
         }
     }
 
@@ -656,7 +669,16 @@ impl Container {
     pub(crate) fn members(&self) -> io::Result<Vec<u32>> {
         match self {
             Container::Cgroup(herd) => herd.members(),
-            Container::Group(group) => group.members(),
+            Container::Group(group) => Ok(group.members()),
+        }
+    }
+
+    /// [`members`](Self::members) for async paths: a process group's look at /proc runs on a
+    /// blocking thread.
+    pub(crate) async fn members_async(&self) -> io::Result<Vec<u32>> {
+        match self {
+            Container::Cgroup(herd) => herd.members(),
+            Container::Group(group) => group.members_async().await,
         }
     }
 
@@ -669,7 +691,20 @@ impl Container {
     ) -> io::Result<Vec<u32>> {
         match self {
             Container::Cgroup(herd) => herd.signal_members(signal, and_continue),
-            Container::Group(group) => group.signal_members(signal, and_continue),
+            Container::Group(group) => Ok(group.signal_members(signal, and_continue)),
+        }
+    }
+
+    /// [`signal_members`](Self::signal_members) for async paths (see
+    /// [`members_async`](Self::members_async)).
+    pub(crate) async fn signal_members_async(
+        &self,
+        signal: Signal,
+        and_continue: bool,
+    ) -> io::Result<Vec<u32>> {
+        match self {
+            Container::Cgroup(herd) => herd.signal_members(signal, and_continue),
+            Container::Group(group) => group.signal_members_async(signal, and_continue).await,
         }
     }
 
@@ -689,7 +724,10 @@ impl Container {
     pub(crate) fn thaw_now(&self) -> io::Result<()> {
         match self {
             Container::Cgroup(herd) => herd.thaw_now(),
-            Container::Group(group) => group.signal_group(Signal::CONT),
+            Container::Group(group) => {
+                group.thaw_now();
+                Ok(())
+            }
         }
     }
 

@@ -5,6 +5,7 @@ mod child;
 mod clone;
 mod container;
 mod group;
+mod orphans;
 mod pipes;
 mod process;
 mod procfs;
