@@ -100,7 +100,7 @@ impl fmt::Display for Report<'_> {
             self.cpu.0.as_secs_f64(),
             self.cpu.1.as_secs_f64(),
             usage.max_rss_bytes().map_or(
-                "unknown: not above sheepdog's own, which the kernel counts in it".to_owned(),
+                "unknown (shared with sheepdog's until exec)".to_owned(),
                 |bytes| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
             ),
         )?;
