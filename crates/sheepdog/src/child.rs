@@ -90,12 +90,19 @@ impl Child {
         self
     }
 
-    /// A child of a shared herd: at `deadline` the child alone is stopped by `plan`.
-    pub(crate) fn with_own_deadline(mut self, deadline: Deadline, plan: &StopPlan) -> Child {
+    /// A child of a shared herd: at `deadline` its own tree (`subtree`), or where there is none
+    /// the child alone, is stopped by `plan`.
+    pub(crate) fn with_own_deadline(
+        mut self,
+        deadline: Deadline,
+        plan: &StopPlan,
+        subtree: Option<sys::Subtree>,
+    ) -> Child {
         match self.leader() {
             Some(leader) => {
                 let alone = Arc::new(Alone {
                     leader,
+                    subtree,
                     lifecycle: Lifecycle::default(),
                 });
                 driver::enforce(&alone, deadline, plan.clone(), None::<sys::Leader>, true);
@@ -472,10 +479,12 @@ impl Drop for Child {
     }
 }
 
-/// A child of a shared herd with a deadline of its own: what the driver stops is the child.
+/// A child of a shared herd with a deadline of its own: what the driver stops is the child's
+/// own cgroup below the herd's, or, in a process-group herd, the child alone.
 #[derive(Debug)]
 struct Alone {
     leader: sys::Leader,
+    subtree: Option<sys::Subtree>,
     lifecycle: Lifecycle,
 }
 
@@ -485,11 +494,19 @@ impl Flock for Alone {
     }
 
     fn thaw(&self) -> io::Result<()> {
-        let _ = self.leader.signal(Signal::CONT, false);
-        Ok(())
+        match &self.subtree {
+            Some(subtree) => subtree.thaw(),
+            None => {
+                let _ = self.leader.signal(Signal::CONT, false);
+                Ok(())
+            }
+        }
     }
 
     async fn signal_all(&self, signal: Signal) -> io::Result<Vec<u32>> {
+        if let Some(subtree) = &self.subtree {
+            return subtree.signal_all(signal);
+        }
         Ok(match self.leader.signal(signal, true) {
             Ok(()) => vec![self.leader.pid()],
             Err(_) => Vec::new(),
@@ -497,14 +514,23 @@ impl Flock for Alone {
     }
 
     async fn wait_empty(&self) -> io::Result<()> {
-        self.leader.exited().await
+        match &self.subtree {
+            Some(subtree) => subtree.wait_empty().await,
+            None => self.leader.exited().await,
+        }
     }
 
     async fn count(&self) -> usize {
-        usize::from(!self.leader.has_exited())
+        match &self.subtree {
+            Some(subtree) => subtree.count(),
+            None => usize::from(!self.leader.has_exited()),
+        }
     }
 
     fn kill(&self) -> io::Result<()> {
+        if let Some(subtree) = &self.subtree {
+            return subtree.kill();
+        }
         match self.leader.signal(Signal::KILL, false) {
             Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             other => other,

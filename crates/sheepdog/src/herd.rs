@@ -95,11 +95,12 @@ impl Herd {
     /// # Ok(()) }
     /// ```
     pub fn spawn(&self, cmd: &Command) -> Result<Child, Error> {
-        let child = self.spawn_untimed(cmd)?;
-        Ok(match cmd.get_timeout() {
-            Some((timeout, plan)) => child.with_own_deadline(Deadline::after(timeout), plan),
-            None => child,
-        })
+        let Some((timeout, plan)) = cmd.get_timeout() else {
+            return self.spawn_untimed(cmd);
+        };
+        // A deadline of its own: the child's tree in a cgroup of its own, to stop it alone.
+        let (spawned, subtree) = self.container().spawn_subtree(cmd)?;
+        Ok(Child::new(spawned, cmd).with_own_deadline(Deadline::after(timeout), plan, subtree))
     }
 
     /// Starts `cmd` inside the herd, leaving its timeout to the caller.
@@ -763,6 +764,8 @@ impl HerdBuilder {
                 Err(sys::CgroupError::Failed { context, source }) => return Err((context, source)),
             },
         };
+        // A pid namespace's init takes every process of the namespace with it when it dies.
+        let guarded = container.guarded() || sys::namespace_init();
         let containment = Containment {
             mechanism: match container.cgroup_path() {
                 Some(_) => Mechanism::CgroupV2,
@@ -770,8 +773,8 @@ impl HerdBuilder {
             },
             cgroup: container.cgroup_path().map(Path::to_owned),
             process_group: container.process_group(),
-            survives_owner_kill: !container.guarded(),
-            unguarded_reason: (!container.guarded()).then(sys::unguarded_reason),
+            survives_owner_kill: !guarded,
+            unguarded_reason: (!guarded).then(sys::unguarded_reason),
             adopts_orphans: container.adopts_orphans().unwrap_or(false),
             fallback_reason,
         };

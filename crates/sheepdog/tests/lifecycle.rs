@@ -354,31 +354,51 @@ async fn a_herd_empty_at_its_deadline_has_not_timed_out() {
     assert!(!herd.timed_out());
 }
 
-/// In a shared herd, a child's timeout stops that child and not its siblings.
+/// In a shared herd, a child's timeout stops that child's tree (with cgroups: its own cgroup
+/// below the herd's) and not its siblings.
 #[tokio::test]
-async fn a_timeout_in_a_shared_herd_stops_only_its_child() {
+async fn a_timeout_in_a_shared_herd_stops_only_its_childs_tree() {
     let (marker, _guard) = marker("shared");
+    let sibling_marker = format!("{marker}-sibling");
+    let _sibling_guard = KillMarked(sibling_marker.clone());
     let herd = Herd::new().expect("herd");
     let mut timed = herd
         .spawn(
-            cmd(&marker, "sleep")
-                .arg("100")
-                .timeout(Duration::from_millis(100)),
+            cmd(&marker, "sh")
+                .args(["-c", "sleep 100 & echo ready; wait"])
+                .stdout(Stdio::piped())
+                .timeout(Duration::from_millis(300)),
         )
         .expect("spawn");
-    let mut sibling = herd.spawn(cmd(&marker, "sleep").arg("100")).expect("spawn");
+    let mut sibling = herd
+        .spawn(cmd(&sibling_marker, "sh").args(["-c", "sleep 100 & wait"]))
+        .expect("spawn");
+    read_until(timed.stdout.as_mut().expect("stdout"), "ready").await;
     let status = tokio::time::timeout(BOUND, timed.wait())
         .await
         .expect("the timeout fired")
         .expect("wait");
     assert!(status.timed_out(), "{status}");
     assert_eq!(status.signal(), Some(Signal::TERM), "{status}");
+    if herd.containment().mechanism() == sheepdog::Mechanism::CgroupV2 {
+        assert!(
+            alive(&marker).is_empty(),
+            "the timed child's tree: {:?} left",
+            alive(&marker)
+        );
+    }
+    assert_eq!(
+        alive(&sibling_marker).len(),
+        2,
+        "the sibling's tree runs on"
+    );
     assert!(sibling.try_wait().expect("try_wait").is_none());
     herd.kill().await.expect("kill");
     assert_eq!(
         sibling.wait().await.expect("wait").signal(),
         Some(Signal::KILL)
     );
+    assert!(alive(&marker).is_empty() && alive(&sibling_marker).is_empty());
 }
 
 /// A deadline set outside a tokio runtime is enforced once the first wait runs in one, and

@@ -114,10 +114,30 @@ impl CgroupHerd {
         let recent = crate::lock(&self.last_spawn)
             .replace(now)
             .is_some_and(|last| now.duration_since(last) < NOTIFIED_RECENTLY);
+        self.spawn_into(cmd, &self.cgroup, !recent)
+    }
+
+    /// Starts `cmd` in a cgroup of its own below the herd's, so that its tree can be stopped
+    /// without its siblings; the herd's verbs reach it as any member.
+    pub(crate) fn spawn_subtree(&self, cmd: &Command) -> Result<(Spawned, Subtree), Error> {
+        let made = cgroup::mount_point().and_then(|mount| {
+            let mount = mount.ok_or_else(|| io::Error::other("no cgroup v2 mount any more"))?;
+            Cgroup::create(&mount, self.cgroup.path(), "spawn")
+        });
+        let subtree =
+            Subtree(Arc::new(made.map_err(|err| {
+                cmd.os_error("create a cgroup for the child's tree", err)
+            })?));
+        // Always empty before this spawn: pinned (see "The first task in an empty cgroup").
+        let spawned = self.spawn_into(cmd, &subtree.0, true)?;
+        Ok((spawned, subtree))
+    }
+
+    fn spawn_into(&self, cmd: &Command, cgroup: &Cgroup, pin: bool) -> Result<Spawned, Error> {
         let spawned = spawn(
             cmd,
             &SpawnTarget {
-                cgroup: Some(self.cgroup.target(!recent)),
+                cgroup: Some(cgroup.target(pin)),
                 process_group: ProcessGroup::New,
             },
         )?;
@@ -408,6 +428,46 @@ mod strays {
     }
 }
 
+/// A child's own cgroup below its herd's ([`CgroupHerd::spawn_subtree`]): the tree of that one
+/// child, to stop alone. Removed in the background once empty, after its last holder lets go.
+#[derive(Debug)]
+pub(crate) struct Subtree(Arc<Cgroup>);
+
+impl Subtree {
+    pub(crate) fn thaw(&self) -> io::Result<()> {
+        self.0.set_frozen(false)
+    }
+
+    /// Sends `signal` (then SIGCONT) to every member, each through a verified pidfd.
+    pub(crate) fn signal_all(&self, signal: Signal) -> io::Result<Vec<u32>> {
+        self.0.signal_members(signal, true)
+    }
+
+    pub(crate) async fn wait_empty(&self) -> io::Result<()> {
+        self.0.wait_for("populated", false).await
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.0.members().map_or(0, |members| members.len())
+    }
+
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        self.0.kill()
+    }
+}
+
+impl Drop for Subtree {
+    fn drop(&mut self) {
+        reaper::adopt_cgroup(Arc::clone(&self.0), None);
+    }
+}
+
+/// Whether this process is the init (pid 1) of its pid namespace: when it dies, the kernel
+/// kills every other process of the namespace.
+pub(crate) fn namespace_init() -> bool {
+    std::process::id() == 1
+}
+
 /// The process group of `pid`.
 fn process_group_of(pid: u32) -> Option<i32> {
     super::process::proc_stat(pid).map(|stat| stat.pgid)
@@ -501,7 +561,9 @@ fn refill(parent: &Path) {
 }
 
 fn make_home(mount: &Path, parent: &Path) -> io::Result<Option<Home>> {
-    if HOMELESS.load(Ordering::Relaxed) || !sentinel::available() {
+    // As a pid namespace's init, this process's death ends every process of the namespace,
+    // sentinel included: a home would be left behind, and the kernel guards the herds anyway.
+    if HOMELESS.load(Ordering::Relaxed) || namespace_init() || !sentinel::available() {
         return Ok(None);
     }
     // A home of an earlier process with this pid would be taken over as it is.
@@ -621,6 +683,17 @@ impl Container {
                 ),
             }),
             Container::Group(group) => group.spawn(cmd),
+        }
+    }
+
+    /// [`spawn`](Self::spawn), with the child's tree in a cgroup of its own where the herd is
+    /// a cgroup (`None` for a process-group herd: there the child alone can be told apart).
+    pub(crate) fn spawn_subtree(&self, cmd: &Command) -> Result<(Spawned, Option<Subtree>), Error> {
+        match self {
+            Container::Cgroup(herd) => herd
+                .spawn_subtree(cmd)
+                .map(|(spawned, subtree)| (spawned, Some(subtree))),
+            Container::Group(_) => self.spawn(cmd).map(|spawned| (spawned, None)),
         }
     }
 

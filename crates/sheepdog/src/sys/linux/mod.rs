@@ -19,7 +19,9 @@ mod terminal;
 
 pub(crate) use clone::force as force_spawn_path;
 pub use clone::SpawnPath;
-pub(crate) use container::{cgroup_parent, force_homeless, CgroupError, Container};
+pub(crate) use container::{
+    cgroup_parent, force_homeless, namespace_init, CgroupError, Container, Subtree,
+};
 pub(crate) use pipes::{populate, resize_pipe};
 pub(crate) use process::{proc_stat, stop_self, Leader, Process};
 pub(crate) use procfs::{all_pids, boot_id, children, command_line, stat, Stat};
