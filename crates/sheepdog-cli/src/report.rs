@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
-use sheepdog::{Containment, ExitStatus};
+use sheepdog::{Containment, ExitStatus, HerdUsage};
 
 pub struct Report<'a> {
     pub command: &'a [OsString],
@@ -16,12 +16,61 @@ pub struct Report<'a> {
     /// Those of them still there after the stop (it failed).
     pub not_stopped: &'a [u32],
     pub containment: &'a Containment,
-    /// CPU time (user, system) of the whole tree where the herd keeps count; else the
-    /// command's own (and that of the children it waited for).
-    pub cpu: (Duration, Duration),
+    /// What the whole tree used, where the herd could say.
+    pub tree: Option<HerdUsage>,
 }
 
 impl Report<'_> {
+    /// CPU time (user, system) of the whole tree where the herd keeps count; else the
+    /// command's own (and that of the children it waited for).
+    fn cpu(&self) -> (Duration, Duration) {
+        let tree = self
+            .tree
+            .and_then(|t| Some((t.user_time()?, t.system_time()?)));
+        let own = self.status.usage();
+        tree.unwrap_or((own.user_time(), own.system_time()))
+    }
+
+    /// Peak memory: the whole tree's where the memory controller counts it, else the
+    /// command's own where it can be told from sheepdog's, else unknown.
+    fn peak_memory(&self) -> Option<u64> {
+        self.tree
+            .and_then(|t| t.memory_peak_bytes())
+            .or(self.status.usage().max_rss_bytes())
+    }
+
+    /// The figures the report cannot give, with why.
+    fn unknown(&self) -> Vec<(&'static str, String)> {
+        let mut unknown: Vec<(&'static str, String)> = match &self.tree {
+            Some(tree) => tree
+                .unknown()
+                .into_iter()
+                .filter(|(figure, _)| *figure != "peak memory" && *figure != "CPU time")
+                .map(|(figure, why)| (figure, why.to_owned()))
+                .collect(),
+            None => vec![(
+                "peak process count",
+                "the herd could not be read".to_owned(),
+            )],
+        };
+        if self.peak_memory().is_none() {
+            let tree = self.tree.map_or("the herd could not be read", |t| {
+                t.unknown()
+                    .into_iter()
+                    .find(|(figure, _)| *figure == "peak memory")
+                    .map_or("", |(_, why)| why)
+            });
+            unknown.push((
+                "peak memory",
+                format!(
+                    "the command's own is not above sheepdog's, which the kernel counts in it \
+                     (sheepdog shares it until exec); the tree's: {tree}"
+                ),
+            ));
+        }
+        unknown
+    }
+
     fn ended(&self) -> String {
         let how = match (self.status.code(), self.status.signal()) {
             (Some(code), _) => format!("exited with code {code}"),
@@ -37,7 +86,18 @@ impl Report<'_> {
 
     /// One JSON object, on one line.
     pub fn json(&self) -> String {
-        let usage = self.status.usage();
+        let (user, system) = self.cpu();
+        let unknown: Vec<String> = self
+            .unknown()
+            .iter()
+            .map(|(figure, why)| {
+                format!(
+                    "{{\"figure\":{},\"why\":{}}}",
+                    json_string(figure),
+                    json_string(why)
+                )
+            })
+            .collect();
         let command: Vec<String> = self
             .command
             .iter()
@@ -53,8 +113,8 @@ impl Report<'_> {
         format!(
             "{{\"command\":[{}],\"outcome\":\"{outcome}\",\"code\":{},\"signal\":{},\
              \"timed_out\":{},\"wall_ms\":{:.3},\"user_ms\":{:.3},\"system_ms\":{:.3},\
-             \"max_rss_bytes\":{},\"left_running\":{},\"stopped\":{},\"not_stopped\":{},\
-             \"containment\":{},\"fallback_reason\":{}}}",
+             \"max_rss_bytes\":{},\"tasks_peak\":{},\"left_running\":{},\"stopped\":{},\
+             \"not_stopped\":{},\"containment\":{},\"fallback_reason\":{},\"unknown\":[{}]}}",
             command.join(","),
             self.status
                 .code()
@@ -64,11 +124,13 @@ impl Report<'_> {
                 .map_or("null".to_owned(), |s| json_string(&s.to_string())),
             self.timed_out,
             millis(self.wall),
-            millis(self.cpu.0),
-            millis(self.cpu.1),
-            usage
-                .max_rss_bytes()
+            millis(user),
+            millis(system),
+            self.peak_memory()
                 .map_or("null".to_owned(), |bytes| bytes.to_string()),
+            self.tree
+                .and_then(|t| t.tasks_peak())
+                .map_or("null".to_owned(), |peak| peak.to_string()),
             self.left_running,
             self.stopped(),
             self.not_stopped.len(),
@@ -76,6 +138,7 @@ impl Report<'_> {
             self.containment
                 .fallback_reason()
                 .map_or("null".to_owned(), json_string),
+            unknown.join(","),
         )
     }
 
@@ -87,7 +150,7 @@ impl Report<'_> {
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let usage = self.status.usage();
+        let (user, system) = self.cpu();
         let program = self
             .command
             .first()
@@ -97,9 +160,9 @@ impl fmt::Display for Report<'_> {
             "sheepdog: `{program}` {} after {:.2}s (cpu {:.2}s user, {:.2}s system; peak memory {})",
             self.ended(),
             self.wall.as_secs_f64(),
-            self.cpu.0.as_secs_f64(),
-            self.cpu.1.as_secs_f64(),
-            usage.max_rss_bytes().map_or(
+            user.as_secs_f64(),
+            system.as_secs_f64(),
+            self.peak_memory().map_or(
                 "unknown (shared with sheepdog's until exec)".to_owned(),
                 |bytes| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
             ),

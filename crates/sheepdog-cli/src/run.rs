@@ -166,11 +166,6 @@ pub async fn run(options: RunOptions) -> ExitCode {
             not_stopped = members(&herd).await;
         }
     }
-    let usage = status.usage();
-    let cpu = match herd.cpu_time() {
-        Ok(Some(tree)) => tree,
-        _ => (usage.user_time(), usage.system_time()),
-    };
     let report = Report {
         command: &options.cmd,
         status: &status,
@@ -179,7 +174,7 @@ pub async fn run(options: RunOptions) -> ExitCode {
         left_running: left,
         not_stopped: &not_stopped,
         containment: herd.containment(),
-        cpu,
+        tree: herd.usage().ok(),
     };
     if options.json {
         eprintln!("{}", report.json());

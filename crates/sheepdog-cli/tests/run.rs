@@ -351,6 +351,16 @@ fn json_report_parses_and_adds_up() {
         peak.is_null() || peak.as_u64().is_some_and(|b| b > 0),
         "{report}"
     );
+    // Each figure missing says why.
+    let unknown = report["unknown"].as_array().expect("unknown");
+    assert_eq!(
+        peak.is_null(),
+        unknown.iter().any(|u| u["figure"] == "peak memory"),
+        "{report}"
+    );
+    assert!(unknown
+        .iter()
+        .all(|u| u["why"].as_str().is_some_and(|w| !w.is_empty())));
     assert_nothing_left(&marker);
 }
 
