@@ -11,15 +11,8 @@ use sheepdog::{Executor, OnDispose, ProcessRef, Signal};
 const BOUND: Duration = Duration::from_secs(10);
 
 /// Polls (without blocking the runtime) until `cond` holds or the bound passes.
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let start = tokio::time::Instant::now();
-    while !cond() {
-        if start.elapsed() > BOUND {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
+async fn eventually(cond: impl FnMut() -> bool) -> bool {
+    common::eventually(BOUND, cond).await
 }
 
 #[tokio::test]

@@ -7,32 +7,19 @@ use std::time::Duration;
 
 use common::{alive, cmd};
 use sheepdog::{Herd, ProcessRef, Signal, Stdio};
-use tokio::io::AsyncReadExt;
 
 const BOUND: Duration = Duration::from_secs(10);
 
-/// Reads `stdout` until a line ending in "ready" has been printed; returns what came before.
+/// Reads `stdout` until "ready" has been printed; returns what came before.
 async fn read_until_ready(stdout: &mut sheepdog::ChildStdout) -> String {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("ready\n") {
-        let n = stdout.read(&mut buf).await.expect("read");
-        assert!(n > 0, "ended before it was ready");
-        seen.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&seen).replace("ready\n", "")
+    common::read_until(stdout, "ready\n")
+        .await
+        .replace("ready\n", "")
 }
 
 /// Polls (without blocking the runtime) until `cond` holds or the bound passes.
-async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let start = tokio::time::Instant::now();
-    while !cond() {
-        if start.elapsed() > BOUND {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
+async fn eventually(cond: impl FnMut() -> bool) -> bool {
+    common::eventually(BOUND, cond).await
 }
 
 #[tokio::test]

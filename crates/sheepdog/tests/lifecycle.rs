@@ -11,9 +11,8 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{alive, cmd};
+use common::{alive, cmd, eventually, read_until};
 use sheepdog::{Command, Herd, Pipeline, Signal, Stdio};
-use tokio::io::AsyncReadExt;
 
 /// Kills whatever carries the test's marker when the test ends, passed or failed.
 struct KillMarked(String);
@@ -33,18 +32,6 @@ fn marker(test: &str) -> (String, KillMarked) {
     (marker.clone(), KillMarked(marker))
 }
 
-/// Polls `cond` (without blocking the runtime) until it holds or `limit` passes.
-async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = tokio::time::Instant::now();
-    while !cond() {
-        if start.elapsed() > limit {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
-}
-
 /// Polls `fut` at most `polls` times (each time it is woken), and drops it right after the
 /// last poll; its output if it completed by then.
 async fn poll_at_most<F: Future>(fut: F, polls: usize) -> Option<F::Output> {
@@ -59,17 +46,6 @@ async fn poll_at_most<F: Future>(fut: F, polls: usize) -> Option<F::Output> {
         }
     })
     .await
-}
-
-/// Reads `stdout` until `word` has been printed.
-async fn read_until(stdout: &mut sheepdog::ChildStdout, word: &str) {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains(word) {
-        let n = stdout.read(&mut buf).await.expect("read");
-        assert!(n > 0, "ended before printing {word:?}");
-        seen.extend_from_slice(&buf[..n]);
-    }
 }
 
 /// A tree that ignores SIGTERM (the disposition is inherited by the sleep), so that its stop

@@ -245,3 +245,29 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// Polls `cond` without blocking the async runtime (a test's driver tasks run on it) until it
+/// holds or `limit` passes; returns whether it held.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = tokio::time::Instant::now();
+    while !cond() {
+        if start.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+/// Reads `stdout` until `word` has been printed; returns everything read.
+pub async fn read_until(stdout: &mut sheepdog::ChildStdout, word: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains(word) {
+        let n = stdout.read(&mut buf).await.expect("read");
+        assert!(n > 0, "ended before printing {word:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
