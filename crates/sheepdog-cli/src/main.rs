@@ -1,11 +1,14 @@
 //! `sheepdog`: run programs so that nothing they start escapes.
 
+mod config;
 mod doctor;
 mod duration;
 mod report;
 mod run;
+mod up;
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -57,6 +60,36 @@ enum Verb {
         /// The program to run and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
         cmd: Vec<OsString>,
+    },
+    /// Run the services of a configuration file, each restarted and stopped as it says.
+    ///
+    /// Services start in dependency order (once what they depend on has started, is ready, or
+    /// has completed), each in a herd of its own; their output is interleaved by line with
+    /// their name in front. Ctrl-C (or SIGTERM, SIGHUP) stops them all in reverse dependency
+    /// order; a second one kills them at once. `up` ends by itself once every service has
+    /// ended or been given up.
+    ///
+    /// Exit status: 0 when every service ended cleanly or was stopped; 1 when one failed (a
+    /// line names them); 2 when the configuration is invalid; 125 if sheepdog itself failed.
+    #[command(after_help = "Examples:\n  \
+        sheepdog up\n  \
+        sheepdog up -f examples/sheepdog.toml --timestamps\n  \
+        sheepdog up --check")]
+    Up {
+        /// The configuration file (relative paths in it are taken from its directory).
+        #[arg(
+            short = 'f',
+            long = "file",
+            default_value = "sheepdog.toml",
+            value_name = "FILE"
+        )]
+        file: PathBuf,
+        /// Check the configuration and start nothing.
+        #[arg(long)]
+        check: bool,
+        /// Put the time of day (UTC) in front of each line.
+        #[arg(long)]
+        timestamps: bool,
     },
     /// Show what containment this host gives herds, and why.
     #[command(after_help = "Examples:\n  sheepdog doctor\n  sheepdog doctor --json")]
@@ -120,6 +153,15 @@ fn main() -> ExitCode {
             signal,
             json,
             quiet,
+        })),
+        Verb::Up {
+            file,
+            check,
+            timestamps,
+        } => runtime.block_on(up::up(up::UpOptions {
+            file,
+            check,
+            timestamps,
         })),
         Verb::Doctor { json } => runtime.block_on(doctor::doctor(json)),
     }
