@@ -3,6 +3,7 @@
 mod config;
 mod doctor;
 mod duration;
+mod init;
 mod report;
 mod run;
 mod up;
@@ -128,6 +129,15 @@ fn main() -> ExitCode {
             });
         }
     };
+    // A container's entrypoint: a minimal init stays PID 1 and runs this same command line.
+    let runs_services = match &cli.command {
+        Verb::Run { .. } => true,
+        Verb::Up { check, .. } => !check,
+        Verb::Doctor { .. } => false,
+    };
+    if runs_services && init::is_pid1() {
+        return init::run();
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -390,3 +390,102 @@ stop = { signal = "TERM", grace = "60s" }
         alive("up_daemon")
     );
 }
+
+/// `unshare --pid --fork --mount-proc` in front of sheepdog, or why it cannot run here.
+fn in_pid_namespace() -> Result<Command, String> {
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .output()
+        .map_err(|err| format!("no unshare: {err}"))?;
+    if !probe.status.success() {
+        return Err(format!(
+            "unshare is not permitted here: {}",
+            String::from_utf8_lossy(&probe.stderr).trim()
+        ));
+    }
+    let mut command = Command::new("unshare");
+    command
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(env!("CARGO_BIN_EXE_sheepdog"));
+    Ok(command)
+}
+
+#[test]
+fn as_pid1_it_reaps_orphans_and_passes_the_status_on() {
+    let mut command = match in_pid_namespace() {
+        Ok(command) => command,
+        Err(why) => return eprintln!("skipped: {why}"),
+    };
+    let dir = Dir::new("pid1");
+    // Five orphans re-parented to PID 1 exit after 0.1 s; 0.5 s later none may be a zombie.
+    let config = dir.config(
+        "up_pid1",
+        r#"
+[services.orphans]
+command = "for i in 1 2 3 4 5; do sh -c 'sleep 0.1 &'; done; sleep 0.6; z=$(cat /proc/[0-9]*/stat | awk '$3 == \"Z\"' | wc -l); echo zombies=$z; test $z -eq 0"
+"#,
+    );
+    let out = command
+        .arg("up")
+        .arg("-f")
+        .arg(&config)
+        .output()
+        .expect("run unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("orphans | zombies=0"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = in_pid_namespace()
+        .expect("unshare")
+        .args(["run", "--quiet", "--", "sh", "-c", "exit 7"])
+        .output()
+        .expect("run unshare");
+    assert_eq!(out.status.code(), Some(7));
+}
+
+#[test]
+fn as_pid1_sigterm_stops_every_service() {
+    let mut command = match in_pid_namespace() {
+        Ok(command) => command,
+        Err(why) => return eprintln!("skipped: {why}"),
+    };
+    let dir = Dir::new("pid1term");
+    let config = dir.config(
+        "up_pid1_term",
+        r#"
+[services.server]
+command = "sleep 1000 & exec sleep 1000"
+@MARK@
+"#,
+    );
+    command.arg("up").arg("-f").arg(&config);
+    let mut up = Running::start(&mut command, "up_pid1_term");
+    up.wait_for("server | [sheepdog] starting");
+    assert!(poll_until(Duration::from_secs(5), || alive("up_pid1_term")
+        .len()
+        == 2));
+    // The init (PID 1 inside) is unshare's one child.
+    let unshare = up.child.id();
+    let children =
+        std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).unwrap();
+    let init: i32 = children.trim().parse().expect("unshare's child");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(init).expect("a pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("signal the init");
+    let (code, lines) = up.finish();
+    assert_eq!(code, Some(0), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("server | [sheepdog] stopped: SIGTERM to 2 process(es)")),
+        "{lines:#?}"
+    );
+    assert!(alive("up_pid1_term").is_empty());
+}
