@@ -359,6 +359,7 @@ impl Default for StartLimit {
 /// ];
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum Ready {
     /// A line on stdout or stderr for which the function returns true.
     Line(Arc<dyn Fn(&str) -> bool + Send + Sync>, String),
