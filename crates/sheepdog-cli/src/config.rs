@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use sheepdog::{
-    Backoff, Command, Condition, Ready, Restart, Service, Signal, StartLimit, StopPlan, StopTarget,
-    SuperviseError, Supervisor, SupervisorBuilder,
+    Backoff, Command, Condition, Liveness, Ready, Restart, Service, Signal, StartLimit, StopPlan,
+    StopTarget, SuperviseError, Supervisor, SupervisorBuilder,
 };
 use toml::Spanned;
 
@@ -57,6 +57,7 @@ struct ServiceConfig {
     #[serde(default)]
     env: BTreeMap<String, String>,
     ready: Option<Spanned<ReadyConfig>>,
+    liveness: Option<Spanned<LivenessConfig>>,
     #[serde(default)]
     restart: RestartConfig,
     /// Exit codes that count as success for `restart = "on-failure"` (default: 0).
@@ -76,6 +77,16 @@ struct ReadyConfig {
     command: Option<String>,
     notify: Option<bool>,
     timeout: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LivenessConfig {
+    tcp: Option<Spanned<String>>,
+    file: Option<PathBuf>,
+    command: Option<String>,
+    interval: Option<Dur>,
+    misses: Option<u32>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -234,15 +245,14 @@ fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         });
         success_codes.insert(name.clone(), codes);
         if let Some(ready) = &svc.ready {
-            let (probe, timeout) = ready_probe(ready, base).map_err(|(span, k, message)| {
-                let k = if k.is_empty() {
-                    "ready".to_owned()
-                } else {
-                    format!("ready.{k}")
-                };
-                at(span, key(&k), message)
-            })?;
+            let (probe, timeout) = ready_probe(ready, base)
+                .map_err(|(span, k, message)| at(span, key(&dotted("ready", k)), message))?;
             service = service.ready(probe, timeout);
+        }
+        if let Some(live) = &svc.liveness {
+            let live = liveness(live, base)
+                .map_err(|(span, k, message)| at(span, key(&dotted("liveness", k)), message))?;
+            service = service.liveness(live);
         }
         if let Some(b) = &svc.backoff {
             let initial = b
@@ -316,29 +326,13 @@ fn ready_probe(
         probes.push(Ready::line(line.clone()));
     }
     if let Some(addr) = &r.tcp {
-        let parsed = addr.get_ref().parse().map_err(|err| {
-            (
-                addr.span(),
-                "tcp",
-                format!(
-                    "`{}` is not an address like 127.0.0.1:8080 or [::1]:8080: {err}",
-                    addr.get_ref()
-                ),
-            )
-        })?;
-        probes.push(Ready::tcp(parsed));
+        probes.push(Ready::tcp(address(addr)?));
     }
     if let Some(file) = &r.file {
         probes.push(Ready::file(base.join(file)));
     }
     if let Some(line) = &r.command {
-        let mut command = Command::new("sh");
-        command
-            .args(["-c", line])
-            .current_dir(base)
-            .stdout(sheepdog::Stdio::null())
-            .stderr(sheepdog::Stdio::null());
-        probes.push(Ready::command(command));
+        probes.push(Ready::command(probe_command(line, base)));
     }
     if r.notify == Some(true) {
         probes.push(Ready::notify(NOTIFY_FD));
@@ -351,6 +345,67 @@ fn ready_probe(
         ));
     }
     Ok((probes.remove(0), timeout))
+}
+
+/// The probe of a `liveness` table; an error carries the span and key within `liveness`.
+fn liveness(
+    live: &Spanned<LivenessConfig>,
+    base: &Path,
+) -> Result<Liveness, (Range<usize>, &'static str, String)> {
+    let l = live.get_ref();
+    let mut probes = Vec::new();
+    if let Some(addr) = &l.tcp {
+        probes.push(Liveness::tcp(address(addr)?));
+    }
+    if let Some(file) = &l.file {
+        probes.push(Liveness::file(base.join(file)));
+    }
+    if let Some(line) = &l.command {
+        probes.push(Liveness::command(probe_command(line, base)));
+    }
+    if probes.len() != 1 {
+        return Err((
+            live.span(),
+            "",
+            "give exactly one of `tcp`, `file`, `command`".into(),
+        ));
+    }
+    let mut probe = probes.remove(0);
+    if let Some(every) = &l.interval {
+        probe = probe.every(every.0);
+    }
+    if let Some(misses) = l.misses {
+        probe = probe.misses(misses);
+    }
+    Ok(probe)
+}
+
+/// A probe's TCP address.
+fn address(
+    addr: &Spanned<String>,
+) -> Result<std::net::SocketAddr, (Range<usize>, &'static str, String)> {
+    addr.get_ref().parse().map_err(|err| {
+        (
+            addr.span(),
+            "tcp",
+            format!(
+                "`{}` is not an address like 127.0.0.1:8080 or [::1]:8080: {err}",
+                addr.get_ref()
+            ),
+        )
+    })
+}
+
+/// A probe's command: `sh -c LINE` in the file's directory, its output discarded.
+fn probe_command(line: &str, base: &Path) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", line])
+        .current_dir(base)
+        .stdin(sheepdog::Stdio::null())
+        .stdout(sheepdog::Stdio::null())
+        .stderr(sheepdog::Stdio::null());
+    command
 }
 
 /// A message about the part of the file at a span.
@@ -387,6 +442,15 @@ fn dependencies(deps: &Spanned<toml::Value>) -> Result<Vec<(String, Condition)>,
              not {}",
             other.type_str()
         ))),
+    }
+}
+
+/// `table.key`, or `table` for an error about the whole table (`key` empty).
+fn dotted(table: &str, key: &str) -> String {
+    if key.is_empty() {
+        table.to_owned()
+    } else {
+        format!("{table}.{key}")
     }
 }
 
@@ -484,6 +548,7 @@ depends_on = { db = "ready" }
 argv = ["./web"]
 depends_on = ["api"]
 ready = { tcp = "127.0.0.1:80", timeout = "5s" }
+liveness = { command = "curl -fs http://127.0.0.1/health", interval = "10s", misses = 3 }
 "#;
         let config = parse(Path::new("sheepdog.toml"), text).unwrap();
         assert_eq!(config.names, ["api", "db", "web"]);
@@ -554,6 +619,12 @@ ready = { tcp = "127.0.0.1:80", timeout = "5s" }
         assert!(
             err.starts_with("dir/sheepdog.toml:3: `services.a.ready"),
             "{err}"
+        );
+        let err = error("[services.a]\ncommand = \"x\"\nliveness = { interval = \"1s\" }\n");
+        assert_eq!(
+            err,
+            "dir/sheepdog.toml:3: `services.a.liveness`: give exactly one of `tcp`, `file`, \
+             `command`"
         );
         let err = error("[services.a]\ncommand = \"x\"\nready = { tcp = \"localhost\" }\n");
         assert!(

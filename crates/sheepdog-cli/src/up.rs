@@ -119,6 +119,7 @@ fn record(
         }
         EventKind::StartFailed { error } => Some(format!("cannot start: {error}")),
         EventKind::NotReady { timeout } => Some(format!("not ready within {timeout:?}")),
+        EventKind::NotLive { misses } => Some(format!("{misses} liveness checks missed")),
         EventKind::GaveUp { reason } => Some(format!("gave up: {reason}")),
         EventKind::Stopped { .. } => None,
         _ => return,

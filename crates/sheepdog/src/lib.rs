@@ -53,8 +53,8 @@ pub use signals::{Signals, FORWARDED};
 pub use status::{ExitStatus, ResourceUsage};
 pub use stop::{StopPlan, StopReport, StopStep, StopTarget};
 pub use supervise::{
-    Backoff, Condition, Event, EventKind, Ready, Restart, Service, StartLimit, SuperviseError,
-    Supervisor, SupervisorBuilder,
+    Backoff, Condition, Event, EventKind, Liveness, Ready, Restart, Service, StartLimit,
+    SuperviseError, Supervisor, SupervisorBuilder,
 };
 pub use sys::SpawnPath;
 

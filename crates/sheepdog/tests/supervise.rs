@@ -403,6 +403,55 @@ async fn a_program_that_cannot_start_is_given_up_at_the_start_limit() {
     );
 }
 
+#[tokio::test]
+async fn a_service_that_stops_being_live_is_restarted_then_given_up() {
+    let _shared = EXCLUSIVE.read().await;
+    let test = "sup_liveness";
+    let _reap = Reap(test);
+    let dir = common::TempDir::new(test);
+    let flag = dir.path().join("alive");
+    // Alive for 0.3 s after it is ready, then it hangs without its flag.
+    let script = format!(
+        "touch {flag}; echo up; sleep 0.3; rm {flag}; exec sleep 100",
+        flag = flag.display()
+    );
+    let every = Duration::from_millis(50);
+    let mut sup = Supervisor::builder()
+        .service(
+            Service::new("hangs", sh(test, &script))
+                .ready(Ready::line("up"), Duration::from_secs(10))
+                .liveness(sheepdog::Liveness::file(&flag).every(every).misses(3))
+                .restart(Restart::on_failure())
+                .backoff(Backoff::new(
+                    Duration::from_millis(10),
+                    2.0,
+                    Duration::from_secs(1),
+                ))
+                .start_limit(StartLimit::new(2, Duration::from_secs(60))),
+        )
+        .start()
+        .unwrap();
+    let events = all_events(&mut sup, Duration::from_secs(20)).await;
+    let ready = times(&events, "hangs", |k| matches!(k, EventKind::Ready));
+    let dead = times(&events, "hangs", |k| {
+        matches!(k, EventKind::NotLive { misses: 3 })
+    });
+    assert_eq!((ready.len(), dead.len()), (2, 2), "{events:#?}");
+    for (ready, dead) in ready.iter().zip(&dead) {
+        let lived = dead.duration_since(*ready);
+        assert!(
+            lived >= Duration::from_millis(300) + every * 2,
+            "not live after {lived:?}"
+        );
+        assert!(
+            lived < Duration::from_secs(3),
+            "noticed only after {lived:?}"
+        );
+    }
+    position(&events, "hangs", |k| matches!(k, EventKind::GaveUp { .. }));
+    assert!(alive(test).is_empty(), "left running: {:?}", alive(test));
+}
+
 /// Children of this process that are zombies now.
 fn zombie_children() -> Vec<u32> {
     let mut zombies = Vec::new();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::probe::{self, Probe};
-use super::service::Ready;
+use super::service::{Liveness, Ready};
 use super::{Event, EventKind};
 use crate::child::Child;
 use crate::herd::Herd;
@@ -29,11 +29,20 @@ pub(crate) enum Report {
         service: usize,
         generation: u64,
         status: io::Result<ExitStatus>,
-        /// It was not ready within its timeout and was stopped for that.
-        not_ready: Option<Duration>,
+        /// It failed a probe and was stopped for that.
+        failed: Option<Failed>,
         /// The stop that ended it (asked for, or of what its leader left behind).
         stop: Option<StopReport>,
     },
+}
+
+/// A probe an incarnation failed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Failed {
+    /// Not ready within this timeout.
+    NotReady(Duration),
+    /// The liveness check missed this many times in a row.
+    NotLive(u32),
 }
 
 /// Everything the incarnation's task owns.
@@ -44,6 +53,7 @@ pub(crate) struct Incarnation {
     pub herd: Arc<Herd>,
     pub child: Child,
     pub ready: Option<(Ready, Duration)>,
+    pub liveness: Option<Liveness>,
     pub notify: Option<tokio::net::unix::pipe::Receiver>,
     pub plan: StopPlan,
     pub events: mpsc::UnboundedSender<Event>,
@@ -58,7 +68,7 @@ const DRAIN: Duration = Duration::from_secs(1);
 enum Next {
     Exited(io::Result<ExitStatus>),
     Stop,
-    NotReady(Duration),
+    Failed(Failed),
 }
 
 impl Incarnation {
@@ -74,46 +84,52 @@ impl Incarnation {
             None => None,
         };
         let mut waiting_ready = self.ready.is_some();
+        // Watched from readiness on.
+        let mut liveness: Option<Probe> = match (&self.liveness, waiting_ready) {
+            (Some(live), false) => Some(probe::watch(&live.probe, live.every, live.misses)),
+            _ => None,
+        };
         let ready_by = tokio::time::sleep(timeout.unwrap_or(Duration::MAX / 4));
         tokio::pin!(ready_by);
 
         let next = loop {
             tokio::select! {
                 status = self.child.wait() => break Next::Exited(status),
-                request = &mut self.stop => match request {
-                    Ok(()) => break Next::Stop,
-                    // The supervisor is gone; its drop kills the herd.
-                    Err(_) => break Next::Stop,
-                },
+                // Asked to stop, or the supervisor is gone (its drop kills the herd).
+                _ = &mut self.stop => break Next::Stop,
                 line = next_line(&mut lines) => {
                     let Some((stream, text)) = line else { continue };
                     let is_ready = waiting_ready && matcher.as_ref().is_some_and(|m| m(&text));
                     self.emit(EventKind::Output { stream, line: text });
                     if is_ready {
                         waiting_ready = false;
-                        self.report_ready();
+                        liveness = self.became_ready();
                     }
                 }
                 () = until(probe.as_mut()), if waiting_ready => {
                     waiting_ready = false;
                     probe = None;
-                    self.report_ready();
+                    liveness = self.became_ready();
                 }
                 () = &mut ready_by, if waiting_ready => {
-                    break Next::NotReady(timeout.unwrap_or_default());
+                    break Next::Failed(Failed::NotReady(timeout.unwrap_or_default()));
+                }
+                () = until(liveness.as_mut()) => {
+                    let misses = self.liveness.as_ref().map_or(0, |live| live.misses);
+                    break Next::Failed(Failed::NotLive(misses));
                 }
             }
         };
-        drop(probe);
+        drop((probe, liveness));
 
-        let (mut status, not_ready) = match next {
+        let (mut status, failed) = match next {
             Next::Exited(status) => (Some(status), None),
             Next::Stop => (None, None),
-            Next::NotReady(after) => (None, Some(after)),
+            Next::Failed(failed) => (None, Some(failed)),
         };
         // What the leader left behind goes too, by the same plan (its leader steps go to the
         // tree then), before anybody can start the next incarnation.
-        let left_behind = status.is_some() && !self.herd.is_empty().unwrap_or(true);
+        let left_behind = status.is_some() && !self.herd.is_empty().unwrap_or(false);
         let mut stop = None;
         if status.is_none() || left_behind {
             let leader = if status.is_none() {
@@ -153,7 +169,7 @@ impl Incarnation {
             service: self.service,
             generation: self.generation,
             status,
-            not_ready,
+            failed,
             stop,
         });
     }
@@ -166,11 +182,15 @@ impl Incarnation {
         });
     }
 
-    fn report_ready(&self) {
+    /// Tells the supervisor, and starts the liveness check if there is one.
+    fn became_ready(&self) -> Option<Probe> {
         let _ = self.reports.send(Report::Ready {
             service: self.service,
             generation: self.generation,
         });
+        self.liveness
+            .as_ref()
+            .map(|live| probe::watch(&live.probe, live.every, live.misses))
     }
 }
 

@@ -25,10 +25,10 @@ use crate::status::ExitStatus;
 use crate::stop::StopReport;
 
 pub use graph::SuperviseError;
-pub use service::{Backoff, Condition, Ready, Restart, Service, StartLimit};
+pub use service::{Backoff, Condition, Liveness, Ready, Restart, Service, StartLimit};
 
 use graph::Edges;
-use incarnation::{Incarnation, Report};
+use incarnation::{Failed, Incarnation, Report};
 
 /// Keeps a set of [`Service`]s running: starts each once its dependencies are met, restarts it
 /// by its policy with backoff, gives up at its start limit, and stops them all in reverse
@@ -281,6 +281,12 @@ pub enum EventKind {
         /// The readiness timeout.
         timeout: Duration,
     },
+    /// Its [liveness](Service::liveness) check missed this many times in a row; it is stopped,
+    /// and this counts as a failure.
+    NotLive {
+        /// The misses in a row.
+        misses: u32,
+    },
     /// A line it printed.
     Output {
         /// Which stream.
@@ -321,6 +327,9 @@ impl fmt::Display for EventKind {
             EventKind::StartFailed { error } => write!(f, "cannot start: {error}"),
             EventKind::Ready => f.write_str("ready"),
             EventKind::NotReady { timeout } => write!(f, "not ready within {timeout:?}"),
+            EventKind::NotLive { misses } => {
+                write!(f, "not live: {misses} liveness checks missed in a row")
+            }
             EventKind::Output { line, .. } => f.write_str(line),
             EventKind::Exited { status } => write!(f, "exited: {status}"),
             EventKind::Restarting { after } => write!(f, "restarting in {after:?}"),
@@ -577,7 +586,7 @@ impl Actor {
                 service,
                 generation,
                 status,
-                not_ready,
+                failed,
                 stop,
             } => {
                 if !self.is_current(service, generation) {
@@ -592,8 +601,14 @@ impl Actor {
                 let asked_to_stop = running.stop.is_none();
                 let ran = running.since.elapsed();
                 drop(running);
-                if let Some(timeout) = not_ready {
-                    self.emit(service, EventKind::NotReady { timeout });
+                match failed {
+                    Some(Failed::NotReady(timeout)) => {
+                        self.emit(service, EventKind::NotReady { timeout })
+                    }
+                    Some(Failed::NotLive(misses)) => {
+                        self.emit(service, EventKind::NotLive { misses })
+                    }
+                    None => {}
                 }
                 let status = match status {
                     Ok(status) => {
@@ -619,7 +634,7 @@ impl Actor {
                 if ran >= self.slots[service].spec.backoff.resets_after() {
                     self.slots[service].failures = 0;
                 }
-                let status = if not_ready.is_some() { None } else { status };
+                let status = if failed.is_some() { None } else { status };
                 self.after_end(service, status.as_ref());
             }
         }
@@ -723,6 +738,7 @@ fn spawn_incarnation(
         herd: herd.clone(),
         child,
         ready: spec.ready.clone(),
+        liveness: spec.liveness.clone(),
         notify,
         plan: spec.stop.clone(),
         events: events.clone(),

@@ -20,51 +20,57 @@ const MAX_INTERVAL: Duration = Duration::from_millis(500);
 /// A future that completes once `ready` holds, or `None` for a line probe. `notify` is the read
 /// end of the notify descriptor's pipe, for [`Ready::Notify`].
 pub(crate) fn start(ready: &Ready, notify: Option<pipe::Receiver>) -> Option<Probe> {
-    Some(match ready {
-        Ready::Line(..) => return None,
-        Ready::Tcp(addr) => {
-            let addr = *addr;
-            retry(move || async move { tokio::net::TcpStream::connect(addr).await.is_ok() })
-        }
-        Ready::File(path) => {
-            let path = path.clone();
-            retry(move || {
-                let path = path.clone();
-                // A stat may block on a slow filesystem: not on a runtime thread.
-                async move {
-                    tokio::task::spawn_blocking(move || path.exists())
-                        .await
-                        .unwrap_or(false)
-                }
-            })
-        }
-        Ready::Command(cmd) => {
-            let cmd = cmd.clone();
-            retry(move || {
-                let cmd = cmd.clone();
-                async move { cmd.status().await.is_ok_and(|status| status.success()) }
-            })
-        }
-        Ready::Notify(_) => match notify {
+    match ready {
+        Ready::Line(..) => None,
+        Ready::Notify(_) => Some(match notify {
             Some(receiver) => Box::pin(notified(receiver)),
             None => Box::pin(std::future::pending()),
-        },
+        }),
+        polled => {
+            let polled = polled.clone();
+            Some(Box::pin(async move {
+                let mut interval = FIRST_INTERVAL;
+                while !attempt(&polled).await {
+                    tokio::time::sleep(interval).await;
+                    interval = (interval * 2).min(MAX_INTERVAL);
+                }
+            }))
+        }
+    }
+}
+
+/// A future that completes once `probe` has failed `misses` times in a row, tried every
+/// `every` (a try that takes longer than that is a miss).
+pub(crate) fn watch(probe: &Ready, every: Duration, misses: u32) -> Probe {
+    let probe = probe.clone();
+    Box::pin(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is immediate: the service just became ready
+        let mut missed = 0;
+        while missed < misses {
+            ticks.tick().await;
+            let live = tokio::time::timeout(every, attempt(&probe)).await;
+            missed = if live == Ok(true) { 0 } else { missed + 1 };
+        }
     })
 }
 
-/// Tries `attempt` until it returns true, waiting longer between tries each time.
-fn retry<F, Fut>(attempt: F) -> Probe
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = bool> + Send,
-{
-    Box::pin(async move {
-        let mut interval = FIRST_INTERVAL;
-        while !attempt().await {
-            tokio::time::sleep(interval).await;
-            interval = (interval * 2).min(MAX_INTERVAL);
+/// One try of a probe that is polled: TCP, file, command (the others never succeed here).
+async fn attempt(probe: &Ready) -> bool {
+    match probe {
+        Ready::Tcp(addr) => tokio::net::TcpStream::connect(addr).await.is_ok(),
+        Ready::File(path) => {
+            let path = path.clone();
+            // A stat may block on a slow filesystem: not on a runtime thread.
+            tokio::task::spawn_blocking(move || path.exists())
+                .await
+                .unwrap_or(false)
         }
-    })
+        // Each run in a herd of its own, killed if this future is dropped.
+        Ready::Command(cmd) => cmd.status().await.is_ok_and(|status| status.success()),
+        Ready::Line(..) | Ready::Notify(_) => false,
+    }
 }
 
 /// Completes when a line `READY=1` arrives on `receiver`; never, if the service closes it

@@ -34,6 +34,7 @@ pub struct Service {
     pub(crate) backoff: Backoff,
     pub(crate) start_limit: StartLimit,
     pub(crate) ready: Option<(Ready, Duration)>,
+    pub(crate) liveness: Option<Liveness>,
     pub(crate) stop: StopPlan,
     pub(crate) depends_on: Vec<(String, Condition)>,
 }
@@ -56,6 +57,7 @@ impl Service {
             backoff: Backoff::default(),
             start_limit: StartLimit::default(),
             ready: None,
+            liveness: None,
             stop: StopPlan::default(),
             depends_on: Vec::new(),
         }
@@ -113,6 +115,19 @@ impl Service {
     /// ```
     pub fn ready(mut self, probe: Ready, timeout: Duration) -> Service {
         self.ready = Some((probe, timeout));
+        self
+    }
+
+    /// How to know, once it is ready, that an incarnation still works: one that fails the
+    /// check [`misses`](Liveness::misses) times in a row is stopped and counts as failed
+    /// ([`EventKind::NotLive`](crate::EventKind::NotLive)).
+    ///
+    /// ```
+    /// let svc = sheepdog::Service::new("api", sheepdog::Command::new("./api"))
+    ///     .liveness(sheepdog::Liveness::tcp("127.0.0.1:8080".parse().unwrap()));
+    /// ```
+    pub fn liveness(mut self, liveness: Liveness) -> Service {
+        self.liveness = Some(liveness);
         self
     }
 
@@ -461,6 +476,89 @@ impl fmt::Display for Ready {
             }
             Ready::Notify(fd) => write!(f, "READY=1 on descriptor {fd}"),
         }
+    }
+}
+
+/// A check that a ready service still works, tried at an interval; after a number of misses in
+/// a row the incarnation is stopped and counts as failed.
+///
+/// ```
+/// use std::time::Duration;
+/// let live = sheepdog::Liveness::command(sheepdog::Command::new("pg_isready"))
+///     .every(Duration::from_secs(5))
+///     .misses(3);
+/// assert_eq!(live.get_misses(), 3);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    pub(crate) probe: Ready,
+    pub(crate) every: Duration,
+    pub(crate) misses: u32,
+}
+
+impl Liveness {
+    /// A TCP connection to `addr` succeeds (every 10 s, 3 misses by default).
+    ///
+    /// ```
+    /// let live = sheepdog::Liveness::tcp("127.0.0.1:5432".parse().unwrap());
+    /// ```
+    pub fn tcp(addr: SocketAddr) -> Liveness {
+        Liveness::of(Ready::Tcp(addr))
+    }
+
+    /// `path` exists.
+    ///
+    /// ```
+    /// let live = sheepdog::Liveness::file("/run/app/alive");
+    /// ```
+    pub fn file(path: impl Into<PathBuf>) -> Liveness {
+        Liveness::of(Ready::File(path.into()))
+    }
+
+    /// `command` exits with success (a run that outlasts the interval is a miss, and killed).
+    ///
+    /// ```
+    /// let live = sheepdog::Liveness::command(sheepdog::Command::new("pg_isready"));
+    /// ```
+    pub fn command(command: Command) -> Liveness {
+        Liveness::of(Ready::Command(Box::new(command)))
+    }
+
+    fn of(probe: Ready) -> Liveness {
+        Liveness {
+            probe,
+            every: Duration::from_secs(10),
+            misses: 3,
+        }
+    }
+
+    /// How often it is tried (and how long one try may take); at least 1 ms.
+    ///
+    /// ```
+    /// let live = sheepdog::Liveness::file("/tmp/alive").every(std::time::Duration::from_secs(1));
+    /// ```
+    pub fn every(mut self, interval: Duration) -> Liveness {
+        self.every = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many misses in a row make the incarnation fail (at least 1).
+    ///
+    /// ```
+    /// let live = sheepdog::Liveness::file("/tmp/alive").misses(5);
+    /// ```
+    pub fn misses(mut self, misses: u32) -> Liveness {
+        self.misses = misses.max(1);
+        self
+    }
+
+    /// The misses in a row that make the incarnation fail.
+    ///
+    /// ```
+    /// assert_eq!(sheepdog::Liveness::file("/tmp/alive").get_misses(), 3);
+    /// ```
+    pub fn get_misses(&self) -> u32 {
+        self.misses
     }
 }
 
