@@ -1,6 +1,6 @@
 //! `sheepdog up`: run the services of a `sheepdog.toml`, their output interleaved by line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,12 +65,25 @@ pub async fn up(options: UpOptions) -> ExitCode {
         .map(|name| (name.clone(), None))
         .collect();
     let mut stops = 0;
+    let started = Instant::now();
+    let mut ready = BTreeSet::new();
     loop {
         let received = tokio::select! {
             event = supervisor.next() => match event {
                 Some(event) => {
                     record(&mut outcomes, &config.success_codes, &event);
                     printer.print(&event);
+                    // Once, the moment the whole stack is up.
+                    if matches!(event.kind, EventKind::Ready)
+                        && ready.insert(event.service.clone())
+                        && ready.len() == config.names.len()
+                    {
+                        printer.note(&format!(
+                            "all {} services ready after {:.2?}",
+                            ready.len(),
+                            started.elapsed()
+                        ));
+                    }
                     continue;
                 }
                 None => break,

@@ -367,7 +367,7 @@ stop = { signal = "TERM", grace = "60s" }
 "#,
     );
     let mut up = Running::start(&mut up(&[], &config), "up_daemon");
-    up.wait_for("stubborn | [sheepdog] ready");
+    up.wait_for("sheepdog up: all 2 services ready after");
     assert!(poll_until(Duration::from_secs(5), || alive("up_daemon")
         .len()
         >= 4));
@@ -488,4 +488,52 @@ command = "sleep 1000 & exec sleep 1000"
         "{lines:#?}"
     );
     assert!(alive("up_pid1_term").is_empty());
+}
+
+#[test]
+fn names_are_coloured_on_a_terminal_unless_no_color() {
+    if Command::new("script").arg("--version").output().is_err() {
+        return eprintln!("skipped: no `script` to give sheepdog a terminal");
+    }
+    let dir = Dir::new("colour");
+    let config = dir.config("up_colour", "[services.a]\ncommand = \"echo hi\"\n");
+    let line = format!(
+        "{} up -f {}",
+        env!("CARGO_BIN_EXE_sheepdog"),
+        config.display()
+    );
+    let on_terminal = |no_color: Option<&str>| {
+        let mut command = Command::new("script");
+        command
+            .args(["-qec", &line, "/dev/null"])
+            .env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        let out = command.output().expect("run script");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let coloured = on_terminal(None);
+    assert!(coloured.contains("\x1b[36ma |\x1b[0m hi"), "{coloured:?}");
+    let plain = on_terminal(Some("1"));
+    assert!(
+        plain.contains("a | hi") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
+}
+
+#[test]
+fn the_example_configuration_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/up/sheepdog.toml");
+    let out = run(&["--check"], &example);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 service(s), valid: setup, web, worker")
+    );
 }
