@@ -5,30 +5,24 @@
 //! service runs in a herd of its own, watched by a task of its own (`incarnation.rs`) that
 //! reports back only once that herd is empty: a restart never overlaps the previous tree.
 
+mod actor;
+mod event;
 mod graph;
 mod incarnation;
 mod probe;
 mod service;
 
-use std::collections::{HashMap, VecDeque};
-use std::fmt;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
-use crate::command::Stdio;
 use crate::herd::Herd;
-use crate::lines::StreamKind;
-use crate::status::ExitStatus;
-use crate::stop::StopReport;
 
+pub use event::{Event, EventKind};
 pub use graph::SuperviseError;
 pub use service::{Backoff, Condition, Liveness, Ready, Restart, Service, StartLimit};
-
-use graph::Edges;
-use incarnation::{Failed, Incarnation, Report};
 
 /// Keeps a set of [`Service`]s running: starts each once its dependencies are met, restarts it
 /// by its policy with backoff, gives up at its start limit, and stops them all in reverse
@@ -38,30 +32,30 @@ use incarnation::{Failed, Incarnation, Report};
 /// is empty, so a restart never leaves the previous tree behind (a daemonized grandchild
 /// included). Dropping the supervisor kills every service's herd at once.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
-/// use sheepdog::{Command, Condition, EventKind, Ready, Restart, Service, Supervisor};
+/// use sheepdog::{Command, Condition, EventKind, Ready, Service, Supervisor};
 ///
-/// let mut web = Command::new("python3");
-/// web.args(["-m", "http.server", "8000", "--bind", "127.0.0.1"]);
+/// let mut db = Command::new("sh");
+/// db.args(["-c", "sleep 0.1; echo accepting connections; exec sleep 60"]);
+/// let mut migrate = Command::new("echo");
+/// migrate.arg("migrated");
 /// let mut sup = Supervisor::builder()
-///     .service(
-///         Service::new("web", web)
-///             .restart(Restart::on_failure())
-///             .ready(Ready::tcp("127.0.0.1:8000".parse()?), Duration::from_secs(10)),
-///     )
-///     .service(
-///         Service::new("probe", Command::new("curl").arg("-s").arg("http://127.0.0.1:8000/").clone())
-///             .depends_on("web", Condition::Ready),
-///     )
+///     .service(Service::new("db", db).ready(Ready::line("accepting"), Duration::from_secs(10)))
+///     .service(Service::new("migrate", migrate).depends_on("db", Condition::Ready))
 ///     .start()?;
+/// let mut lines = Vec::new();
 /// while let Some(event) = sup.next().await {
-///     if let EventKind::Exited { .. } = event.kind {
-///         if &*event.service == "probe" { sup.stop(); }
+///     match &event.kind {
+///         EventKind::Output { line, .. } => lines.push(line.clone()),
+///         // `db` is stopped too; then `next` returns `None`.
+///         EventKind::Exited { .. } if &*event.service == "migrate" => sup.stop(),
+///         _ => {}
 ///     }
-///     println!("{event}");
 /// }
+/// assert_eq!(lines, ["accepting connections", "migrated"]);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -78,7 +72,7 @@ pub struct Supervisor {
 type Herds = Arc<Mutex<HashMap<u64, Arc<Herd>>>>;
 
 #[derive(Debug)]
-enum Request {
+pub(crate) enum Request {
     Stop,
     Kill,
 }
@@ -205,597 +199,20 @@ impl SupervisorBuilder {
             tokio::runtime::Handle::try_current().map_err(|_| SuperviseError::NoRuntime)?;
         let (events_tx, events) = mpsc::unbounded_channel();
         let (requests, requests_rx) = mpsc::unbounded_channel();
-        let (reports_tx, reports) = mpsc::unbounded_channel();
         let herds = Herds::default();
-        let mut dependants = vec![Vec::new(); edges.len()];
-        for (service, deps) in edges.iter().enumerate() {
-            for &(dep, _) in deps {
-                dependants[dep].push(service);
-            }
-        }
-        let actor = Actor {
-            slots: self.services.into_iter().map(Slot::new).collect(),
+        let task = actor::spawn(
+            &runtime,
+            self.services,
             edges,
-            dependants,
-            events: events_tx,
-            reports_tx,
-            reports,
-            requests: requests_rx,
-            herds: herds.clone(),
-            next_generation: 0,
-            shutting_down: false,
-            rng: Rng::seeded(),
-        };
-        let task = runtime.spawn(actor.run()).abort_handle();
+            events_tx,
+            requests_rx,
+            herds.clone(),
+        );
         Ok(Supervisor {
             events,
             requests,
             herds,
             task,
         })
-    }
-}
-
-/// Something that happened to a service, and when.
-///
-/// ```no_run
-/// # fn demo(event: sheepdog::Event) {
-/// println!("{:?} {}: {}", event.at, event.service, event.kind);
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct Event {
-    /// When it happened.
-    pub at: Instant,
-    /// The service's name.
-    pub service: Arc<str>,
-    /// What happened.
-    pub kind: EventKind,
-}
-
-/// What happened to a service.
-///
-/// ```
-/// let kind = sheepdog::EventKind::Restarting { after: std::time::Duration::from_millis(200) };
-/// assert_eq!(kind.to_string(), "restarting in 200ms");
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum EventKind {
-    /// An incarnation started (the first is 1).
-    Starting {
-        /// Which start this is.
-        incarnation: u32,
-        /// Its leader's pid.
-        pid: u32,
-    },
-    /// It could not be started (the program is missing, ...); this counts as a failure.
-    StartFailed {
-        /// Why, in words.
-        error: String,
-    },
-    /// Its readiness probe succeeded (without a probe: right after it started).
-    Ready,
-    /// It was not ready within its timeout; it is stopped, and this counts as a failure.
-    NotReady {
-        /// The readiness timeout.
-        timeout: Duration,
-    },
-    /// Its [liveness](Service::liveness) check missed this many times in a row; it is stopped,
-    /// and this counts as a failure.
-    NotLive {
-        /// The misses in a row.
-        misses: u32,
-    },
-    /// A line it printed.
-    Output {
-        /// Which stream.
-        stream: StreamKind,
-        /// The line, without its newline (bytes that are not UTF-8 become U+FFFD).
-        line: String,
-    },
-    /// Its leader exited, and its whole tree is gone.
-    Exited {
-        /// How the leader ended.
-        status: ExitStatus,
-    },
-    /// It will be started again after this delay.
-    Restarting {
-        /// The backoff delay.
-        after: Duration,
-    },
-    /// It will not be started (again): the start limit was hit, or a dependency can no longer
-    /// be met.
-    GaveUp {
-        /// Why, in words.
-        reason: String,
-    },
-    /// It was stopped by the supervisor (or was never started because of the stop); its tree is
-    /// gone.
-    Stopped {
-        /// How its tree was stopped, if it was running.
-        report: Option<StopReport>,
-    },
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EventKind::Starting { incarnation, pid } => {
-                write!(f, "starting (#{incarnation}, pid {pid})")
-            }
-            EventKind::StartFailed { error } => write!(f, "cannot start: {error}"),
-            EventKind::Ready => f.write_str("ready"),
-            EventKind::NotReady { timeout } => write!(f, "not ready within {timeout:?}"),
-            EventKind::NotLive { misses } => {
-                write!(f, "not live: {misses} liveness checks missed in a row")
-            }
-            EventKind::Output { line, .. } => f.write_str(line),
-            EventKind::Exited { status } => write!(f, "exited: {status}"),
-            EventKind::Restarting { after } => write!(f, "restarting in {after:?}"),
-            EventKind::GaveUp { reason } => write!(f, "gave up: {reason}"),
-            EventKind::Stopped {
-                report: Some(report),
-            } => write!(f, "stopped: {report}"),
-            EventKind::Stopped { report: None } => f.write_str("stopped"),
-        }
-    }
-}
-
-impl fmt::Display for Event {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.service, self.kind)
-    }
-}
-
-/// One service's state in the actor.
-struct Slot {
-    spec: Service,
-    phase: Phase,
-    started: bool,
-    ready: bool,
-    completed: bool,
-    /// When its recent incarnations started, for the start limit.
-    starts: VecDeque<Instant>,
-    /// Restarts in a row without an incarnation that ran long enough to reset the backoff.
-    failures: u32,
-    incarnations: u32,
-}
-
-enum Phase {
-    Waiting,
-    Backoff(tokio::time::Instant),
-    Running(Running),
-    Done,
-}
-
-/// A running incarnation, as the actor holds it.
-struct Running {
-    generation: u64,
-    herd: Arc<Herd>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-    since: Instant,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Slot {
-    fn new(spec: Service) -> Slot {
-        Slot {
-            spec,
-            phase: Phase::Waiting,
-            started: false,
-            ready: false,
-            completed: false,
-            starts: VecDeque::new(),
-            failures: 0,
-            incarnations: 0,
-        }
-    }
-
-    fn is_running(&self) -> bool {
-        matches!(self.phase, Phase::Running(_))
-    }
-}
-
-struct Actor {
-    slots: Vec<Slot>,
-    edges: Edges,
-    dependants: Vec<Vec<usize>>,
-    events: mpsc::UnboundedSender<Event>,
-    reports_tx: mpsc::UnboundedSender<Report>,
-    reports: mpsc::UnboundedReceiver<Report>,
-    requests: mpsc::UnboundedReceiver<Request>,
-    herds: Herds,
-    next_generation: u64,
-    shutting_down: bool,
-    rng: Rng,
-}
-
-impl Actor {
-    async fn run(mut self) {
-        loop {
-            self.advance();
-            if self
-                .slots
-                .iter()
-                .all(|slot| matches!(slot.phase, Phase::Done))
-            {
-                return;
-            }
-            let due = self
-                .slots
-                .iter()
-                .filter_map(|slot| match slot.phase {
-                    Phase::Backoff(at) => Some(at),
-                    _ => None,
-                })
-                .min();
-            tokio::select! {
-                Some(report) = self.reports.recv() => self.on_report(report),
-                request = self.requests.recv() => match request {
-                    Some(Request::Stop) => self.shutting_down = true,
-                    Some(Request::Kill) => {
-                        self.shutting_down = true;
-                        self.kill_all();
-                    }
-                    // The handle is gone: its drop killed the herds.
-                    None => return,
-                },
-                () = sleep_until(due) => {}
-            }
-        }
-    }
-
-    /// Starts what may start, stops what must stop, gives up what can never start.
-    fn advance(&mut self) {
-        if self.shutting_down {
-            for i in 0..self.slots.len() {
-                if matches!(self.slots[i].phase, Phase::Waiting | Phase::Backoff(_)) {
-                    self.slots[i].phase = Phase::Done;
-                    self.emit(i, EventKind::Stopped { report: None });
-                }
-            }
-            for i in 0..self.slots.len() {
-                let dependants_down = self.dependants[i]
-                    .iter()
-                    .all(|&d| !self.slots[d].is_running());
-                if let Phase::Running(running) = &mut self.slots[i].phase {
-                    if dependants_down {
-                        if let Some(stop) = running.stop.take() {
-                            let _ = stop.send(());
-                        }
-                    }
-                }
-            }
-            return;
-        }
-        let now = tokio::time::Instant::now();
-        // A start can satisfy another's dependency (`started`): go on until nothing changes.
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for i in 0..self.slots.len() {
-                match self.slots[i].phase {
-                    Phase::Backoff(at) if at <= now => {}
-                    Phase::Waiting => {}
-                    _ => continue,
-                }
-                match self.dependencies_met(i) {
-                    Some(true) => {
-                        self.start(i);
-                        changed = true;
-                    }
-                    Some(false) => {
-                        let reason = self.unmet(i);
-                        self.slots[i].phase = Phase::Done;
-                        self.emit(i, EventKind::GaveUp { reason });
-                        changed = true;
-                    }
-                    None => {}
-                }
-            }
-        }
-    }
-
-    /// Whether every dependency of `i` is met (`Some(true)`), one never can be (`Some(false)`),
-    /// or some may still be (`None`).
-    fn dependencies_met(&self, i: usize) -> Option<bool> {
-        let mut all = Some(true);
-        for &(dep, condition) in &self.edges[i] {
-            match self.met(dep, condition) {
-                Some(true) => {}
-                Some(false) => return Some(false),
-                None => all = None,
-            }
-        }
-        all
-    }
-
-    fn met(&self, dep: usize, condition: Condition) -> Option<bool> {
-        let slot = &self.slots[dep];
-        let met = match condition {
-            Condition::Started => slot.started,
-            Condition::Ready => slot.ready,
-            Condition::Completed => slot.completed,
-        };
-        match (met, &slot.phase) {
-            (true, _) => Some(true),
-            (false, Phase::Done) => Some(false),
-            (false, _) => None,
-        }
-    }
-
-    fn unmet(&self, i: usize) -> String {
-        let (dep, condition) = self.edges[i]
-            .iter()
-            .copied()
-            .find(|&(dep, condition)| self.met(dep, condition) == Some(false))
-            .unwrap_or((i, Condition::Started));
-        format!(
-            "`{}` ended without having {condition}",
-            self.slots[dep].spec.name()
-        )
-    }
-
-    /// Starts an incarnation of service `i` in a new herd.
-    fn start(&mut self, i: usize) {
-        let slot = &mut self.slots[i];
-        slot.incarnations += 1;
-        slot.starts.push_back(Instant::now());
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        match spawn_incarnation(slot, i, generation, &self.events, &self.reports_tx) {
-            Ok((running, pid)) => {
-                slot.started = true;
-                crate::lock(&self.herds).insert(generation, running.herd.clone());
-                let probed = slot.spec.ready.is_some();
-                let incarnation = slot.incarnations;
-                slot.phase = Phase::Running(running);
-                self.emit(i, EventKind::Starting { incarnation, pid });
-                if !probed {
-                    self.slots[i].ready = true;
-                    self.emit(i, EventKind::Ready);
-                }
-            }
-            Err(error) => {
-                slot.phase = Phase::Waiting;
-                self.emit(i, EventKind::StartFailed { error });
-                self.after_end(i, None);
-            }
-        }
-    }
-
-    fn on_report(&mut self, report: Report) {
-        match report {
-            Report::Ready {
-                service,
-                generation,
-            } => {
-                if self.is_current(service, generation) {
-                    self.slots[service].ready = true;
-                    self.emit(service, EventKind::Ready);
-                }
-            }
-            Report::Ended {
-                service,
-                generation,
-                status,
-                failed,
-                stop,
-            } => {
-                if !self.is_current(service, generation) {
-                    return;
-                }
-                crate::lock(&self.herds).remove(&generation);
-                let Phase::Running(running) =
-                    std::mem::replace(&mut self.slots[service].phase, Phase::Waiting)
-                else {
-                    return;
-                };
-                let asked_to_stop = running.stop.is_none();
-                let ran = running.since.elapsed();
-                drop(running);
-                match failed {
-                    Some(Failed::NotReady(timeout)) => {
-                        self.emit(service, EventKind::NotReady { timeout })
-                    }
-                    Some(Failed::NotLive(misses)) => {
-                        self.emit(service, EventKind::NotLive { misses })
-                    }
-                    None => {}
-                }
-                let status = match status {
-                    Ok(status) => {
-                        self.emit(service, EventKind::Exited { status });
-                        Some(status)
-                    }
-                    Err(err) => {
-                        self.emit(
-                            service,
-                            EventKind::GaveUp {
-                                reason: format!("cannot wait for its leader: {err}"),
-                            },
-                        );
-                        self.slots[service].phase = Phase::Done;
-                        return;
-                    }
-                };
-                if asked_to_stop || self.shutting_down {
-                    self.slots[service].phase = Phase::Done;
-                    self.emit(service, EventKind::Stopped { report: stop });
-                    return;
-                }
-                if ran >= self.slots[service].spec.backoff.resets_after() {
-                    self.slots[service].failures = 0;
-                }
-                let status = if failed.is_some() { None } else { status };
-                self.after_end(service, status.as_ref());
-            }
-        }
-    }
-
-    /// After an incarnation ended on its own (`status`: how; `None`: it failed to start or to
-    /// be ready): done, or a restart after the backoff, or given up at the start limit.
-    fn after_end(&mut self, i: usize, status: Option<&ExitStatus>) {
-        let slot = &mut self.slots[i];
-        let success = status.is_some_and(|status| slot.spec.restart.is_success(status));
-        let restart = slot
-            .spec
-            .restart
-            .restarts_after_code(status.and_then(ExitStatus::code));
-        if !restart {
-            slot.completed = success;
-            slot.phase = Phase::Done;
-            return;
-        }
-        let limit = slot.spec.start_limit;
-        let now = Instant::now();
-        while slot
-            .starts
-            .front()
-            .is_some_and(|&at| now.duration_since(at) > limit.interval())
-        {
-            slot.starts.pop_front();
-        }
-        if slot.starts.len() >= limit.burst() as usize {
-            slot.phase = Phase::Done;
-            let reason = format!(
-                "started {} times within {:?} (the start limit)",
-                slot.starts.len(),
-                limit.interval()
-            );
-            self.emit(i, EventKind::GaveUp { reason });
-            return;
-        }
-        let delay = slot.spec.backoff.delay(slot.failures, self.rng.next_unit());
-        slot.failures = slot.failures.saturating_add(1);
-        slot.phase = Phase::Backoff(tokio::time::Instant::now() + delay);
-        self.emit(i, EventKind::Restarting { after: delay });
-    }
-
-    fn is_current(&self, service: usize, generation: u64) -> bool {
-        matches!(&self.slots[service].phase, Phase::Running(r) if r.generation == generation)
-    }
-
-    fn kill_all(&mut self) {
-        for slot in &mut self.slots {
-            if let Phase::Running(running) = &mut slot.phase {
-                let _ = running.herd.kill_now();
-                if let Some(stop) = running.stop.take() {
-                    let _ = stop.send(());
-                }
-            }
-        }
-    }
-
-    fn emit(&self, i: usize, kind: EventKind) {
-        let _ = self.events.send(Event {
-            at: Instant::now(),
-            service: self.slots[i].spec.name.clone(),
-            kind,
-        });
-    }
-}
-
-/// Makes the herd, spawns the leader with its output piped (and the notify descriptor passed),
-/// and starts the incarnation's task.
-fn spawn_incarnation(
-    slot: &Slot,
-    service: usize,
-    generation: u64,
-    events: &mpsc::UnboundedSender<Event>,
-    reports: &mpsc::UnboundedSender<Report>,
-) -> Result<(Running, u32), String> {
-    let spec = &slot.spec;
-    let herd = Arc::new(Herd::new().map_err(|err| err.to_string())?);
-    let mut command = spec.command.clone();
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut notify = None;
-    if let Some((Ready::Notify(fd), _)) = &spec.ready {
-        let (receiver, write) = probe::notify_pipe()
-            .map_err(|err| format!("cannot make a pipe for the notify descriptor: {err}"))?;
-        command.pass_fd(*fd, write).env("NOTIFY_FD", fd.to_string());
-        notify = Some(receiver);
-    }
-    let child = herd.spawn(&command).map_err(|err| err.to_string())?;
-    // The command holds the write end of the notify pipe: only the child may keep it.
-    drop(command);
-    let pid = child.pid();
-    let (stop, stop_rx) = oneshot::channel();
-    let incarnation = Incarnation {
-        service,
-        name: spec.name.clone(),
-        generation,
-        herd: herd.clone(),
-        child,
-        ready: spec.ready.clone(),
-        liveness: spec.liveness.clone(),
-        notify,
-        plan: spec.stop.clone(),
-        events: events.clone(),
-        reports: reports.clone(),
-        stop: stop_rx,
-    };
-    let task = tokio::spawn(incarnation.run());
-    Ok((
-        Running {
-            generation,
-            herd,
-            stop: Some(stop),
-            task,
-            since: Instant::now(),
-        },
-        pid,
-    ))
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// A small xorshift generator for backoff jitter: spreading restarts needs no cryptographic
-/// quality, and this avoids a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Rng {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Rng((nanos ^ u64::from(std::process::id()).rotate_left(32)) | 1)
-    }
-
-    /// A number in 0..1.
-    fn next_unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rng_stays_in_the_unit_interval_and_moves() {
-        let mut rng = Rng::seeded();
-        let draws: Vec<f64> = (0..1000).map(|_| rng.next_unit()).collect();
-        assert!(draws.iter().all(|&x| (0.0..1.0).contains(&x)));
-        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
-        assert!((0.4..0.6).contains(&mean), "mean {mean}");
     }
 }
