@@ -49,7 +49,7 @@ def main():
         config = os.path.join(tmp, "sheepdog.toml")
         with open(config, "w") as f:
             for i in range(SERVICES):
-                f.write(f'[services.s{i:02}]\ncommand = "exec sleep 100"\n')
+                f.write(f'[services.s{i:02}]\nargv = ["sleep", "100"]\n')
         for name, once in (("sheepdog up", up_once), ("shell script", sh_once)):
             times = [once(config) * 1000 for _ in range(RUNS)]
             print(f"{name:13} {SERVICES} services: median {statistics.median(times):.1f} ms, "
