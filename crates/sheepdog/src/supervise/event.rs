@@ -53,7 +53,7 @@ pub enum EventKind {
         /// The readiness timeout.
         timeout: Duration,
     },
-    /// Its [liveness](Service::liveness) check missed this many times in a row; it is stopped,
+    /// Its [liveness](crate::Service::liveness) check missed this many times in a row; it is stopped,
     /// and this counts as a failure.
     NotLive {
         /// The misses in a row.
