@@ -91,7 +91,8 @@ async fn crash_loop_backs_off_by_the_factor_and_gives_up_at_the_start_limit() {
     let _shared = EXCLUSIVE.read().await;
     let test = "sup_crash_loop";
     let _reap = Reap(test);
-    let initial = Duration::from_millis(60);
+    // Delays of 150, 300 and 600 ms: with 150 ms of tolerance each gap can match one only.
+    let initial = Duration::from_millis(150);
     let mut sup = Supervisor::builder()
         .service(
             Service::new("crash", sh(test, "exit 3"))
@@ -125,7 +126,7 @@ async fn crash_loop_backs_off_by_the_factor_and_gives_up_at_the_start_limit() {
     for (k, delay) in delays.iter().enumerate() {
         let gap = starts[k + 1].duration_since(exits[k]);
         assert!(
-            gap >= *delay && gap < *delay + Duration::from_millis(150),
+            gap >= *delay && gap < *delay + initial,
             "gap {k}: {gap:?} for a delay of {delay:?}"
         );
     }
