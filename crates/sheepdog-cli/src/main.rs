@@ -67,8 +67,8 @@ enum Verb {
     /// Services start in dependency order (once what they depend on has started, is ready, or
     /// has completed), each in a herd of its own; their output is interleaved by line with
     /// their name in front. Ctrl-C (or SIGTERM, SIGHUP) stops them all in reverse dependency
-    /// order; a second one kills them at once. `up` ends by itself once every service has
-    /// ended or been given up.
+    /// order; a second one kills them at once; Ctrl-Z freezes them with sheepdog until `fg`.
+    /// `up` ends by itself once every service has ended or been given up.
     ///
     /// Exit status: 0 when every service ended cleanly or was stopped; 1 when one failed (a
     /// line names them); 2 when the configuration is invalid; 125 if sheepdog itself failed.

@@ -40,13 +40,14 @@ pub async fn up(options: UpOptions) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     // Received from before anything starts, so that none arrives unhandled.
-    let (mut int, mut term, mut hup) = match (
+    let (mut int, mut term, mut hup, mut tstp) = match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::from_raw(sheepdog::Signal::TSTP.as_raw())),
     ) {
-        (Ok(int), Ok(term), Ok(hup)) => (int, term, hup),
-        (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
+        (Ok(int), Ok(term), Ok(hup), Ok(tstp)) => (int, term, hup, tstp),
+        (Err(err), ..) | (_, Err(err), ..) | (_, _, Err(err), _) | (.., Err(err)) => {
             eprintln!("sheepdog up: cannot receive signals: {err}");
             return ExitCode::from(crate::run::EXIT_INTERNAL);
         }
@@ -91,6 +92,13 @@ pub async fn up(options: UpOptions) -> ExitCode {
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
             _ = hup.recv() => "SIGHUP",
+            // Ctrl-Z: the services' trees freeze with sheepdog, and thaw on `fg` or `bg`.
+            _ = tstp.recv() => {
+                if let Err(err) = supervisor.suspend().await {
+                    printer.note(&format!("suspending the services: {err}"));
+                }
+                continue;
+            }
         };
         stops += 1;
         if stops == 1 {

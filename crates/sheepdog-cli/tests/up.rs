@@ -537,3 +537,45 @@ fn the_example_configuration_is_valid() {
         String::from_utf8_lossy(&out.stdout).contains("3 service(s), valid: setup, web, worker")
     );
 }
+
+/// The state letter of `pid` (R, S, T, Z, ...).
+fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[test]
+fn ctrl_z_freezes_the_services_with_up_and_fg_thaws_them() {
+    let dir = Dir::new("suspend");
+    let ticks = dir.0.join("ticks");
+    let config = dir.config(
+        "up_suspend",
+        &format!(
+            "[services.ticker]\ncommand = \"while :; do echo x >> {}; sleep 0.02; done\"\n@MARK@\n",
+            ticks.display()
+        ),
+    );
+    let size = || std::fs::metadata(&ticks).map_or(0, |m| m.len());
+    let mut up = Running::start(&mut up(&[], &config), "up_suspend");
+    up.wait_for("all 1 services ready");
+    assert!(poll_until(Duration::from_secs(5), || size() > 0));
+    let pid = up.child.id();
+    up.signal(rustix::process::Signal::TSTP);
+    assert!(
+        poll_until(Duration::from_secs(5), || state_of(pid) == Some('T')),
+        "up did not stop"
+    );
+    // A window in which a running ticker would write about 15 times.
+    let frozen = size();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(size(), frozen, "the service ran on while up was stopped");
+    up.signal(rustix::process::Signal::CONT);
+    assert!(
+        poll_until(Duration::from_secs(5), || size() > frozen),
+        "the service was not thawed"
+    );
+    up.signal(rustix::process::Signal::INT);
+    let (code, lines) = up.finish();
+    assert_eq!(code, Some(0), "{lines:#?}");
+    assert!(alive("up_suspend").is_empty());
+}

@@ -18,6 +18,7 @@ use crate::herd::Herd;
 use crate::lines::{Lines, StreamKind};
 use crate::status::ExitStatus;
 use crate::stop::{StopPlan, StopReport};
+use crate::time::Deadline;
 
 /// What an incarnation tells the supervisor's loop.
 pub(crate) enum Report {
@@ -89,7 +90,9 @@ impl Incarnation {
             (Some(live), false) => Some(probe::watch(&live.probe, live.every, live.misses)),
             _ => None,
         };
-        let ready_by = tokio::time::sleep(timeout.unwrap_or(Duration::MAX / 4));
+        // Time suspended by job control does not count against the readiness timeout.
+        let ready_deadline = Deadline::after(timeout.unwrap_or(Duration::MAX / 4));
+        let ready_by = ready_deadline.reached();
         tokio::pin!(ready_by);
 
         let next = loop {

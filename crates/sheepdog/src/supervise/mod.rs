@@ -13,6 +13,7 @@ mod probe;
 mod service;
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -132,6 +133,27 @@ impl Supervisor {
             let _ = herd.kill_now();
         }
         let _ = self.requests.send(Request::Kill);
+    }
+}
+
+impl Supervisor {
+    /// Job control (Ctrl-Z) for a program that supervises: freezes every service's tree, stops
+    /// this process, and once a shell continues it, thaws them, as [`suspend`](crate::suspend)
+    /// does for herds. Readiness timeouts do not count the time suspended. Cancelled while it
+    /// freezes, the trees frozen so far stay frozen until the next `suspend` ends.
+    ///
+    /// ```no_run
+    /// # async fn demo(sup: sheepdog::Supervisor) -> std::io::Result<()> {
+    /// use tokio::signal::unix::{signal, SignalKind};
+    /// let mut tstp = signal(SignalKind::from_raw(20))?; // SIGTSTP
+    /// tstp.recv().await;
+    /// sup.suspend().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn suspend(&self) -> io::Result<()> {
+        let herds: Vec<Arc<Herd>> = crate::lock(&self.herds).values().cloned().collect();
+        let herds: Vec<&Herd> = herds.iter().map(Arc::as_ref).collect();
+        crate::suspend(&herds).await
     }
 }
 
