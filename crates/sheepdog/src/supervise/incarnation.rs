@@ -91,8 +91,13 @@ impl Incarnation {
             _ => None,
         };
         // Time suspended by job control does not count against the readiness timeout.
-        let ready_deadline = Deadline::after(timeout.unwrap_or(Duration::MAX / 4));
-        let ready_by = ready_deadline.reached();
+        let ready_deadline = timeout.map(Deadline::after);
+        let ready_by = async {
+            match &ready_deadline {
+                Some(deadline) => deadline.reached().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::pin!(ready_by);
 
         let next = loop {
