@@ -1,12 +1,16 @@
 //! `sheepdog`: run programs so that nothing they start escapes.
 
+mod config;
 mod doctor;
 mod duration;
+mod init;
 mod report;
 mod run;
 mod tree;
+mod up;
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -79,6 +83,36 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Run the services of a configuration file, each restarted and stopped as it says.
+    ///
+    /// Services start in dependency order (once what they depend on has started, is ready, or
+    /// has completed), each in a herd of its own; their output is interleaved by line with
+    /// their name in front. Ctrl-C (or SIGTERM, SIGHUP) stops them all in reverse dependency
+    /// order; a second one kills them at once; Ctrl-Z freezes them with sheepdog until `fg`.
+    /// `up` ends by itself once every service has ended or been given up.
+    ///
+    /// Exit status: 0 when every service ended cleanly or was stopped; 1 when one failed (a
+    /// line names them); 2 when the configuration is invalid; 125 if sheepdog itself failed.
+    #[command(after_help = "Examples:\n  \
+        sheepdog up\n  \
+        sheepdog up -f examples/sheepdog.toml --timestamps\n  \
+        sheepdog up --check")]
+    Up {
+        /// The configuration file (relative paths in it are taken from its directory).
+        #[arg(
+            short = 'f',
+            long = "file",
+            default_value = "sheepdog.toml",
+            value_name = "FILE"
+        )]
+        file: PathBuf,
+        /// Check the configuration and start nothing.
+        #[arg(long)]
+        check: bool,
+        /// Put the time of day (UTC) in front of each line.
+        #[arg(long)]
+        timestamps: bool,
+    },
     /// Show what containment this host gives herds, and why.
     #[command(after_help = "Examples:\n  sheepdog doctor\n  sheepdog doctor --json")]
     Doctor {
@@ -116,6 +150,15 @@ fn main() -> ExitCode {
             });
         }
     };
+    // A container's entrypoint: a minimal init stays PID 1 and runs this same command line.
+    let runs_services = match &cli.command {
+        Verb::Run { .. } => true,
+        Verb::Up { check, .. } => !check,
+        Verb::Doctor { .. } | Verb::Tree { .. } => false,
+    };
+    if runs_services && init::is_pid1() {
+        return init::run();
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -144,6 +187,15 @@ fn main() -> ExitCode {
             quiet,
             require_cgroup: require_cgroup
                 || std::env::var_os(run::REQUIRE_CGROUP_ENV).is_some_and(|v| v == "1"),
+        })),
+        Verb::Up {
+            file,
+            check,
+            timestamps,
+        } => runtime.block_on(up::up(up::UpOptions {
+            file,
+            check,
+            timestamps,
         })),
         Verb::Doctor { json } => runtime.block_on(doctor::doctor(json)),
         Verb::Tree { pid, json } => tree::tree(pid, json),

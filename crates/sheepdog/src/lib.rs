@@ -38,6 +38,7 @@ mod signal;
 mod signals;
 mod status;
 mod stop;
+mod supervise;
 mod sys;
 pub mod time;
 
@@ -58,6 +59,10 @@ pub use signal::Signal;
 pub use signals::{Signals, FORWARDED};
 pub use status::{ExitStatus, ResourceUsage};
 pub use stop::{StopPlan, StopReport, StopStep, StopTarget};
+pub use supervise::{
+    Backoff, Condition, Event, EventKind, Liveness, Ready, Restart, Service, StartLimit,
+    SuperviseError, Supervisor, SupervisorBuilder,
+};
 pub use sys::SpawnPath;
 
 /// Locks `mutex`, taking over a lock poisoned by a thread that panicked while holding it: every

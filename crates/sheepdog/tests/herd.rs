@@ -337,9 +337,18 @@ async fn host_containment_agrees_with_herd_new() {
             assert!(cgroup.exists());
             // Herds live in this process's home cgroup, which the sentinel removes at exit.
             let home = cgroup.parent().and_then(|p| p.file_name()).expect("a home");
+            // Named for this process and its pid namespace.
+            let namespace = std::fs::metadata("/proc/self/ns/pid").map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.ino()
+            });
             assert_eq!(
                 home.to_string_lossy(),
-                format!("sheepdog-{}", std::process::id())
+                format!(
+                    "sheepdog-{}.{}",
+                    std::process::id(),
+                    namespace.expect("our pid namespace")
+                )
             );
         }
         Err(err) => panic!("Herd::new failed although a process group is always possible: {err}"),

@@ -837,9 +837,19 @@ fn owner_exiting_right_after_a_drop_leaves_no_cgroup() {
 /// A fake home, removed when dropped.
 struct FakeHome(PathBuf);
 
+/// The inode of this process's pid namespace, as homes are named with it.
+fn pid_namespace() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Some(std::fs::metadata("/proc/self/ns/pid").ok()?.ino())
+}
+
 impl FakeHome {
     fn new(parent: &Path, pid: u32) -> Option<FakeHome> {
-        let path = parent.join(format!("sheepdog-{pid}"));
+        FakeHome::in_namespace(parent, pid, pid_namespace()?)
+    }
+
+    fn in_namespace(parent: &Path, pid: u32, namespace: u64) -> Option<FakeHome> {
+        let path = parent.join(format!("sheepdog-{pid}.{namespace}"));
         std::fs::create_dir(&path).ok()?;
         std::fs::create_dir(path.join("herd-0")).ok()?;
         Some(FakeHome(path))
@@ -872,6 +882,9 @@ fn stale_homes_of_dead_owners_are_removed_and_live_ones_kept() {
     };
     // This test process is alive and started before its fake home was made.
     let live = FakeHome::new(&parent, std::process::id()).expect("a live fake home");
+    // A home of another pid namespace: its pid means nothing here, so it is never judged.
+    let foreign = FakeHome::in_namespace(&parent, dead_pid, pid_namespace().expect("ns") + 1)
+        .expect("a foreign fake home");
     let said = Owner::start("one-herd").finish();
     if skipped(
         &said,
@@ -888,6 +901,11 @@ fn stale_homes_of_dead_owners_are_removed_and_live_ones_kept() {
         live.0.join("herd-0").exists(),
         "the live home {} is kept",
         live.0.display()
+    );
+    assert!(
+        foreign.0.join("herd-0").exists(),
+        "the home {} of another pid namespace is kept",
+        foreign.0.display()
     );
 }
 

@@ -568,7 +568,7 @@ fn make_home(mount: &Path, parent: &Path) -> io::Result<Option<Home>> {
     }
     // A home of an earlier process with this pid would be taken over as it is.
     stale::remove_own_leftover(parent);
-    let prefix = format!("sheepdog-{}", std::process::id());
+    let prefix = stale::home_name();
     let home = Cgroup::create_first(mount, parent, &prefix)?;
     // From here on, a failure must not leave the home's directory behind.
     let guarded = guard_home(&home, parent);

@@ -1,5 +1,10 @@
-//! Homes left behind: `<parent>/sheepdog-<pid>` directories whose owner is gone and whose
-//! sentinel did not remove them (it was killed too, or the host went down mid-way).
+//! Homes left behind: `<parent>/sheepdog-<pid>.<pidns>` directories whose owner is gone and
+//! whose sentinel did not remove them (it was killed too, or the host went down mid-way).
+//!
+//! A pid names a process only in its pid namespace, and owners in other namespaces (a
+//! container's, an `unshare --pid`) share parent cgroups with this one: so a home's name says
+//! the owner's pid namespace (the inode of `/proc/self/ns/pid`), and only homes of this
+//! process's own namespace are ever judged.
 //!
 //! A home is stale when its owner is gone: no process has its pid, or the one that has it
 //! started after the home was made (the pid was reused). A home's change time is never earlier
@@ -18,10 +23,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// another process: start times are counted in clock ticks from a boot time given in seconds.
 const CLOCK_SLACK: Duration = Duration::from_secs(2);
 
+/// The name of this process's home: `sheepdog-<pid>.<pidns>`, or `sheepdog-<pid>` where the
+/// pid namespace cannot be read (such a home is never judged by another process).
+pub(super) fn home_name() -> String {
+    match own_pid_namespace() {
+        Some(ns) => format!("sheepdog-{}.{ns}", std::process::id()),
+        None => format!("sheepdog-{}", std::process::id()),
+    }
+}
+
+/// The inode of this process's pid namespace.
+fn own_pid_namespace() -> Option<u64> {
+    fs::metadata("/proc/self/ns/pid")
+        .ok()
+        .map(|meta| meta.ino())
+}
+
 /// Removes this process's own leftover home below `parent`, if there is one: a home of a
 /// process that had this pid before (this process has made none there yet).
 pub(super) fn remove_own_leftover(parent: &Path) {
-    let home = parent.join(format!("sheepdog-{}", std::process::id()));
+    let home = parent.join(home_name());
     if home.exists() {
         if let Err(err) = remove_if_unpopulated(&home) {
             tracing::debug!(path = %home.display(), %err, "sheepdog: cannot remove a leftover home");
@@ -31,6 +52,9 @@ pub(super) fn remove_own_leftover(parent: &Path) {
 
 /// Removes the stale homes of other processes below `parent`; returns how many it removed.
 pub(super) fn sweep(parent: &Path) -> usize {
+    let Some(namespace) = own_pid_namespace() else {
+        return 0; // no pid of another home can be judged
+    };
     let Ok(entries) = fs::read_dir(parent) else {
         return 0;
     };
@@ -39,9 +63,12 @@ pub(super) fn sweep(parent: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = home_pid(name.as_encoded_bytes()) else {
+        let Some((pid, home_namespace)) = home_owner(name.as_encoded_bytes()) else {
             continue;
         };
+        if home_namespace != namespace {
+            continue; // its pid means another process here, or none
+        }
         let Ok(meta) = entry.metadata() else {
             continue;
         };
@@ -72,13 +99,19 @@ pub(super) fn sweep(parent: &Path) -> usize {
     removed
 }
 
-/// The pid in a name of the form `sheepdog-<pid>` (nothing before or after).
-fn home_pid(name: &[u8]) -> Option<u32> {
-    let digits = name.strip_prefix(b"sheepdog-")?;
-    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+/// The pid and pid namespace in a name of the form `sheepdog-<pid>.<pidns>` (nothing before
+/// or after).
+fn home_owner(name: &[u8]) -> Option<(u32, u64)> {
+    let rest = name.strip_prefix(b"sheepdog-")?;
+    let dot = rest.iter().position(|&b| b == b'.')?;
+    let number = |digits: &[u8]| -> Option<u64> {
+        if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    let pid = u32::try_from(number(&rest[..dot])?).ok()?;
+    Some((pid, number(&rest[dot + 1..])?))
 }
 
 /// Whether the process `pid` exists and may be the one that made a home at `made`.
@@ -148,17 +181,30 @@ mod tests {
 
     #[test]
     fn only_names_like_a_home_are_taken() {
-        assert_eq!(home_pid(b"sheepdog-123"), Some(123));
+        assert_eq!(
+            home_owner(b"sheepdog-123.4026531836"),
+            Some((123, 4026531836))
+        );
         for name in [
             &b"sheepdog-"[..],
-            b"sheepdog-12-herd-0",
-            b"sheepdog-12x",
-            b"xsheepdog-12",
-            b"sheepdog--12",
-            b"sheepdog-99999999999",
+            b"sheepdog-123",
+            b"sheepdog-12.",
+            b"sheepdog-12.4-herd-0",
+            b"sheepdog-12x.4",
+            b"xsheepdog-12.4",
+            b"sheepdog--12.4",
+            b"sheepdog-99999999999.4",
         ] {
-            assert_eq!(home_pid(name), None, "{}", String::from_utf8_lossy(name));
+            assert_eq!(home_owner(name), None, "{}", String::from_utf8_lossy(name));
         }
+    }
+
+    #[test]
+    fn a_home_is_named_for_its_pid_namespace() {
+        let name = home_name();
+        let (pid, namespace) = home_owner(name.as_bytes()).expect("a home's name");
+        assert_eq!(pid, std::process::id());
+        assert_eq!(Some(namespace), own_pid_namespace());
     }
 
     #[test]
