@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -83,12 +84,16 @@ type Ended = Result<StopReport, (io::ErrorKind, String)>;
 #[derive(Debug, Default)]
 pub(crate) struct Lifecycle {
     state: Mutex<State>,
+    /// How many processes were started into the tree: a stop that ended is joined only while
+    /// nothing was started after it began.
+    spawns: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    /// The stop under way or done: its report once it has ended.
-    stop: Option<watch::Receiver<Option<Ended>>>,
+    /// The last stop (under way, or its report once it has ended), and how many spawns the
+    /// tree had seen when it began.
+    stop: Option<(u64, watch::Receiver<Option<Ended>>)>,
     /// The deadline passed while the tree (or its leader) still ran.
     timed_out: bool,
     /// Tasks that run for this tree: aborted when its owner lets it go.
@@ -110,6 +115,11 @@ impl Lifecycle {
         crate::lock(&self.state)
     }
 
+    /// A process was started into the tree.
+    pub(crate) fn spawned(&self) {
+        self.spawns.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Whether the deadline passed while the tree still ran.
     pub(crate) fn timed_out(&self) -> bool {
         self.state().timed_out
@@ -128,7 +138,7 @@ impl Lifecycle {
 
     /// Waits for the stop under way, if any, to end; `None` when no stop was begun.
     pub(crate) async fn stopped(&self) -> Option<io::Result<StopReport>> {
-        let receiver = self.state().stop.clone()?;
+        let (_, receiver) = self.state().stop.clone()?;
         Some(ended(receiver).await)
     }
 
@@ -165,8 +175,9 @@ impl Lifecycle {
     }
 }
 
-/// Stops `flock` by `plan`, or joins the stop already under way (whatever its plan). The stop
-/// runs in a task of its own: dropping this future does not interrupt it.
+/// Stops `flock` by `plan`, or joins the last stop (whatever its plan) while it is under way, or
+/// once it has ended (well) if nothing was started into the tree since it began. The stop runs
+/// in a task of its own: dropping this future does not interrupt it.
 pub(crate) async fn stop<F: Flock, L: Leader>(
     flock: &Arc<F>,
     plan: &StopPlan,
@@ -181,12 +192,19 @@ fn begin_stop<F: Flock, L: Leader>(
     leader: Option<L>,
 ) -> watch::Receiver<Option<Ended>> {
     let lifecycle = flock.lifecycle();
+    let spawns = lifecycle.spawns.load(Ordering::Relaxed);
     let mut state = lifecycle.state();
-    if let Some(stop) = &state.stop {
-        return stop.clone();
+    if let Some((began, stop)) = &state.stop {
+        let joinable = match &*stop.borrow() {
+            None => true,
+            Some(ended) => ended.is_ok() && *began == spawns,
+        };
+        if joinable {
+            return stop.clone();
+        }
     }
     let (report, receiver) = watch::channel(None);
-    state.stop = Some(receiver.clone());
+    state.stop = Some((spawns, receiver.clone()));
     drop(state);
     let (flock_, plan) = (Arc::clone(flock), plan.clone());
     let task = tokio::spawn(async move {
@@ -314,7 +332,7 @@ async fn left_within<F: Flock>(flock: &F, wait: Duration) -> bool {
 mod tests {
     //! The ladder and the deadline with a fake tree and tokio's paused clock: no processes.
 
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     use tokio::sync::Notify;
 
@@ -489,6 +507,22 @@ mod tests {
             assert_eq!(flock.signals(), [Signal::TERM, Signal::KILL], "{polls}");
             assert_eq!(report.signalled()[0].0, Signal::TERM);
         }
+    }
+
+    /// A stop that ended is joined only while nothing new was started into the tree: after a
+    /// spawn, the next stop runs again.
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_after_a_new_spawn_runs_again() {
+        let flock = FakeFlock::new(1, &[Signal::TERM]);
+        let plan = StopPlan::grace(Duration::from_secs(1));
+        stop(&flock, &plan, NONE).await.unwrap();
+        stop(&flock, &plan, NONE).await.unwrap();
+        assert_eq!(flock.signals(), [Signal::TERM], "joined, not run again");
+        flock.members.store(1, Ordering::SeqCst);
+        flock.lifecycle().spawned();
+        let report = stop(&flock, &plan, NONE).await.unwrap();
+        assert_eq!(flock.signals(), [Signal::TERM, Signal::TERM]);
+        assert_eq!(report.signalled()[0].1.len(), 1);
     }
 
     /// Polls `fut` once, returning whether it completed.

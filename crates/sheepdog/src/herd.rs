@@ -99,12 +99,14 @@ impl Herd {
             return self.spawn_untimed(cmd);
         };
         // A deadline of its own: the child's tree in a cgroup of its own, to stop it alone.
+        self.lifecycle().spawned();
         let (spawned, subtree) = self.container().spawn_subtree(cmd)?;
         Ok(Child::new(spawned, cmd).with_own_deadline(Deadline::after(timeout), plan, subtree))
     }
 
     /// Starts `cmd` inside the herd, leaving its timeout to the caller.
     pub(crate) fn spawn_untimed(&self, cmd: &Command) -> Result<Child, Error> {
+        self.lifecycle().spawned();
         self.container()
             .spawn(cmd)
             .map(|spawned| Child::new(spawned, cmd))

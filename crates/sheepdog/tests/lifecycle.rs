@@ -153,6 +153,28 @@ async fn herd_stop_dropped_after_any_number_of_polls_goes_on_and_is_joined() {
     }
 }
 
+/// A herd stopped once and then given new work is stopped again by the next stop, not
+/// answered with the first stop's report.
+#[tokio::test]
+async fn a_herd_stopped_then_reused_is_stopped_again() {
+    let (marker, _guard) = marker("reused");
+    let herd = Herd::new().expect("herd");
+    let mut first = herd.spawn(cmd(&marker, "sleep").arg("100")).expect("spawn");
+    herd.stop(Duration::from_secs(5)).await.expect("stop");
+    assert_eq!(
+        first.wait().await.expect("wait").signal(),
+        Some(Signal::TERM)
+    );
+    let mut second = herd.spawn(cmd(&marker, "sleep").arg("100")).expect("spawn");
+    let report = herd.stop(Duration::from_secs(5)).await.expect("stop again");
+    assert_eq!(report.signalled()[0].1, [second.pid()], "{report}");
+    assert_eq!(
+        second.wait().await.expect("wait").signal(),
+        Some(Signal::TERM)
+    );
+    assert!(alive(&marker).is_empty());
+}
+
 #[tokio::test]
 async fn herd_kill_and_wait_empty_dropped_early_lose_nothing() {
     let (marker, _guard) = marker("kill_polls");
