@@ -80,10 +80,10 @@ pub async fn doctor(json: bool) -> ExitCode {
             .iter()
             .map(|f| format!("{}:{}", json_string(f.name), json_string(&f.value)))
             .collect();
-        println!("{{{}}}", fields.join(","));
+        show!("{{{}}}", fields.join(","));
     } else {
         for f in &findings {
-            println!("{:<18} {}", format!("{}:", f.name), f.value);
+            show!("{:<18} {}", format!("{}:", f.name), f.value);
         }
     }
     ExitCode::SUCCESS

@@ -1,11 +1,12 @@
-//! Durations on the command line: `500ms`, `2s`, `1m30s`, `1h`, or a bare number of seconds
-//! (as timeout(1) takes them), fractions allowed (`1.5s`).
+//! Durations on the command line: `500ms`, `2s`, `1m30s`, `1h`, `2d`, or a bare number of
+//! seconds (as timeout(1) takes them), fractions allowed (`1.5s`, `0.5`, `1e3`). A duration too
+//! long to count saturates to "for ever", as GNU's does.
 
 use std::time::Duration;
 
 /// Parses a duration; the error says what was wrong and how to write one.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let help = "write it like 500ms, 2s, 1m30s or 1h (a bare number means seconds)";
+    let help = "write it like 500ms, 2s, 1m30s, 1h or 2d (a bare number means seconds)";
     let text = text.trim();
     if text.is_empty() {
         return Err(format!("empty duration: {help}"));
@@ -32,16 +33,24 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "s" => value,
             "m" => value * 60.0,
             "h" => value * 3600.0,
+            "d" => value * 86400.0,
             _ => return Err(format!("`{text}`: unknown unit `{unit}`: {help}")),
         };
-        total += seconds_to_duration(seconds).ok_or_else(|| format!("`{text}`: {help}"))?;
+        total = total.saturating_add(
+            seconds_to_duration(seconds).ok_or_else(|| format!("`{text}`: {help}"))?,
+        );
         rest = tail;
     }
     Ok(total)
 }
 
+/// `None` for a negative or not-a-number count; a count too big for a `Duration` (or an
+/// infinite one) is `Duration::MAX`.
 fn seconds_to_duration(seconds: f64) -> Option<Duration> {
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    if seconds.is_nan() || seconds < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
 #[cfg(test)]
@@ -57,6 +66,21 @@ mod tests {
         assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse("0"), Ok(Duration::ZERO));
+        assert_eq!(parse("2d"), Ok(Duration::from_secs(2 * 86400)));
+        assert_eq!(parse("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse(".5"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn huge_durations_saturate_instead_of_failing() {
+        for huge in [
+            "1e20",
+            "99999999999999999999s",
+            "99999999999999999999d",
+            "inf",
+        ] {
+            assert_eq!(parse(huge), Ok(Duration::MAX), "{huge}");
+        }
     }
 
     #[test]

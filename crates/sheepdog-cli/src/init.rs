@@ -38,14 +38,14 @@ pub fn run() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("sheepdog (init): cannot start the async runtime: {err}");
+            say!("sheepdog (init): cannot start the async runtime: {err}");
             return ExitCode::from(crate::run::EXIT_INTERNAL);
         }
     };
     match runtime.block_on(supervise_child()) {
         Ok(status) => exit_code(status),
         Err(err) => {
-            eprintln!("sheepdog (init): {err}");
+            say!("sheepdog (init): {err}");
             ExitCode::from(crate::run::EXIT_INTERNAL)
         }
     }

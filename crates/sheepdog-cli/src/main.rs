@@ -1,5 +1,22 @@
 //! `sheepdog`: run programs so that nothing they start escapes.
 
+/// `eprintln!` that never panics: with stderr closed or a broken pipe (`... 2>&1 | true`), what
+/// sheepdog says is dropped, and its exit status is still the command's.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` that never panics: a closed stdout (`sheepdog doctor | head -1`) ends the output.
+macro_rules! show {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod config;
 mod doctor;
 mod duration;
@@ -46,7 +63,8 @@ enum Verb {
         sheepdog run --json -- cargo test\n  \
         sheepdog run --require-cgroup -- ./build.sh")]
     Run {
-        /// Stop CMD's tree after this long (500ms, 2s, 1m30s; a bare number is seconds).
+        /// Stop CMD's tree after this long (500ms, 2s, 1m30s, 1d; a bare number is seconds;
+        /// 0, as for timeout(1), is no timeout).
         #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
         timeout: Option<Duration>,
         /// How long the tree gets to exit after the stop signal, before SIGKILL.
@@ -165,7 +183,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("sheepdog: cannot start the async runtime: {err}");
+            say!("sheepdog: cannot start the async runtime: {err}");
             return ExitCode::from(run::EXIT_INTERNAL);
         }
     };

@@ -33,19 +33,19 @@ pub struct RunOptions {
 pub async fn run(options: RunOptions) -> ExitCode {
     let started = Instant::now();
     let Some((program, args)) = options.cmd.split_first() else {
-        eprintln!("sheepdog run: missing CMD; usage: sheepdog run [OPTIONS] -- CMD [ARGS...]");
+        say!("sheepdog run: missing CMD; usage: sheepdog run [OPTIONS] -- CMD [ARGS...]");
         return ExitCode::from(EXIT_INTERNAL);
     };
     let herd = match make_herd(options.require_cgroup) {
         Ok(herd) => Arc::new(herd),
         Err(err) => {
-            eprintln!("sheepdog: {err}");
+            say!("sheepdog: {err}");
             return ExitCode::from(EXIT_INTERNAL);
         }
     };
     let containment = herd.containment();
     if containment.mechanism() != Mechanism::CgroupV2 && !options.quiet {
-        eprintln!("{}", fallback_line(containment));
+        say!("{}", fallback_line(containment));
     }
     let mut command = Command::new(program);
     command.args(args);
@@ -61,7 +61,7 @@ pub async fn run(options: RunOptions) -> ExitCode {
     let mut signals = match Signals::new() {
         Ok(signals) => Some(signals),
         Err(err) => {
-            eprintln!("sheepdog: {err}; signals will not be forwarded");
+            say!("sheepdog: {err}; signals will not be forwarded");
             None
         }
     };
@@ -71,7 +71,7 @@ pub async fn run(options: RunOptions) -> ExitCode {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
             Ok(stream) => Some(stream),
             Err(err) => {
-                eprintln!("sheepdog: cannot follow Ctrl-Z at the terminal: {err}");
+                say!("sheepdog: cannot follow Ctrl-Z at the terminal: {err}");
                 None
             }
         }
@@ -81,7 +81,7 @@ pub async fn run(options: RunOptions) -> ExitCode {
     let mut child = match herd.spawn(&command) {
         Ok(child) => child,
         Err(err) => {
-            eprintln!("sheepdog: {err}");
+            say!("sheepdog: {err}");
             return ExitCode::from(match err {
                 sheepdog::Error::NotFound { .. } => EXIT_NOT_FOUND,
                 sheepdog::Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
@@ -91,7 +91,11 @@ pub async fn run(options: RunOptions) -> ExitCode {
     };
 
     let plan = StopPlan::new().then(options.signal, StopTarget::Tree, options.grace);
-    let mut deadline = options.timeout.map(Sleep::new);
+    // As timeout(1): a timeout of 0 is none.
+    let mut deadline = options
+        .timeout
+        .filter(|timeout| !timeout.is_zero())
+        .map(Sleep::new);
     let mut timed_out = false;
 
     let status = loop {
@@ -111,7 +115,7 @@ pub async fn run(options: RunOptions) -> ExitCode {
                     deadline.pause();
                 }
                 if let Err(err) = sheepdog::suspend(&[&herd]).await {
-                    eprintln!("sheepdog: suspending the tree: {err}");
+                    say!("sheepdog: suspending the tree: {err}");
                 }
                 if let Some(deadline) = deadline.as_mut() {
                     deadline.resume();
@@ -120,7 +124,7 @@ pub async fn run(options: RunOptions) -> ExitCode {
             Event::Deadline => {
                 timed_out = true;
                 if let Err(err) = herd.stop_with(&plan, Some(&child)).await {
-                    eprintln!("sheepdog: stopping the tree after the timeout: {err}");
+                    say!("sheepdog: stopping the tree after the timeout: {err}");
                 }
             }
             Event::ChildChanged => {
@@ -133,7 +137,7 @@ pub async fn run(options: RunOptions) -> ExitCode {
                 // Like a shell's job: the terminal goes back, and sheepdog stops with CMD.
                 let _ = child.release_terminal();
                 if let Err(err) = sheepdog::suspend(&[]).await {
-                    eprintln!("sheepdog: suspending: {err}");
+                    say!("sheepdog: suspending: {err}");
                 }
                 // Continued (`fg`): the terminal to CMD again, and CMD continued.
                 let _ = child.reclaim_terminal();
@@ -144,7 +148,7 @@ pub async fn run(options: RunOptions) -> ExitCode {
             }
             Event::Signal(sig) => {
                 if let Err(err) = signal_tree(&herd, sig).await {
-                    eprintln!("sheepdog: forwarding {sig}: {err}");
+                    say!("sheepdog: forwarding {sig}: {err}");
                 }
             }
         }
@@ -152,7 +156,7 @@ pub async fn run(options: RunOptions) -> ExitCode {
     let status = match status {
         Ok(status) => status,
         Err(err) => {
-            eprintln!("sheepdog: waiting for {}: {err}", program.to_string_lossy());
+            say!("sheepdog: waiting for {}: {err}", program.to_string_lossy());
             return ExitCode::from(EXIT_INTERNAL);
         }
     };
@@ -162,7 +166,7 @@ pub async fn run(options: RunOptions) -> ExitCode {
     let mut not_stopped = Vec::new();
     if left > 0 {
         if let Err(err) = herd.stop_with(&plan, None).await {
-            eprintln!("sheepdog: stopping what was left: {err}");
+            say!("sheepdog: stopping what was left: {err}");
             not_stopped = members(&herd).await;
         }
     }
@@ -177,9 +181,9 @@ pub async fn run(options: RunOptions) -> ExitCode {
         tree: herd.usage().ok(),
     };
     if options.json {
-        eprintln!("{}", report.json());
+        say!("{}", report.json());
     } else if !options.quiet {
-        eprintln!("{report}");
+        say!("{report}");
     }
     exit_code(&status, timed_out)
 }

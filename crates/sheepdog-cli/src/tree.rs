@@ -18,7 +18,7 @@ pub fn tree(pid: Option<u32>, json: bool) -> ExitCode {
     let infos = match tree {
         Ok(infos) => infos,
         Err(err) => {
-            eprintln!("sheepdog tree: {err}");
+            say!("sheepdog tree: {err}");
             return ExitCode::from(EXIT_NOT_FOUND);
         }
     };

@@ -26,12 +26,12 @@ pub async fn up(options: UpOptions) -> ExitCode {
     let config = match config::load(&options.file) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("sheepdog up: {err}");
+            say!("sheepdog up: {err}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     if options.check {
-        println!(
+        show!(
             "{}: {} service(s), valid: {}",
             options.file.display(),
             config.names.len(),
@@ -48,7 +48,7 @@ pub async fn up(options: UpOptions) -> ExitCode {
     ) {
         (Ok(int), Ok(term), Ok(hup), Ok(tstp)) => (int, term, hup, tstp),
         (Err(err), ..) | (_, Err(err), ..) | (_, _, Err(err), _) | (.., Err(err)) => {
-            eprintln!("sheepdog up: cannot receive signals: {err}");
+            say!("sheepdog up: cannot receive signals: {err}");
             return ExitCode::from(crate::run::EXIT_INTERNAL);
         }
     };
@@ -56,7 +56,7 @@ pub async fn up(options: UpOptions) -> ExitCode {
     let mut supervisor = match config.builder.start() {
         Ok(supervisor) => supervisor,
         Err(err) => {
-            eprintln!("sheepdog up: {err}");
+            say!("sheepdog up: {err}");
             return ExitCode::from(crate::run::EXIT_INTERNAL);
         }
     };
@@ -118,7 +118,7 @@ pub async fn up(options: UpOptions) -> ExitCode {
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        eprintln!("sheepdog up: failed: {}", failed.join(", "));
+        say!("sheepdog up: failed: {}", failed.join(", "));
         ExitCode::from(EXIT_FAILED)
     }
 }

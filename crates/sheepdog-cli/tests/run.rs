@@ -791,3 +791,44 @@ fn require_cgroup_refuses_the_fallback() {
     }
     assert_nothing_left(&marker);
 }
+
+/// As timeout(1): `--timeout 0` is no timeout, and a duration too long to count is "for ever"
+/// (it once panicked with exit 101).
+#[test]
+fn timeout_zero_is_none_and_huge_timeouts_saturate() {
+    let out = sheepdog(&[
+        "run",
+        "-q",
+        "--timeout",
+        "0",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    for huge in ["1e20", "99999999999999999999s", "99999d"] {
+        let out = sheepdog(&["run", "-q", "--timeout", huge, "--", "sh", "-c", "exit 3"]);
+        assert_eq!(out.status.code(), Some(3), "{huge}: {out:?}");
+    }
+}
+
+/// A report nobody can read is dropped; the exit status is still the command's (a broken pipe
+/// on stderr once made sheepdog panic with 101).
+#[test]
+fn a_broken_or_closed_stderr_is_no_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sheepdog"))
+        .args(["run", "--", "sh", "-c", "sleep 0.1; exit 7"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sheepdog");
+    drop(child.stderr.take()); // the reader is gone before the report is written
+    assert_eq!(child.wait().expect("wait").code(), Some(7));
+
+    let closed = Command::new("sh")
+        .args(["-c", "exec \"$0\" run -- sh -c 'exit 6' 2>&-"])
+        .arg(env!("CARGO_BIN_EXE_sheepdog"))
+        .status()
+        .expect("run sheepdog with stderr closed");
+    assert_eq!(closed.code(), Some(6));
+}

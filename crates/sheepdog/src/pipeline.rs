@@ -490,7 +490,7 @@ impl RunningPipeline {
         let last_status = last.wait().await?;
         let drained = *self
             .drained
-            .get_or_insert_with(|| tokio::time::Instant::now() + self.drain);
+            .get_or_insert_with(|| crate::time::later(tokio::time::Instant::now(), self.drain));
         let mut statuses = Vec::with_capacity(upstream.len() + 1);
         for stage in upstream {
             let status = match tokio::time::timeout_at(drained, stage.wait()).await {

@@ -156,7 +156,7 @@ impl Sleep {
         if self.watch.is_paused() {
             self.watch.resume();
             let left = self.duration.saturating_sub(self.watch.elapsed());
-            self.timer.as_mut().reset(Instant::now() + left);
+            self.timer.as_mut().reset(later(Instant::now(), left));
         }
     }
 
@@ -184,6 +184,14 @@ impl Future for Sleep {
         }
         self.timer.as_mut().poll(cx)
     }
+}
+
+/// `at + by`, or, where that cannot be counted, a moment about thirty years on: a duration too
+/// long to count is "for ever", never a panic.
+pub(crate) fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(Duration::from_secs(30 * 365 * 86400)))
+        .unwrap_or(at)
 }
 
 /// Time this process has spent suspended by [`suspend`](crate::suspend), so that timeouts
@@ -248,13 +256,13 @@ pub(crate) struct Deadline {
 impl Deadline {
     pub(crate) fn after(timeout: Duration) -> Deadline {
         Deadline {
-            at: Instant::now() + timeout,
+            at: later(Instant::now(), timeout),
             suspended_before: suspended(),
         }
     }
 
     fn due(&self) -> Instant {
-        self.at + (suspended() - self.suspended_before)
+        later(self.at, suspended() - self.suspended_before)
     }
 
     /// Completes once the deadline has passed, suspensions not counted. Cancel-safe.
