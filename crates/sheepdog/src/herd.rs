@@ -129,7 +129,9 @@ impl Herd {
         &self.core.lifecycle
     }
 
-    /// Kills every process in the herd at once and returns when none is left.
+    /// Kills every process in the herd at once and returns when none is left in its cgroup (a
+    /// process that moved itself out of the cgroup but stayed in a process group led by one of
+    /// the herd's children gets the same SIGKILL; the call does not wait for it).
     ///
     /// Cancel-safe: the kill is issued at the first poll; dropping the future then only stops
     /// the wait for the tree to go.

@@ -102,6 +102,11 @@ impl Tree {
                 None
             }
         };
+        // A member that moved itself out of the cgroup (the second net) gets its SIGKILL with
+        // the rest, but `kill` and `stop` wait only for the cgroup: give it a moment to go.
+        common::poll_until(Duration::from_secs(10), || {
+            common::alive(&marker).is_empty()
+        });
         let left = common::alive(&marker);
         assert!(left.is_empty(), "alive after {end:?}: {left:?}");
         for pid in printed {
