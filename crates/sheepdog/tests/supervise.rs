@@ -481,7 +481,7 @@ fn herd_cgroups() -> Option<usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_restarts_leave_no_process_fd_zombie_or_cgroup() {
+async fn a_thousand_restarts_leave_no_process_fd_zombie_or_cgroup() {
     let _exclusive = EXCLUSIVE.write().await;
     let test = "sup_restarts";
     let _reap = Reap(test);
@@ -504,7 +504,7 @@ async fn two_hundred_restarts_leave_no_process_fd_zombie_or_cgroup() {
     let fds = common::open_fds();
     let cgroups = herd_cgroups();
 
-    let restarts = 200;
+    let restarts = 1000;
     let mut sup = flaky(restarts);
     let started = Instant::now();
     // Meanwhile, a thread samples how many of the test's processes live at once.
