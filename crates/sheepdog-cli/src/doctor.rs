@@ -72,7 +72,9 @@ pub async fn doctor(json: bool) -> ExitCode {
     }
     add(
         "subreaper",
-        "yes (Linux ≥ 3.4), not used: see docs/ARCHITECTURE.md".to_owned(),
+        "yes (Linux ≥ 3.4): process-group herds adopt orphans with it \
+         (not with SHEEPDOG_ADOPT_ORPHANS=0); cgroup herds need none"
+            .to_owned(),
     );
 
     if json {
