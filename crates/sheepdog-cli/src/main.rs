@@ -67,13 +67,23 @@ enum Verb {
         /// 0, as for timeout(1), is no timeout).
         #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
         timeout: Option<Duration>,
-        /// How long the tree gets to exit after the stop signal, before SIGKILL.
-        #[arg(long, visible_alias = "kill-after", value_parser = duration::parse,
+        /// How long the tree gets to exit after the stop signal, before SIGKILL (timeout(1)'s
+        /// -k/--kill-after).
+        #[arg(long, short = 'k', visible_alias = "kill-after", value_parser = duration::parse,
               default_value = "5s", value_name = "DURATION")]
         grace: Duration,
         /// The signal that asks the tree to stop (name or number: TERM, INT, SIGHUP, 9).
-        #[arg(long, value_parser = parse_signal, default_value = "TERM", value_name = "SIGNAL")]
+        #[arg(long, short = 's', value_parser = parse_signal, default_value = "TERM",
+              value_name = "SIGNAL")]
         signal: Signal,
+        /// Exit with CMD's status even when it timed out (else 124, or 137 when it had to be
+        /// killed), as timeout(1)'s --preserve-status.
+        #[arg(long)]
+        preserve_status: bool,
+        /// Give CMD the terminal's foreground even when stdin is not a terminal. Unlike
+        /// timeout(1)'s --foreground, CMD's children are still timed out: the whole tree is.
+        #[arg(long)]
+        foreground: bool,
         /// Print the report as one JSON object (on stderr) instead of text.
         #[arg(long)]
         json: bool,
@@ -192,20 +202,35 @@ fn main() -> ExitCode {
             timeout,
             grace,
             signal,
+            preserve_status,
+            foreground,
             json,
             quiet,
             require_cgroup,
             cmd,
-        } => runtime.block_on(run::run(run::RunOptions {
-            cmd,
-            timeout,
-            grace,
-            signal,
-            json,
-            quiet,
-            require_cgroup: require_cgroup
-                || std::env::var_os(run::REQUIRE_CGROUP_ENV).is_some_and(|v| v == "1"),
-        })),
+        } => {
+            let ending = runtime.block_on(run::run(run::RunOptions {
+                cmd,
+                timeout,
+                grace,
+                signal,
+                json,
+                quiet,
+                require_cgroup: require_cgroup
+                    || std::env::var_os(run::REQUIRE_CGROUP_ENV).is_some_and(|v| v == "1"),
+                preserve_status,
+                foreground,
+            }));
+            match ending {
+                run::RunExit::Code(code) => ExitCode::from(code),
+                // CMD's own ending, its signal raised on sheepdog as timeout(1) does, once
+                // the runtime (and with it every herd) is gone.
+                run::RunExit::Like(status) => {
+                    drop(runtime);
+                    status.exit_like()
+                }
+            }
+        }
         Verb::Up {
             file,
             check,

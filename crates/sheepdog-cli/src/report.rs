@@ -193,6 +193,21 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The one JSON object of a run that did not get as far as a status: `outcome` says how far
+/// (`not_found`, `not_executable`, `not_started`, `no_herd`, `lost`), `error` why.
+pub fn failure_json(command: &[OsString], outcome: &str, error: &str) -> String {
+    let command: Vec<String> = command
+        .iter()
+        .map(|arg| json_string(&arg.to_string_lossy()))
+        .collect();
+    format!(
+        "{{\"command\":[{}],\"outcome\":{},\"code\":null,\"signal\":null,\"error\":{}}}",
+        command.join(","),
+        json_string(outcome),
+        json_string(error)
+    )
+}
+
 pub fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');

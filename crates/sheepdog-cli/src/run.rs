@@ -2,7 +2,6 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,20 +27,33 @@ pub struct RunOptions {
     pub json: bool,
     pub quiet: bool,
     pub require_cgroup: bool,
+    /// timeout(1)'s `--preserve-status`: the command's status even when it timed out.
+    pub preserve_status: bool,
+    /// Give CMD the terminal's foreground even when stdin is not a terminal.
+    pub foreground: bool,
 }
 
-pub async fn run(options: RunOptions) -> ExitCode {
+/// How `sheepdog run` ends: with a code, or the way the command ended (its signal re-raised).
+pub enum RunExit {
+    Code(u8),
+    Like(ExitStatus),
+}
+
+impl From<u8> for RunExit {
+    fn from(code: u8) -> RunExit {
+        RunExit::Code(code)
+    }
+}
+
+pub async fn run(options: RunOptions) -> RunExit {
     let started = Instant::now();
     let Some((program, args)) = options.cmd.split_first() else {
         say!("sheepdog run: missing CMD; usage: sheepdog run [OPTIONS] -- CMD [ARGS...]");
-        return ExitCode::from(EXIT_INTERNAL);
+        return EXIT_INTERNAL.into();
     };
     let herd = match make_herd(options.require_cgroup) {
         Ok(herd) => Arc::new(herd),
-        Err(err) => {
-            say!("sheepdog: {err}");
-            return ExitCode::from(EXIT_INTERNAL);
-        }
+        Err(err) => return failed(&options, "no_herd", &err.to_string(), EXIT_INTERNAL),
     };
     let containment = herd.containment();
     if containment.mechanism() != Mechanism::CgroupV2 && !options.quiet {
@@ -51,7 +63,7 @@ pub async fn run(options: RunOptions) -> ExitCode {
     command.args(args);
     // At a terminal, CMD may be interactive (an editor, a REPL): it gets the foreground, so it
     // can read the terminal and gets Ctrl-C itself; sheepdog takes the terminal back after.
-    let interactive = std::io::stdin().is_terminal();
+    let interactive = options.foreground || std::io::stdin().is_terminal();
     if interactive {
         command.foreground(true);
     }
@@ -81,12 +93,12 @@ pub async fn run(options: RunOptions) -> ExitCode {
     let mut child = match herd.spawn(&command) {
         Ok(child) => child,
         Err(err) => {
-            say!("sheepdog: {err}");
-            return ExitCode::from(match err {
-                sheepdog::Error::NotFound { .. } => EXIT_NOT_FOUND,
-                sheepdog::Error::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
-                _ => EXIT_INTERNAL,
-            });
+            let (outcome, code) = match err {
+                sheepdog::Error::NotFound { .. } => ("not_found", EXIT_NOT_FOUND),
+                sheepdog::Error::NotExecutable { .. } => ("not_executable", EXIT_NOT_EXECUTABLE),
+                _ => ("not_started", EXIT_INTERNAL),
+            };
+            return failed(&options, outcome, &err.to_string(), code);
         }
     };
 
@@ -97,6 +109,9 @@ pub async fn run(options: RunOptions) -> ExitCode {
         .filter(|timeout| !timeout.is_zero())
         .map(Sleep::new);
     let mut timed_out = false;
+    // The stop begun at the deadline or at a first INT/TERM: it runs in the herd's own task,
+    // so this loop goes on (a second INT/TERM then kills at once).
+    let mut stopping = false;
 
     let status = loop {
         let event = tokio::select! {
@@ -123,9 +138,8 @@ pub async fn run(options: RunOptions) -> ExitCode {
             }
             Event::Deadline => {
                 timed_out = true;
-                if let Err(err) = herd.stop_with(&plan, Some(&child)).await {
-                    say!("sheepdog: stopping the tree after the timeout: {err}");
-                }
+                stopping = true;
+                begin_stop(&herd, &plan);
             }
             Event::ChildChanged => {
                 if !child.is_stopped() {
@@ -146,7 +160,14 @@ pub async fn run(options: RunOptions) -> ExitCode {
                     deadline.resume();
                 }
             }
+            // Asked again to stop while a stop runs: no more grace.
+            Event::Signal(Signal::INT | Signal::TERM) if stopping => {
+                if let Err(err) = herd.kill().await {
+                    say!("sheepdog: killing the tree: {err}");
+                }
+            }
             Event::Signal(sig) => {
+                stopping |= matches!(sig, Signal::INT | Signal::TERM);
                 if let Err(err) = signal_tree(&herd, sig).await {
                     say!("sheepdog: forwarding {sig}: {err}");
                 }
@@ -156,8 +177,8 @@ pub async fn run(options: RunOptions) -> ExitCode {
     let status = match status {
         Ok(status) => status,
         Err(err) => {
-            say!("sheepdog: waiting for {}: {err}", program.to_string_lossy());
-            return ExitCode::from(EXIT_INTERNAL);
+            let what = format!("waiting for {}: {err}", program.to_string_lossy());
+            return failed(&options, "lost", &what, EXIT_INTERNAL);
         }
     };
 
@@ -165,7 +186,25 @@ pub async fn run(options: RunOptions) -> ExitCode {
     let left = members(&herd).await.len();
     let mut not_stopped = Vec::new();
     if left > 0 {
-        if let Err(err) = herd.stop_with(&plan, None).await {
+        let stop = herd.stop_with(&plan, None);
+        tokio::pin!(stop);
+        let stopped = loop {
+            tokio::select! {
+                stopped = &mut stop => break stopped,
+                sig = recv(signals.as_mut()) => match sig {
+                    // Asked to stop while the grace runs: no more grace.
+                    Signal::INT | Signal::TERM => {
+                        if let Err(err) = herd.kill().await {
+                            say!("sheepdog: killing the tree: {err}");
+                        }
+                    }
+                    sig => {
+                        let _ = signal_tree(&herd, sig).await;
+                    }
+                },
+            }
+        };
+        if let Err(err) = stopped {
             say!("sheepdog: stopping what was left: {err}");
             not_stopped = members(&herd).await;
         }
@@ -185,7 +224,31 @@ pub async fn run(options: RunOptions) -> ExitCode {
     } else if !options.quiet {
         say!("{report}");
     }
-    exit_code(&status, timed_out)
+    run_exit(status, timed_out, options.preserve_status)
+}
+
+/// sheepdog could not run CMD, or lost it: says why (in the report's JSON form with `--json`,
+/// so that every run prints one object) and ends with `code`.
+fn failed(options: &RunOptions, outcome: &str, error: &str, code: u8) -> RunExit {
+    if options.json {
+        say!(
+            "{}",
+            crate::report::failure_json(&options.cmd, outcome, error)
+        );
+    } else {
+        say!("sheepdog: {error}");
+    }
+    code.into()
+}
+
+/// Begins the stop by `plan` in the herd's own task; it goes on when this future is dropped.
+fn begin_stop(herd: &Arc<Herd>, plan: &StopPlan) {
+    let (herd, plan) = (Arc::clone(herd), plan.clone());
+    tokio::spawn(async move {
+        if let Err(err) = herd.stop_with(&plan, None).await {
+            say!("sheepdog: stopping the tree after the timeout: {err}");
+        }
+    });
 }
 
 /// The herd: the strongest containment, or, with `require_cgroup`, a cgroup or an error that
@@ -269,14 +332,19 @@ async fn recv(signals: Option<&mut Signals>) -> Signal {
     }
 }
 
-/// timeout(1)'s exit status: 124 when timed out, else CMD's code or 128 + its signal.
-fn exit_code(status: &ExitStatus, timed_out: bool) -> ExitCode {
-    if timed_out {
-        return ExitCode::from(EXIT_TIMED_OUT);
+/// timeout(1)'s exit status: CMD's code, or CMD's signal raised on sheepdog itself; timed out,
+/// 124, or 137 when CMD had to be killed (SIGKILL), or with `--preserve-status` CMD's status
+/// (128 + its signal).
+fn run_exit(status: ExitStatus, timed_out: bool, preserve_status: bool) -> RunExit {
+    if !timed_out {
+        return RunExit::Like(status);
     }
+    let killed = status.signal() == Some(Signal::KILL);
     match (status.code(), status.signal()) {
-        (Some(code), _) => ExitCode::from(code as u8),
-        (None, Some(signal)) => ExitCode::from(128u8.saturating_add(signal.as_raw() as u8)),
-        (None, None) => ExitCode::from(EXIT_INTERNAL),
+        (Some(code), _) if preserve_status => RunExit::Code(code as u8),
+        (None, Some(signal)) if preserve_status || killed => {
+            RunExit::Code(128u8.saturating_add(signal.as_raw() as u8))
+        }
+        _ => EXIT_TIMED_OUT.into(),
     }
 }

@@ -1,6 +1,7 @@
 //! The real `sheepdog` binary: exit statuses of `sheepdog run`.
 
 use std::process::Command;
+use std::time::Duration;
 
 fn sheepdog(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_sheepdog"))
@@ -59,9 +60,18 @@ fn run_leaves_nothing_of_the_tree_behind() {
 }
 
 #[test]
-fn run_reports_signals_as_128_plus_n() {
+fn run_dies_by_the_signal_that_killed_the_command() {
+    use std::os::unix::process::ExitStatusExt;
     let out = sheepdog(&["run", "--", "sh", "-c", "kill -TERM $$"]);
-    assert_eq!(out.status.code(), Some(128 + 15));
+    // As timeout(1): the signal raised on sheepdog itself, so a parent's waitpid sees it (a
+    // shell says 128 + 15).
+    assert_eq!((out.status.code(), out.status.signal()), (None, Some(15)));
+    let shell = Command::new("sh")
+        .args(["-c", "\"$0\" run -q -- sh -c 'kill -TERM $$'; echo $?"])
+        .arg(env!("CARGO_BIN_EXE_sheepdog"))
+        .output()
+        .expect("run sh");
+    assert_eq!(String::from_utf8_lossy(&shell.stdout).trim(), "143");
 }
 
 #[test]
@@ -127,7 +137,11 @@ struct TempCopy {
 impl TempCopy {
     fn new(binary: &str) -> TempCopy {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("sheepdog-test-cli-{}", std::process::id()));
+        // A directory of its own per copy: tests that run at once must not share one.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("sheepdog-test-cli-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create a temp dir");
         let copy = TempCopy {
             binary: dir.join("sheepdog"),
@@ -281,7 +295,8 @@ fn timeout_escalates_against_a_tree_that_ignores_sigterm() {
             "trap '' TERM; sleep 100 & wait",
         ],
     );
-    assert_eq!(out.status.code(), Some(124));
+    // As timeout(1) with -k: the command had to be killed, 137 rather than 124.
+    assert_eq!(out.status.code(), Some(137));
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(report.contains("killed by SIGKILL"), "{report}");
     assert_nothing_left(&marker);
@@ -831,4 +846,127 @@ fn a_broken_or_closed_stderr_is_no_panic() {
         .status()
         .expect("run sheepdog with stderr closed");
     assert_eq!(closed.code(), Some(6));
+}
+
+/// Exit statuses as timeout(1)'s, side by side with the system's `timeout` where installed: a
+/// timeout is 124, or 137 when the command had to be killed (`-s KILL`, or `-k` after an
+/// ignored TERM); `--preserve-status` gives the command's own; a command killed by a signal
+/// (no timeout) kills sheepdog by the same signal.
+#[test]
+fn exit_statuses_as_timeout1() {
+    use std::os::unix::process::ExitStatusExt;
+    let cases: [(&[&str], &[&str], Option<i32>, Option<i32>); 5] = [
+        (&["-s", "KILL", "0.2"], &["sleep", "10"], Some(137), None),
+        (
+            &["-k", "0.3", "0.2"],
+            &["sh", "-c", "trap '' TERM; sleep 10"],
+            Some(137),
+            None,
+        ),
+        (&["0.2"], &["sleep", "10"], Some(124), None),
+        (
+            &["--preserve-status", "0.2"],
+            &["sleep", "10"],
+            Some(143),
+            None,
+        ),
+        (&["10"], &["sh", "-c", "kill -TERM $$"], None, Some(15)),
+    ];
+    let gnu = Command::new("timeout").arg("--version").output().is_ok();
+    if !gnu {
+        eprintln!("no system `timeout`: comparing with the expected statuses only");
+    }
+    // What a shell sees: the code, or 128 + the signal (GNU's timeout kills itself with the
+    // group it signals, sheepdog exits 137: the same to a shell).
+    let seen = |status: std::process::ExitStatus| {
+        status.code().or(status.signal().map(|signal| 128 + signal))
+    };
+    for (options, cmd, code, signal) in cases {
+        // timeout(1)'s form: OPTIONS DURATION CMD; sheepdog's: OPTIONS --timeout DURATION -- CMD.
+        let (duration, flags) = options.split_last().expect("a duration");
+        let mut args = vec!["run", "-q"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--timeout", duration, "--"]);
+        args.extend_from_slice(cmd);
+        let ours = Command::new(env!("CARGO_BIN_EXE_sheepdog"))
+            .args(&args)
+            .status()
+            .expect("run sheepdog");
+        assert_eq!(
+            (ours.code(), ours.signal()),
+            (code, signal),
+            "sheepdog {args:?}"
+        );
+        if gnu {
+            let theirs = Command::new("timeout")
+                .args(options)
+                .args(cmd)
+                .status()
+                .expect("run timeout");
+            assert_eq!(
+                seen(ours),
+                seen(theirs),
+                "sheepdog {args:?} against timeout {options:?} {cmd:?}"
+            );
+        }
+    }
+}
+
+/// A second SIGINT while the grace runs kills the tree at once (a tree that ignores TERM and
+/// INT, with 20 s of grace, is gone well before that).
+#[test]
+fn a_second_sigint_during_the_grace_kills_at_once() {
+    let marker = format!("cli_second_int-{}", std::process::id());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sheepdog"))
+        .args([
+            "run",
+            "-q",
+            "--grace",
+            "20s",
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM INT; (trap '' TERM INT; sleep 100) & echo ready; exit 0",
+        ])
+        .env("SHEEPDOG_TEST", &marker)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sheepdog");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read");
+    assert_eq!(line.trim(), "ready");
+    let started = std::time::Instant::now();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still waiting out the grace"
+        );
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "the command's own status");
+    assert_nothing_left(&marker);
+}
+
+/// `--json` prints one object on every outcome, a failed spawn included.
+#[test]
+fn json_report_for_a_command_that_cannot_start() {
+    let out = sheepdog(&["run", "--json", "--", "no-such-program-for-sheepdog"]);
+    assert_eq!(out.status.code(), Some(127));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(stderr.lines().last().expect("a report")).expect("valid JSON");
+    assert_eq!(report["outcome"], "not_found", "{report}");
+    assert!(report["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("no-such-program-for-sheepdog")));
 }

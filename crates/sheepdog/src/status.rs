@@ -138,6 +138,32 @@ impl fmt::Display for ExitStatus {
     }
 }
 
+impl ExitStatus {
+    /// Ends this process the way the child ended, for programs that run a command in its
+    /// place (a `timeout`, an init): with the same exit code; or, killed by a signal, by the
+    /// same signal (its default action, this program's handler and mask for it put aside), so
+    /// that this program's parent sees the signal too. Where a signal does not end the process
+    /// (one whose default is to ignore or stop it, or in PID 1, which gets no default actions),
+    /// exits with 128 + the signal's number, as shells report it. Flush what is buffered first.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// // The process exits here: an example that cannot run as a test.
+    /// let status = sheepdog::Command::new("sh").args(["-c", "kill -TERM $$"]).status().await?;
+    /// status.exit_like();
+    /// # }
+    /// ```
+    pub fn exit_like(&self) -> ! {
+        match self.end {
+            End::Exited(code) => std::process::exit(code),
+            End::Signaled { signal, .. } => {
+                crate::sys::die_by(signal);
+                std::process::exit(128 + signal.as_raw())
+            }
+        }
+    }
+}
+
 impl From<ExitStatus> for std::process::ExitStatus {
     /// The same exit code or signal (and core dump flag), as std reports it; whether it
     /// [timed out](ExitStatus::timed_out) and the resource usage are not kept.

@@ -23,7 +23,7 @@ pub(crate) use container::{
     cgroup_parent, force_homeless, namespace_init, CgroupError, Container, Subtree,
 };
 pub(crate) use pipes::{populate, resize_pipe};
-pub(crate) use process::{proc_stat, stop_self, Leader, Process};
+pub(crate) use process::{die_by, proc_stat, stop_self, Leader, Process};
 pub(crate) use procfs::{all_pids, boot_id, children, command_line, stat, Stat};
 pub(crate) use reaper::outstanding as background_work;
 pub(crate) use sentinel::{

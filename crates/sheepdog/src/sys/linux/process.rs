@@ -347,6 +347,26 @@ impl Drop for Process {
     }
 }
 
+/// Ends this process by `signal`'s default action: the handler this program set for it (tokio's
+/// signal streams, say) is put aside, the signal unblocked and raised on this thread. Returns
+/// only where that does not end the process (a signal whose default is to ignore or to stop,
+/// or PID 1, which gets no default actions).
+pub(crate) fn die_by(signal: Signal) {
+    let raw = signal.as_raw();
+    // SAFETY: sigaction(2) and sigprocmask(2) with valid, zero-initialised structs; the
+    // process is about to end, so no handler of this program runs again.
+    unsafe {
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(raw, &default, std::ptr::null_mut());
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, raw);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(raw);
+    }
+}
+
 /// Stops this whole process (SIGSTOP) until something continues it (SIGCONT): how a program
 /// that handles SIGTSTP itself finally lets a shell's job control suspend it.
 pub(crate) fn stop_self() {
