@@ -855,7 +855,9 @@ fn a_broken_or_closed_stderr_is_no_panic() {
 #[test]
 fn exit_statuses_as_timeout1() {
     use std::os::unix::process::ExitStatusExt;
-    let cases: [(&[&str], &[&str], Option<i32>, Option<i32>); 5] = [
+    /// timeout(1)'s options and duration, the command, the expected code and signal.
+    type Case<'a> = (&'a [&'a str], &'a [&'a str], Option<i32>, Option<i32>);
+    let cases: [Case; 5] = [
         (&["-s", "KILL", "0.2"], &["sleep", "10"], Some(137), None),
         (
             &["-k", "0.3", "0.2"],
