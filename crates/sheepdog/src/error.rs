@@ -22,7 +22,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// No file by that name: searched for in `searched_path` (the child's `PATH`) when the name
     /// has no `/`.
-    #[error("cannot run `{}`: {}", show(program), not_found_detail(searched_path.as_deref(), interpreter.as_ref()))]
+    #[error("cannot run `{}`: {}", show(program), not_found_detail(searched_path.as_deref(), interpreter.as_ref(), missing_interpreter.as_ref(), looked_in.as_ref()))]
     NotFound {
         /// The program as given.
         program: OsString,
@@ -30,6 +30,10 @@ pub enum Error {
         searched_path: Option<OsString>,
         /// A file that exists but whose interpreter (`#!` line or ELF loader) does not.
         interpreter: Option<PathBuf>,
+        /// The interpreter its `#!` line names, when that is what is missing.
+        missing_interpreter: Option<PathBuf>,
+        /// The directory a relative name (with a `/`) was looked for in.
+        looked_in: Option<PathBuf>,
     },
     /// The file exists but cannot be executed (no execute permission, not a program, a directory).
     #[error("cannot run `{}`: `{}` is not executable: {source}", show(program), path.display())]
@@ -150,18 +154,39 @@ impl From<Error> for io::Error {
     }
 }
 
-fn show(s: &OsStr) -> std::borrow::Cow<'_, str> {
-    s.to_string_lossy()
+/// A string as it can be shown on a line: control characters (a tab, an escape, a NUL) are
+/// written escaped (`\t`, `\u{1b}`), so a message never carries them to a terminal.
+fn show(s: &OsStr) -> String {
+    let mut shown = String::new();
+    for c in s.to_string_lossy().chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
 }
 
-fn not_found_detail(searched: Option<&OsStr>, interpreter: Option<&PathBuf>) -> String {
-    match (interpreter, searched) {
-        (Some(file), _) => format!(
-            "`{}` exists, but its interpreter (the `#!` line or ELF loader) was not found",
-            file.display()
+fn not_found_detail(
+    searched: Option<&OsStr>,
+    interpreter: Option<&PathBuf>,
+    missing_interpreter: Option<&PathBuf>,
+    looked_in: Option<&PathBuf>,
+) -> String {
+    match (interpreter, missing_interpreter, searched, looked_in) {
+        (Some(file), Some(missing), ..) => format!(
+            "`{}` exists, but its interpreter `{}` (its `#!` line) was not found",
+            show(file.as_os_str()),
+            show(missing.as_os_str())
         ),
-        (None, Some(path)) => format!("not found in PATH `{}`", show(path)),
-        (None, None) => "no such file".to_owned(),
+        (Some(file), None, ..) => format!(
+            "`{}` exists, but its interpreter (the `#!` line or ELF loader) was not found",
+            show(file.as_os_str())
+        ),
+        (None, _, Some(path), _) => format!("not found in PATH `{}`", show(path)),
+        (None, _, None, Some(dir)) => format!("no such file in `{}`", show(dir.as_os_str())),
+        (None, _, None, None) => "no such file".to_owned(),
     }
 }
 

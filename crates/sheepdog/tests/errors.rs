@@ -50,8 +50,35 @@ async fn missing_interpreter_is_not_reported_as_missing_program() {
         .expect_err("no interpreter");
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(
-        err.to_string().contains("exists, but its interpreter"),
+        err.to_string()
+            .contains("exists, but its interpreter `/nonexistent/interpreter` (its `#!` line)"),
         "{err}"
+    );
+}
+
+/// A relative name says where it was looked for; control characters in a name are shown
+/// escaped, never sent to the terminal as they are.
+#[tokio::test]
+async fn not_found_messages_say_where_and_escape_control_characters() {
+    let dir = TempDir::new("where");
+    let err = cmd("where", "./no-such-tool")
+        .current_dir(dir.path())
+        .spawn()
+        .expect_err("absent");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot run `./no-such-tool`: no such file in `{}`",
+            dir.path().display()
+        )
+    );
+    let err = cmd("where", "tab\there\u{1b}[31m")
+        .env("PATH", "/nonexistent-a")
+        .spawn()
+        .expect_err("absent");
+    assert_eq!(
+        err.to_string(),
+        "cannot run `tab\\there\\u{1b}[31m`: not found in PATH `/nonexistent-a`"
     );
 }
 

@@ -333,6 +333,8 @@ impl ExecPlan {
                 program: program.to_owned(),
                 searched_path: None,
                 interpreter: None,
+                missing_interpreter: None,
+                looked_in: None,
             });
         }
 
@@ -415,13 +417,26 @@ impl ExecPlan {
                     .map(|c| PathBuf::from(OsStr::from_bytes(c.as_bytes())))
                     .unwrap_or_default();
                 match report.errno {
-                    libc::ENOENT | libc::ENOTDIR => Error::NotFound {
-                        program,
-                        searched_path: self.searched_path.clone(),
+                    libc::ENOENT | libc::ENOTDIR => {
                         // ENOENT for a file that exists: its interpreter is what is missing.
-                        interpreter: (report.errno == libc::ENOENT && tried.is_file())
-                            .then_some(tried),
-                    },
+                        let interpreter =
+                            (report.errno == libc::ENOENT && tried.is_file()).then_some(tried);
+                        let relative =
+                            self.searched_path.is_none() && !program.as_bytes().starts_with(b"/");
+                        Error::NotFound {
+                            missing_interpreter: interpreter.as_deref().and_then(shebang),
+                            interpreter,
+                            looked_in: relative
+                                .then(|| {
+                                    cmd.get_current_dir()
+                                        .map(PathBuf::from)
+                                        .or_else(|| std::env::current_dir().ok())
+                                })
+                                .flatten(),
+                            program,
+                            searched_path: self.searched_path.clone(),
+                        }
+                    }
                     libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::EPERM => {
                         Error::NotExecutable {
                             program,
@@ -532,4 +547,17 @@ fn passed_fds(cmd: &Command, keep: &mut Vec<OwnedFd>) -> io::Result<Vec<[RawFd; 
         keep.push(moved);
     }
     Ok(moves)
+}
+
+/// The interpreter named on the `#!` line of the file at `path`, if it has one.
+fn shebang(path: &std::path::Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let interpreter = line
+        .split(|b| b.is_ascii_whitespace())
+        .find(|word| !word.is_empty())?;
+    Some(PathBuf::from(OsStr::from_bytes(interpreter)))
 }
