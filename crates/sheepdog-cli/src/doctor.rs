@@ -80,7 +80,7 @@ pub async fn doctor(json: bool) -> ExitCode {
     if json {
         let fields: Vec<String> = findings
             .iter()
-            .map(|f| format!("{}:{}", json_string(f.name), json_string(&f.value)))
+            .map(|f| format!("{}:{}", json_string(f.name), json_value(&f.value)))
             .collect();
         show!("{{{}}}", fields.join(","));
     } else {
@@ -117,4 +117,18 @@ fn cgroup2_mount() -> Option<String> {
         (right.split(' ').next()? == "cgroup2" && Path::new(mount).is_absolute())
             .then(|| mount.to_owned())
     })
+}
+
+/// A finding as a typed JSON value: `yes`/`no` as booleans, `-` as null, whole numbers as
+/// numbers, the rest as strings.
+fn json_value(value: &str) -> String {
+    match value {
+        "yes" => "true".to_owned(),
+        "no" => "false".to_owned(),
+        "-" => "null".to_owned(),
+        number if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) => {
+            number.to_owned()
+        }
+        text => json_string(text),
+    }
 }

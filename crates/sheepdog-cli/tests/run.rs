@@ -392,6 +392,9 @@ fn doctor_agrees_with_host_containment() {
     };
     assert_eq!(doctor["predicted"], expected, "{doctor}");
     assert_eq!(doctor["mechanism"], expected, "{doctor}");
+    // Typed values: yes/no as booleans, `-` as null.
+    assert!(doctor["pidfd"].is_boolean(), "{doctor}");
+    assert!(!doctor["clone3"].is_string(), "{doctor}");
     let text = sheepdog(&["doctor"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("mechanism:"));
 }
