@@ -148,9 +148,10 @@ pub async fn run(options: RunOptions) -> RunExit {
                 if let Some(deadline) = deadline.as_mut() {
                     deadline.pause();
                 }
-                // Like a shell's job: the terminal goes back, and sheepdog stops with CMD.
+                // Like a shell's job: the terminal goes back, and sheepdog stops with CMD, the
+                // whole tree frozen (members in other sessions get no Ctrl-Z of their own).
                 let _ = child.release_terminal();
-                if let Err(err) = sheepdog::suspend(&[]).await {
+                if let Err(err) = sheepdog::suspend(&[&herd]).await {
                     say!("sheepdog: suspending: {err}");
                 }
                 // Continued (`fg`): the terminal to CMD again, and CMD continued.

@@ -975,3 +975,74 @@ fn json_report_for_a_command_that_cannot_start() {
         .as_str()
         .is_some_and(|e| e.contains("no-such-program-for-sheepdog")));
 }
+
+/// Ctrl-Z at a terminal stops the command (its process group has the foreground) and, with it,
+/// every member of the tree: a member in a session of its own gets no Ctrl-Z from the
+/// terminal, so sheepdog freezes the herd; SIGCONT (a shell's `fg`) thaws it. Driven through a
+/// pseudo-terminal from python3.
+#[test]
+fn ctrl_z_at_a_terminal_freezes_members_in_other_sessions_too() {
+    if !std::path::Path::new("/proc/self/mountinfo").exists() {
+        return eprintln!("skipping: no /proc");
+    }
+    let script = r#"
+import os, pty, select, signal, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "run", "-q", "--", "sh", "-c",
+             "setsid sleep 100 & echo escapee=$!; exec sleep 100"])
+def until(cond, limit=10.0):
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return False
+def state(p):
+    try:
+        return open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+def events_of(p):
+    mount = next(l.split(" - ")[0].split()[4] for l in open("/proc/self/mountinfo")
+                 if l.split(" - ")[1].split()[0] == "cgroup2")
+    rel = next(l[3:].strip() for l in open(f"/proc/{p}/cgroup") if l.startswith("0::"))
+    return os.path.join(mount, rel.lstrip("/"), "cgroup.events")
+def frozen(path, want):
+    try:
+        return f"frozen {want}" in open(path).read()
+    except OSError:
+        return False
+out = b""
+while b"escapee=" not in out or not out.rstrip().endswith(b"\n") and b"\n" not in out.split(b"escapee=")[1]:
+    ready, _, _ = select.select([fd], [], [], 10)
+    if not ready:
+        break
+    out += os.read(fd, 1024)
+escapee = int(out.split(b"escapee=")[1].split()[0])
+events = events_of(escapee)
+os.write(fd, b"\x1a")
+stopped = until(lambda: state(pid) == "T")
+was_frozen = until(lambda: frozen(events, 1))
+os.kill(pid, signal.SIGCONT)
+thawed = until(lambda: frozen(events, 0))
+os.kill(pid, signal.SIGTERM)
+try:
+    while select.select([fd], [], [], 5)[0] and os.read(fd, 1024):
+        pass
+except OSError:
+    pass
+os.waitpid(pid, 0)
+gone = until(lambda: state(escapee) in (None, "Z"))
+print(f"stopped={stopped} frozen={was_frozen} thawed={thawed} gone={gone}")
+"#;
+    let Some(out) = python_with_sheepdog(script, "cli_ctrl_z_pty") else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("stopped=True frozen=True thawed=True gone=True"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
