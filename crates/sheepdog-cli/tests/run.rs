@@ -1046,3 +1046,39 @@ print(f"stopped={stopped} frozen={was_frozen} thawed={thawed} gone={gone}")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Short of descriptors (`ulimit -n 17`), `sheepdog run` still runs or fails cleanly, and
+/// leaves no cgroup of its own behind (an empty home once was).
+#[test]
+fn few_descriptors_leave_no_cgroup_behind() {
+    let Some(events) = cgroup_events_of(std::process::id()) else {
+        return eprintln!("skipping: no cgroup v2 mount");
+    };
+    let parent = events.parent().expect("our cgroup").to_owned();
+    for _ in 0..3 {
+        let child = Command::new("sh")
+            .args(["-c", "ulimit -n 17; exec \"$0\" run -q -- true"])
+            .arg(env!("CARGO_BIN_EXE_sheepdog"))
+            .spawn()
+            .expect("run sheepdog");
+        let pid = child.id();
+        let status = child.wait_with_output().expect("wait").status;
+        assert!(status.code().is_some(), "{status:?}");
+        let prefix = format!("sheepdog-{pid}");
+        let left = || -> Vec<String> {
+            std::fs::read_dir(&parent)
+                .expect("read our cgroup")
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| name == &prefix || name.starts_with(&format!("{prefix}.")))
+                .collect()
+        };
+        // The sentinel removes a home just after its owner has gone: a moment, bounded.
+        poll_until(|| left().is_empty());
+        assert!(
+            left().is_empty(),
+            "left in {}: {:?}",
+            parent.display(),
+            left()
+        );
+    }
+}
