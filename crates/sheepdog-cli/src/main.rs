@@ -54,8 +54,10 @@ enum Verb {
     /// can be had, the tree is held by a process group (and sheepdog adopts its orphans); a
     /// line on stderr says so, and why, before CMD starts.
     ///
-    /// Exit status: CMD's own code; 124 if it timed out; 125 if sheepdog itself failed; 126 if
-    /// CMD was found but is not executable; 127 if CMD was not found; 128+N if signal N killed it.
+    /// Exit status, as timeout(1)'s: CMD's own code; 124 if it timed out (137 if it had to be
+    /// killed; CMD's own with --preserve-status); 125 if sheepdog itself failed; 126 if CMD was
+    /// found but is not executable; 127 if CMD was not found. If a signal killed CMD, sheepdog
+    /// dies by the same signal (a shell shows 128+N).
     #[command(after_help = "Examples:\n  \
         sheepdog run -- make -j2\n  \
         sheepdog run --timeout 2s -- sh -c 'sleep 100 & sleep 100 & wait'\n  \
