@@ -368,7 +368,8 @@ impl Inner {
             .filter_map(|(pid, stat)| {
                 let pidfd = open_pidfd(pid)?;
                 // Still the process the walk found, and alive, now that the pidfd holds it.
-                let now = orphans::stat(pid).filter(|s| s.start == stat.start && !s.is_dead())?;
+                let now = orphans::stat(pid)
+                    .filter(|s| s.start_ticks == stat.start_ticks && !s.is_dead())?;
                 Some(Arc::new(Member {
                     pid,
                     pgid: now.pgid,
@@ -405,11 +406,11 @@ impl Inner {
             let Some(stat) = orphans::stat(pid) else {
                 continue;
             };
-            let seen = before.contains(&(pid, stat.start));
+            let seen = before.contains(&(pid, stat.start_ticks));
             if stat.is_dead() {
                 // A zombie shows no environment: the herd's if seen before or in its group.
                 if seen || Some(stat.pgid) == group {
-                    reap_orphan(pid, stat.start);
+                    reap_orphan(pid, stat.start_ticks);
                 }
             } else if seen
                 || Some(stat.pgid) == group
@@ -517,7 +518,7 @@ impl Walk {
             let Some(stat) = orphans::stat(pid) else {
                 continue;
             };
-            self.ids.insert((pid, stat.start));
+            self.ids.insert((pid, stat.start_ticks));
             if stat.is_dead() {
                 continue;
             }
@@ -558,7 +559,7 @@ fn reap_orphan(pid: u32, start: u64) {
         return;
     };
     let ours = orphans::stat(pid)
-        .is_some_and(|s| s.start == start && s.is_dead() && s.ppid == std::process::id());
+        .is_some_and(|s| s.start_ticks == start && s.is_dead() && s.ppid == std::process::id());
     if ours {
         let _ = waitid(Target::Pidfd(pidfd.as_raw_fd()), libc::WNOHANG);
     }

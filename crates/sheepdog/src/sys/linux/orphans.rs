@@ -33,53 +33,12 @@ pub(crate) fn become_subreaper() -> bool {
     })
 }
 
-/// What `/proc/PID/stat` says of a process: its state letter, parent, process group and start
-/// time (clock ticks after boot, which tells a reused pid from the process seen before).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stat {
-    pub state: char,
-    pub ppid: u32,
-    pub pgid: i32,
-    pub start: u64,
-}
+pub(crate) use super::procfs::{stat, Stat};
 
-impl Stat {
-    pub(crate) fn is_dead(&self) -> bool {
-        matches!(self.state, 'Z' | 'X')
-    }
-}
-
-/// Reads `/proc/PID/stat`; `None` once the process is gone.
-pub(crate) fn stat(pid: u32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the parenthesised command name (which may hold spaces and parentheses): state (3),
-    // ppid (4), pgrp (5), ..., starttime (22).
-    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(Stat {
-        state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        pgid: fields.get(2)?.parse().ok()?,
-        start: fields.get(19)?.parse().ok()?,
-    })
-}
-
-/// The children of every thread of `pid` (`/proc/PID/task/*/children`).
+/// The children of every thread of `pid` (`/proc/PID/task/*/children`); none where that
+/// cannot be read.
 pub(crate) fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for task in tasks.flatten() {
-        let mut path = task.path();
-        path.push("children");
-        if let Ok(list) = std::fs::read_to_string(path) {
-            found.extend(
-                list.split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok()),
-            );
-        }
-    }
-    found
+    super::procfs::children(pid).unwrap_or_default()
 }
 
 /// Whether the environment `pid` started its program with holds `var` exactly (`NAME=value`).
@@ -122,7 +81,7 @@ mod tests {
         let stat = super::stat(me).expect("our own stat");
         assert!(!stat.is_dead());
         assert_eq!(stat.pgid, rustix::process::getpgrp().as_raw_nonzero().get());
-        assert!(stat.start > 0);
+        assert!(stat.start_ticks > 0);
         let path = std::env::var("PATH").expect("PATH");
         assert!(super::has_var(me, format!("PATH={path}").as_bytes(), true));
         assert!(!super::has_var(me, b"PATH=", false));

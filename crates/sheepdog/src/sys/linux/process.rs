@@ -323,14 +323,7 @@ fn kill_pid(pid: i32, signal: Signal) -> io::Result<()> {
 
 /// When process `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22).
 fn start_ticks_of(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 is the 20th after the parenthesised command name (fields 3 onwards).
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    proc_stat(pid).map(|stat| stat.start_ticks)
 }
 
 impl Drop for Process {
@@ -383,26 +376,7 @@ pub(crate) fn stop_self() {
     }
 }
 
-/// What `/proc/PID/stat` says of a process: its state letter (`R`, `S`, `T`, `Z`, ...) and its
-/// process group. `None` once the process is gone.
-pub(crate) struct ProcStat {
-    pub state: char,
-    pub pgid: i32,
-}
-
-/// Reads `/proc/PID/stat` (fields 3 and 5, after the parenthesised command name, which may
-/// itself hold spaces and parentheses), with one `read`: the kernel makes the whole line at
-/// once, and it fits the buffer (the name is at most 64 bytes, the numbers under 600).
-pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
-    let mut buf = [0u8; 1024];
-    let n = rustix::io::read(&file, &mut buf).ok()?;
-    let stat = std::str::from_utf8(&buf[..n]).ok()?;
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let pgid = fields.nth(1)?.parse().ok()?;
-    Some(ProcStat { state, pgid })
-}
+pub(crate) use super::procfs::stat as proc_stat;
 
 /// A pidfd for `pid`, if it still exists. The caller checks that it is the process it meant.
 pub(super) fn open_pidfd(pid: u32) -> Option<OwnedFd> {

@@ -24,10 +24,21 @@ pub(crate) struct Stat {
     pub start_ticks: u64,
 }
 
-/// Reads `/proc/PID/stat` with one read; `None` if the process is gone (or hidden).
+impl Stat {
+    /// Whether the process has exited (a zombie, or dead and being reaped).
+    pub(crate) fn is_dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// Reads `/proc/PID/stat` with one `read` (the kernel makes the whole line at once, and it
+/// fits: the name is at most 64 bytes, the numbers under 600); `None` if the process is gone
+/// (or hidden).
 pub(crate) fn stat(pid: u32) -> Option<Stat> {
-    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
+    let file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let n = rustix::io::read(&file, &mut buf).ok()?;
+    parse_stat(&buf[..n])
 }
 
 /// Parses a `stat` line. The command name (field 2) is parenthesised and may itself hold
@@ -68,16 +79,20 @@ pub(crate) fn boot_id() -> Option<&'static str> {
 pub(crate) fn children(pid: u32) -> Option<Vec<u32>> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut children = Vec::new();
+    let mut read_any = false;
+    // A thread that exits meanwhile takes its file with it: the others still count.
     for task in tasks.flatten() {
-        let text = std::fs::read(task.path().join("children")).ok()?;
+        let Ok(text) = std::fs::read(task.path().join("children")) else {
+            continue;
+        };
+        read_any = true;
         children.extend(
-            std::str::from_utf8(&text)
-                .ok()?
+            String::from_utf8_lossy(&text)
                 .split_ascii_whitespace()
                 .filter_map(|pid| pid.parse::<u32>().ok()),
         );
     }
-    Some(children)
+    read_any.then_some(children)
 }
 
 /// Every pid in `/proc` now.

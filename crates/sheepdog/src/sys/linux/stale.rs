@@ -130,15 +130,7 @@ fn owner_alive(pid: u32, made: SystemTime) -> bool {
 
 /// When process `pid` started, by the wall clock: boot time plus its start ticks.
 fn started_at(pid: u32) -> Option<SystemTime> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22, counted after the parenthesised command name (field 2) ends.
-    let ticks: u64 = stat
-        .rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()?;
+    let ticks = super::procfs::stat(pid)?.start_ticks;
     let boot: u64 = fs::read_to_string("/proc/stat")
         .ok()?
         .lines()
