@@ -578,16 +578,6 @@ fn cmdline(pid: u32) -> Vec<String> {
         .collect()
 }
 
-fn pgid(pid: u32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
-}
-
 /// The sentinel among the owner's children: the one whose `comm` is sheepdog's.
 fn find_sentinel(owner: u32) -> Option<u32> {
     children(owner)
@@ -705,8 +695,8 @@ fn helper_census_one_sentinel_named_for_what_it_is_and_gone_with_its_owner() {
         assert!(!args.contains(arg), "{arg} of the owner shows in {args:?}");
     }
     assert_ne!(
-        pgid(sentinel),
-        pgid(owner_pid),
+        common::pgid_of(sentinel),
+        common::pgid_of(owner_pid),
         "the sentinel is out of the owner's group"
     );
     let status = std::fs::read_to_string(format!("/proc/{sentinel}/status")).expect("status");

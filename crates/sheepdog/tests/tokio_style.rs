@@ -12,24 +12,13 @@ use std::time::Duration;
 use sheepdog::{Command, Mechanism, Pipeline, Stdio};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use common::{alive, pid_exists, pid_state, poll_until, MARK};
+use common::{alive, pgid_of, pid_exists, pid_state, poll_until, MARK};
 
 /// A command marked for its test (see `common::cmd`), as a tokio program would build it.
 fn cmd(test: &str, program: &str) -> Command {
     let mut cmd = Command::new(program);
     cmd.env(MARK, test);
     cmd
-}
-
-/// The process group of `pid`, from /proc.
-fn pgid_of(pid: u32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
 }
 
 /// The cgroup v2 directory of `pid`, if the host has a cgroup v2 mount.

@@ -135,6 +135,17 @@ pub fn pid_state(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
+/// The process group of `pid`, from /proc.
+pub fn pgid_of(pid: u32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
 /// Live (non-zombie) processes carrying `MARK=marker` in their environment (descendants inherit
 /// it), to check that nothing of a test's process tree is left.
 pub fn alive(marker: &str) -> Vec<u32> {
