@@ -531,7 +531,13 @@ fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, bool)> {
     let home = &mut homes[index];
     let cgroup = match home.ready.pop() {
         Some(ready) => ready,
-        None => Cgroup::create(mount, &home.path, "herd")?,
+        // None made ahead: made here, without the lock, so that concurrent herds do not wait
+        // for each other's mkdir.
+        None => {
+            let path = home.path.clone();
+            drop(homes);
+            Cgroup::create(mount, &path, "herd")?
+        }
     };
     // A dead sentinel is replaced here, and the home registered again with the new one.
     Ok((cgroup, sentinel::available()))
