@@ -17,8 +17,9 @@ use crate::status::ExitStatus;
 
 /// What a program printed, and how it ended ([`Command::output`]).
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), sheepdog::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sheepdog::Error> {
 /// let out = sheepdog::Command::new("uname").arg("-s").output().await?;
 /// assert!(out.status.success());
 /// assert_eq!(out.stdout, b"Linux\n");
@@ -75,8 +76,9 @@ impl Output {
     /// How the run ended: a timeout first, then the output limit, then output held open, then
     /// the exit itself.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// let out = sheepdog::Command::new("true").output().await?;
     /// assert_eq!(out.outcome(), sheepdog::Outcome::Exited(0));
     /// # Ok(()) }
@@ -88,8 +90,9 @@ impl Output {
     /// Whether stdout went past the [capture limit](Command::capture_limit) and only part of
     /// it was kept.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// let out = sheepdog::Command::new("yes")
     ///     .timeout(std::time::Duration::from_millis(100))
     ///     .capture_limit(1024, sheepdog::OverLimit::KeepTail)
@@ -117,8 +120,9 @@ impl Output {
     /// the [drain timeout](Command::drain_timeout): the output is what came until then, and
     /// the rest of the tree was killed.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// let out = sheepdog::Command::new("sh").args(["-c", "sleep 600 & echo hi"]).output().await?;
     /// assert!(out.held_open());
     /// assert_eq!(out.stdout, b"hi\n");
@@ -131,8 +135,9 @@ impl Output {
     /// Whether a stream went past the [capture limit](Command::capture_limit) set with
     /// [`OverLimit::Fail`], so the run was stopped there (the output is what came until then).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// let out = sheepdog::Command::new("yes")
     ///     .capture_limit(4096, sheepdog::OverLimit::Fail)
     ///     .output()
@@ -157,8 +162,9 @@ impl Command {
     /// it printed; nothing is left running (with [`kill_on_drop(false)`](Command::kill_on_drop),
     /// the tree is let go instead, and so are the holders of a pipe held open).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// let out = sheepdog::Command::new("ls").arg("/").output().await?;
     /// println!("{}", String::from_utf8_lossy(&out.stdout));
     /// # Ok(()) }
