@@ -222,8 +222,9 @@ impl Child {
     /// Takes the child's piped stdout and stderr and reads them as lines. With neither of
     /// them piped, [`Lines::next`] returns an error.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let mut child = sheepdog::Command::new("ls").stdout(sheepdog::Stdio::piped()).spawn()?;
     /// let mut lines = child.lines();
     /// while let Some(line) = lines.next().await? {

@@ -153,8 +153,9 @@ impl fmt::Display for StopPlan {
 /// What stopping a herd did: who got which signal, whether the final kill was needed, how long
 /// it took.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let herd = sheepdog::Herd::new()?;
 /// let report = herd.stop(std::time::Duration::from_secs(1)).await?;
 /// println!("{report}");
