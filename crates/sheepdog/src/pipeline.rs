@@ -20,8 +20,9 @@ use crate::time::Deadline;
 
 /// Commands whose stdout feeds the next one's stdin.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), sheepdog::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sheepdog::Error> {
 /// use sheepdog::{Command, Pipeline};
 /// let out = Pipeline::new(&Command::new("yes"))
 ///     .pipe(Command::new("head").args(["-n", "3"]))
@@ -279,8 +280,9 @@ impl Pipeline {
     /// the drain timeout to end too; then whatever is left of the pipeline is killed.
     /// Cancelling kills every stage's tree at once and loses the output.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// use sheepdog::{Command, Pipeline};
     /// let out = Pipeline::new(Command::new("ls").arg("/"))
     ///     .pipe(Command::new("wc").arg("-l"))
@@ -297,8 +299,9 @@ impl Pipeline {
     /// capacity kept), as [`Command::output_with_buffers`] does. Cancelling is as for
     /// `output` (the buffer is dropped).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// use sheepdog::{Command, Pipeline};
     /// let mut pipeline = Pipeline::new(Command::new("cat").arg("big.log"));
     /// pipeline.pipe(&Command::new("sort"));
@@ -368,8 +371,9 @@ impl Pipeline {
 ///
 /// Dropping it kills every stage and everything they started.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use sheepdog::{Command, Pipeline};
 /// let mut running = Pipeline::new(&Command::new("yes")).pipe(&Command::new("sleep").arg("1")).spawn()?;
 /// let statuses = running.wait().await?;
