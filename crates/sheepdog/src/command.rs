@@ -289,7 +289,7 @@ impl Command {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let status = sheepdog::Command::new("sleep")
     ///     .arg("100")
-    ///     .timeout(std::time::Duration::from_secs(1))
+    ///     .timeout(std::time::Duration::from_millis(100))
     ///     .spawn()?
     ///     .wait()
     ///     .await?;

@@ -263,7 +263,7 @@ impl Herd {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let herd = sheepdog::Herd::new()?;
-    /// herd.spawn(sheepdog::Command::new("sh").args(["-c", "sleep 1 &"]))?;
+    /// herd.spawn(sheepdog::Command::new("sh").args(["-c", "sleep 0.1 &"]))?;
     /// herd.wait_empty().await?; // the background sleep included
     /// # Ok(()) }
     /// ```

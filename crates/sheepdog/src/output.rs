@@ -123,7 +123,11 @@ impl Output {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), sheepdog::Error> {
-    /// let out = sheepdog::Command::new("sh").args(["-c", "sleep 600 & echo hi"]).output().await?;
+    /// let out = sheepdog::Command::new("sh")
+    ///     .args(["-c", "sleep 600 & echo hi"])
+    ///     .drain_timeout(std::time::Duration::from_millis(100))
+    ///     .output()
+    ///     .await?;
     /// assert!(out.held_open());
     /// assert_eq!(out.stdout, b"hi\n");
     /// # Ok(()) }

@@ -375,7 +375,7 @@ impl Pipeline {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use sheepdog::{Command, Pipeline};
-/// let mut running = Pipeline::new(&Command::new("yes")).pipe(&Command::new("sleep").arg("1")).spawn()?;
+/// let mut running = Pipeline::new(&Command::new("yes")).pipe(&Command::new("sleep").arg("0.1")).spawn()?;
 /// let statuses = running.wait().await?;
 /// assert_eq!(statuses[0].signal(), Some(sheepdog::Signal::PIPE));
 /// # Ok(()) }
