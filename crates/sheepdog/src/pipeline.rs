@@ -41,12 +41,15 @@ pub struct Pipeline {
 
 /// What a [`Pipeline`] printed (its last stage's stdout) and how each stage ended.
 ///
-/// ```no_run
-/// # fn demo(out: sheepdog::PipelineOutput) {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let echo = sheepdog::Command::new("echo");
+/// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
 /// for (i, status) in out.statuses.iter().enumerate() {
 ///     println!("stage {i}: {status}");
 /// }
-/// # }
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -62,13 +65,16 @@ pub struct PipelineOutput {
 impl PipelineOutput {
     /// `pipefail`: the status of the rightmost stage that did not succeed, or `None` if all did.
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let echo = sheepdog::Command::new("echo");
+    /// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
     /// match out.failure() {
     ///     None => println!("all stages succeeded"),
     ///     Some((stage, status)) => println!("stage {stage} {status}"),
     /// }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn failure(&self) -> Option<(usize, ExitStatus)> {
         self.statuses
@@ -81,10 +87,13 @@ impl PipelineOutput {
 
     /// Whether every stage succeeded (`pipefail`).
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let echo = sheepdog::Command::new("echo");
+    /// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
     /// assert!(out.success());
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn success(&self) -> bool {
         self.failure().is_none()
@@ -92,10 +101,13 @@ impl PipelineOutput {
 
     /// Whether the pipeline ran into its [timeout](Pipeline::timeout) and was stopped.
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let echo = sheepdog::Command::new("echo");
+    /// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
     /// if out.timed_out() { eprintln!("too slow"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn timed_out(&self) -> bool {
         self.statuses.iter().any(ExitStatus::timed_out)
@@ -104,10 +116,13 @@ impl PipelineOutput {
     /// Whether the last stage's stdout went past its [capture limit](Command::capture_limit)
     /// and only part of it was kept.
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let echo = sheepdog::Command::new("echo");
+    /// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
     /// if out.stdout_truncated() { eprintln!("(output cut)"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn stdout_truncated(&self) -> bool {
         self.truncated
@@ -116,10 +131,13 @@ impl PipelineOutput {
     /// Whether the output went past the capture limit under
     /// [`OverLimit::Fail`](crate::OverLimit::Fail), and the pipeline was killed.
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let echo = sheepdog::Command::new("echo");
+    /// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
     /// if out.limit_exceeded() { eprintln!("too much output"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn limit_exceeded(&self) -> bool {
         self.ending == Ending::LimitExceeded
@@ -128,10 +146,13 @@ impl PipelineOutput {
     /// Whether, once every stage had ended, something they started still held the output
     /// open past the [drain timeout](Command::drain_timeout), and was killed.
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let echo = sheepdog::Command::new("echo");
+    /// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
     /// if out.held_open() { eprintln!("a daemon kept the pipe open"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn held_open(&self) -> bool {
         self.ending == Ending::HeldOpen
