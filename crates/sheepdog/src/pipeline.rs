@@ -415,10 +415,13 @@ pub struct RunningPipeline {
 impl RunningPipeline {
     /// The stages, in order, for their pids, their signals or their pipes.
     ///
-    /// ```no_run
-    /// # fn demo(running: &mut sheepdog::RunningPipeline) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// let pids: Vec<u32> = running.stages().iter().map(|stage| stage.pid()).collect();
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn stages(&mut self) -> &mut [Child] {
         &mut self.stages
@@ -426,8 +429,11 @@ impl RunningPipeline {
 
     /// The herd every stage runs in.
     ///
-    /// ```no_run
-    /// # fn demo(running: &sheepdog::RunningPipeline) -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// println!("{} processes", running.herd().members()?.len());
     /// # Ok(()) }
     /// ```
@@ -437,10 +443,13 @@ impl RunningPipeline {
 
     /// The first stage's stdin pipe, if its command had [`Stdio::piped`].
     ///
-    /// ```no_run
-    /// # fn demo(running: &mut sheepdog::RunningPipeline) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// let stdin = running.take_stdin();
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {
         self.stages[0].take_stdin()
@@ -448,10 +457,13 @@ impl RunningPipeline {
 
     /// The last stage's stdout pipe, if its command had [`Stdio::piped`].
     ///
-    /// ```no_run
-    /// # fn demo(running: &mut sheepdog::RunningPipeline) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// let stdout = running.take_stdout();
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
         let last = self.stages.len() - 1;
@@ -460,8 +472,12 @@ impl RunningPipeline {
 
     /// The last stage's piped stdout and stderr, as lines ([`Child::lines`]).
     ///
-    /// ```no_run
-    /// # async fn demo(running: &mut sheepdog::RunningPipeline) -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, mut cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # cat.stdout(sheepdog::Stdio::piped());
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// let mut lines = running.lines();
     /// while let Some(line) = lines.next().await? {
     ///     println!("{}", line.text());
@@ -482,8 +498,11 @@ impl RunningPipeline {
     /// Cancel-safe: dropping the future loses nothing (each stage keeps its status, the drain
     /// period keeps its end, and a stop under way goes on).
     ///
-    /// ```no_run
-    /// # async fn demo(mut running: sheepdog::RunningPipeline) -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// let statuses = running.wait().await?;
     /// # Ok(()) }
     /// ```
@@ -498,8 +517,11 @@ impl RunningPipeline {
     /// Kills every stage and everything they started, and returns when all are gone.
     /// Cancel-safe, as [`Herd::kill`].
     ///
-    /// ```no_run
-    /// # async fn demo(running: sheepdog::RunningPipeline) -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// running.kill().await?;
     /// # Ok(()) }
     /// ```
