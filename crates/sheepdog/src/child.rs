@@ -434,10 +434,11 @@ impl Child {
     /// Whether the process is stopped (by SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU). Safe to ask by
     /// pid: an unreaped child's pid cannot be anybody else's.
     ///
-    /// ```no_run
-    /// # fn demo(child: sheepdog::Child) {
+    /// ```
+    /// # fn main() -> Result<(), sheepdog::Error> {
+    /// # let child = sheepdog::Command::new("true").spawn()?;
     /// if child.is_stopped() { println!("suspended"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn is_stopped(&self) -> bool {
         self.process.status().is_none()
