@@ -107,10 +107,12 @@ impl Output {
 
     /// Whether stderr went past the [capture limit](Command::capture_limit).
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::Output) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let out = sheepdog::Command::new("echo").arg("hi").output().await?;
     /// if out.stderr_truncated() { eprintln!("(stderr was cut)"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn stderr_truncated(&self) -> bool {
         self.truncated[1]
@@ -183,10 +185,11 @@ impl Command {
     /// reading the bytes; [`Output`] hands the buffers back for the next run. Cancelling is as
     /// for `output` (the buffers are dropped).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
-    /// let mut cmd = sheepdog::Command::new("git");
-    /// cmd.arg("log");
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
+    /// let mut cmd = sheepdog::Command::new("ls");
+    /// cmd.arg("/");
     /// let (mut stdout, mut stderr) = (Vec::with_capacity(1 << 20), Vec::new());
     /// for _ in 0..3 {
     ///     let out = cmd.output_with_buffers(stdout, stderr).await?;
@@ -232,12 +235,11 @@ impl Command {
     /// is an [`Error::Failed`] that says what ran, how it ended, how long it took, and how
     /// stderr ended. Cancelling is as for [`output`](Command::output).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
-    /// let branch = sheepdog::Command::new("git")
-    ///     .args(["rev-parse", "--abbrev-ref", "HEAD"])
-    ///     .run()
-    ///     .await?;
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
+    /// let greeting = sheepdog::Command::new("echo").args(["hello", "world"]).run().await?;
+    /// assert_eq!(greeting, "hello world");
     /// # Ok(()) }
     /// ```
     pub async fn run(&self) -> Result<String, Error> {
@@ -269,9 +271,11 @@ impl Command {
     /// Runs the program in a private herd with inherited stdio and returns how it ended.
     /// Cancelling kills the program's whole tree and loses its status.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
-    /// let status = sheepdog::Command::new("make").status().await?;
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
+    /// let status = sheepdog::Command::new("true").status().await?;
+    /// assert!(status.success());
     /// # Ok(()) }
     /// ```
     pub async fn status(&self) -> Result<ExitStatus, Error> {
