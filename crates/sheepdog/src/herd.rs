@@ -331,10 +331,11 @@ impl Herd {
     /// included (from the cgroup's `cpu.stat`), or `None` where the mechanism keeps no count (a
     /// process group).
     ///
-    /// ```no_run
-    /// # async fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
-    /// herd.spawn(&sheepdog::Command::new("make"))?.wait().await?;
+    /// herd.spawn(sheepdog::Command::new("sh").args(["-c", "ls / > /dev/null"]))?.wait().await?;
     /// if let Some((user, system)) = herd.cpu_time()? {
     ///     println!("user {user:?}, system {system:?}");
     /// }

@@ -40,12 +40,13 @@ pub struct Output {
 
 /// How a run ended, as one value to match on.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), sheepdog::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sheepdog::Error> {
 /// use sheepdog::Outcome;
-/// let out = sheepdog::Command::new("make").output().await?;
+/// let out = sheepdog::Command::new("sh").args(["-c", "exit 3"]).output().await?;
 /// match out.outcome() {
-///     Outcome::Exited(0) => println!("built"),
+///     Outcome::Exited(0) => println!("done"),
 ///     Outcome::Exited(code) => println!("failed with {code}"),
 ///     Outcome::Killed(signal) => println!("killed by {signal}"),
 ///     Outcome::TimedOut => println!("too slow"),
