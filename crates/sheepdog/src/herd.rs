@@ -195,12 +195,13 @@ impl Herd {
     /// way, or returns the report of the one that ended, as does a stop begun by the herd's
     /// [deadline](HerdBuilder::timeout). Needs a tokio runtime.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
     /// use sheepdog::{Signal, StopPlan, StopTarget};
     /// let herd = sheepdog::Herd::new()?;
-    /// let server = herd.spawn(&sheepdog::Command::new("my-server"))?;
+    /// let server = herd.spawn(sheepdog::Command::new("sleep").arg("100"))?;
     /// let plan = StopPlan::new()
     ///     .then(Signal::INT, StopTarget::Leader, Duration::from_secs(3))
     ///     .then(Signal::TERM, StopTarget::Tree, Duration::from_secs(3));

@@ -242,10 +242,11 @@ impl Pipeline {
     /// kernel pipe. The first stage's stdin and the last stage's stdout are as their commands
     /// set them (inherited by default); pipe the last one to stream the result.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use sheepdog::{Command, Pipeline, Stdio};
-    /// let mut running = Pipeline::new(Command::new("journalctl").arg("-f"))
+    /// let mut running = Pipeline::new(Command::new("sh").args(["-c", "echo ok; echo error: disk full"]))
     ///     .pipe(Command::new("grep").args(["--line-buffered", "error"]).stdout(Stdio::piped()))
     ///     .spawn()?;
     /// let mut lines = running.lines();
