@@ -26,8 +26,9 @@ use crate::time::Deadline;
 /// The pipes are public fields, as in `tokio::process::Child`: `child.stdout.take()` hands
 /// the stdout pipe to another task.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut child = sheepdog::Command::new("sleep").arg("30").spawn()?;
 /// child.signal(sheepdog::Signal::TERM)?;
 /// let status = child.wait().await?;
@@ -155,8 +156,8 @@ impl Child {
     /// The process id. Use it for display and for `/proc`; address the process through this
     /// `Child`, since a pid can be reused once the process is reaped.
     ///
-    /// ```no_run
-    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # fn main() -> Result<(), sheepdog::Error> {
     /// let child = sheepdog::Command::new("true").spawn()?;
     /// println!("started {}", child.pid());
     /// # Ok(()) }
@@ -194,8 +195,9 @@ impl Child {
     ///
     /// Needs a tokio runtime with IO enabled.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let status = sheepdog::Command::new("true").spawn()?.wait().await?;
     /// assert!(status.success());
     /// # Ok(()) }
@@ -265,8 +267,8 @@ impl Child {
 
     /// The status if the process has exited (reaping it), or `None` if it is still running.
     ///
-    /// ```no_run
-    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let mut child = sheepdog::Command::new("sleep").arg("1").spawn()?;
     /// assert!(child.try_wait()?.is_none());
     /// # Ok(()) }
@@ -283,8 +285,8 @@ impl Child {
     /// Sends `signal` to the process (`pidfd_send_signal(2)`). Fails if the process has already
     /// been reaped: there is nobody left to signal.
     ///
-    /// ```no_run
-    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let child = sheepdog::Command::new("sleep").arg("30").spawn()?;
     /// child.signal(sheepdog::Signal::INT)?;
     /// # Ok(()) }
@@ -323,8 +325,8 @@ impl Child {
     /// The child's stdin, if it was [`piped`](crate::Stdio::piped) and not taken: shorthand
     /// for `child.stdin.as_mut()`.
     ///
-    /// ```no_run
-    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # fn main() -> Result<(), sheepdog::Error> {
     /// let mut child = sheepdog::Command::new("cat").stdin(sheepdog::Stdio::piped()).spawn()?;
     /// assert!(child.stdin().is_some());
     /// # Ok(()) }
@@ -336,8 +338,8 @@ impl Child {
     /// The child's stdout, if it was [`piped`](crate::Stdio::piped) and not taken: shorthand
     /// for `child.stdout.as_mut()`.
     ///
-    /// ```no_run
-    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # fn main() -> Result<(), sheepdog::Error> {
     /// let mut child = sheepdog::Command::new("ls").stdout(sheepdog::Stdio::piped()).spawn()?;
     /// assert!(child.stdout().is_some());
     /// # Ok(()) }
@@ -349,8 +351,8 @@ impl Child {
     /// The child's stderr, if it was [`piped`](crate::Stdio::piped) and not taken: shorthand
     /// for `child.stderr.as_mut()`.
     ///
-    /// ```no_run
-    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # fn main() -> Result<(), sheepdog::Error> {
     /// let mut child = sheepdog::Command::new("ls").stderr(sheepdog::Stdio::piped()).spawn()?;
     /// assert!(child.stderr().is_some());
     /// # Ok(()) }
@@ -362,8 +364,8 @@ impl Child {
     /// Takes the child's stdin, to write to it from another task or to close it: shorthand for
     /// `child.stdin.take()`.
     ///
-    /// ```no_run
-    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # fn main() -> Result<(), sheepdog::Error> {
     /// let mut child = sheepdog::Command::new("cat").stdin(sheepdog::Stdio::piped()).spawn()?;
     /// drop(child.take_stdin()); // cat reads end-of-file
     /// # Ok(()) }
@@ -374,8 +376,8 @@ impl Child {
 
     /// Takes the child's stdout, to read it from another task: `child.stdout.take()`.
     ///
-    /// ```no_run
-    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # fn main() -> Result<(), sheepdog::Error> {
     /// let mut child = sheepdog::Command::new("ls").stdout(sheepdog::Stdio::piped()).spawn()?;
     /// let stdout = child.take_stdout().unwrap();
     /// # Ok(()) }
@@ -386,8 +388,8 @@ impl Child {
 
     /// Takes the child's stderr, to read it from another task: `child.stderr.take()`.
     ///
-    /// ```no_run
-    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # fn main() -> Result<(), sheepdog::Error> {
     /// let mut child = sheepdog::Command::new("ls").stderr(sheepdog::Stdio::piped()).spawn()?;
     /// let stderr = child.take_stderr().unwrap();
     /// # Ok(()) }
@@ -432,10 +434,11 @@ impl Child {
     /// Whether the process is stopped (by SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU). Safe to ask by
     /// pid: an unreaped child's pid cannot be anybody else's.
     ///
-    /// ```no_run
-    /// # fn demo(child: sheepdog::Child) {
+    /// ```
+    /// # fn main() -> Result<(), sheepdog::Error> {
+    /// # let child = sheepdog::Command::new("true").spawn()?;
     /// if child.is_stopped() { println!("suspended"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn is_stopped(&self) -> bool {
         self.process.status().is_none()
@@ -449,8 +452,8 @@ impl Child {
     /// Which spawn path created this process (weaker ones are fallbacks for old kernels and
     /// sandboxes).
     ///
-    /// ```no_run
-    /// # fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # fn main() -> Result<(), sheepdog::Error> {
     /// let child = sheepdog::Command::new("true").spawn()?;
     /// assert_eq!(child.spawn_path(), sheepdog::SpawnPath::Clone3);
     /// # Ok(()) }

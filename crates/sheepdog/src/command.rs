@@ -24,13 +24,14 @@ use crate::stop::StopPlan;
 /// are not UTF-8 pass through unchanged. A program name without a `/` is searched for in the
 /// child's `PATH` (the one set with [`env`](Command::env) if any, else this process's).
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use sheepdog::{Command, Stdio};
 ///
 /// let mut child = Command::new("ls")
 ///     .arg("-l")
-///     .current_dir("/tmp")
+///     .current_dir("/")
 ///     .env("LC_ALL", "C")
 ///     .stdout(Stdio::null())
 ///     .spawn()?;
@@ -283,11 +284,12 @@ impl Command {
     /// ([`Herd::spawn`](crate::Herd::spawn)) only the child itself is stopped: to bound a
     /// shared herd's tree, give the herd a [deadline](crate::HerdBuilder::timeout).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let status = sheepdog::Command::new("sleep")
     ///     .arg("100")
-    ///     .timeout(std::time::Duration::from_secs(1))
+    ///     .timeout(std::time::Duration::from_millis(100))
     ///     .spawn()?
     ///     .wait()
     ///     .await?;
@@ -426,8 +428,9 @@ impl Command {
     /// root also drops its supplementary groups (as std does). Needs the privilege to do so;
     /// a refusal fails the spawn (`PermissionDenied`), with nothing left behind.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let status = sheepdog::Command::new("id").uid(65534).gid(65534).status().await?;
     /// # Ok(()) }
     /// ```
@@ -455,8 +458,9 @@ impl Command {
     /// Fails before anything runs if the program cannot be found or executed, the working
     /// directory is unusable, or a string holds a NUL byte; nothing is left behind then.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let status = sheepdog::Command::new("true").spawn()?.wait().await?;
     /// assert!(status.success());
     /// # Ok(()) }
@@ -569,8 +573,9 @@ impl Command {
     /// Bytes that [`output`](Command::output) and [`run`](Command::run) write to the child's
     /// stdin (then closed). A child that exits without reading them all is no error.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// let sorted = sheepdog::Command::new("sort").input("b\na\n").run().await?;
     /// assert_eq!(sorted, "a\nb");
     /// # Ok(()) }
@@ -588,10 +593,12 @@ impl Command {
     /// reading it all is no error. To feed a file, hand it over as stdin instead
     /// (`.stdin(File::open(path)?)`): the child then reads it without a copy through this process.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// let socket = tokio::net::TcpStream::connect("127.0.0.1:7000").await?;
-    /// let count = sheepdog::Command::new("wc").arg("-c").input_reader(socket).run().await?;
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Any `AsyncRead`: a socket, a decompressor, or bytes in memory.
+    /// let reader: &'static [u8] = b"hello";
+    /// let count = sheepdog::Command::new("wc").arg("-c").input_reader(reader).run().await?;
     /// # Ok(()) }
     /// ```
     pub fn input_reader(
@@ -628,8 +635,9 @@ impl Command {
     ///
     /// [`StreamKind::Stdout`]: crate::StreamKind::Stdout
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// let out = sheepdog::Command::new("sh")
     ///     .args(["-c", "echo out; echo err >&2"])
     ///     .merge_stderr()

@@ -192,8 +192,9 @@ fn not_found_detail(
 
 /// How a program run by [`Command::run`](crate::Command::run) failed.
 ///
-/// ```no_run
-/// # async fn demo() {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
 /// if let Err(sheepdog::Error::Failed(failure)) = sheepdog::Command::new("false").run().await {
 ///     assert_eq!(failure.status.code(), Some(1));
 /// }
@@ -222,8 +223,9 @@ pub struct RunFailure {
 impl RunFailure {
     /// How the run ended, as one value to match on.
     ///
-    /// ```no_run
-    /// # async fn demo() {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
     /// if let Err(sheepdog::Error::Failed(failure)) = sheepdog::Command::new("false").run().await {
     ///     assert_eq!(failure.outcome(), sheepdog::Outcome::Exited(1));
     /// }

@@ -25,8 +25,9 @@ use crate::time::Deadline;
 /// clean-up (waiting for the tree to go, removing the cgroup) finishes in the background. If
 /// this program dies, even by SIGKILL, a small sentinel process kills the herd.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use sheepdog::{Command, Herd};
 ///
 /// let herd = Herd::new()?;
@@ -63,8 +64,8 @@ impl Herd {
     /// [`Containment::fallback_reason`] (see also [`host_containment`]). Fails only when the
     /// system refuses the resources (descriptors, memory, processes).
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// println!("{}", herd.containment());
     /// # Ok(()) }
@@ -88,8 +89,9 @@ impl Herd {
 
     /// Starts `cmd` inside the herd.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let herd = sheepdog::Herd::new()?;
     /// let status = herd.spawn(&sheepdog::Command::new("true"))?.wait().await?;
     /// # Ok(()) }
@@ -136,8 +138,9 @@ impl Herd {
     /// Cancel-safe: the kill is issued at the first poll; dropping the future then only stops
     /// the wait for the tree to go.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let herd = sheepdog::Herd::new()?;
     /// herd.spawn(sheepdog::Command::new("sh").args(["-c", "sleep 100 & sleep 100"]))?;
     /// herd.kill().await?;
@@ -172,8 +175,9 @@ impl Herd {
     /// for the whole tree to exit, then a kill for whatever is left. The report says who was
     /// signalled and whether the kill was needed. Cancel-safe, as [`stop_with`](Herd::stop_with).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let herd = sheepdog::Herd::new()?;
     /// herd.spawn(&sheepdog::Command::new("sleep").arg("100"))?;
     /// let report = herd.stop(std::time::Duration::from_secs(5)).await?;
@@ -195,12 +199,13 @@ impl Herd {
     /// way, or returns the report of the one that ended, as does a stop begun by the herd's
     /// [deadline](HerdBuilder::timeout). Needs a tokio runtime.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
     /// use sheepdog::{Signal, StopPlan, StopTarget};
     /// let herd = sheepdog::Herd::new()?;
-    /// let server = herd.spawn(&sheepdog::Command::new("my-server"))?;
+    /// let server = herd.spawn(sheepdog::Command::new("sleep").arg("100"))?;
     /// let plan = StopPlan::new()
     ///     .then(Signal::INT, StopTarget::Leader, Duration::from_secs(3))
     ///     .then(Signal::TERM, StopTarget::Tree, Duration::from_secs(3));
@@ -244,8 +249,8 @@ impl Herd {
     /// Sends `signal` to every member (each through a verified pidfd); returns their pids. For
     /// programs that forward a signal they got to the tree they run.
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// herd.signal(sheepdog::Signal::HUP)?; // "reload your configuration"
     /// # Ok(()) }
@@ -259,10 +264,11 @@ impl Herd {
     /// Returns when no process is left in the herd (learned by event, not by polling).
     /// Cancel-safe: it only watches.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let herd = sheepdog::Herd::new()?;
-    /// herd.spawn(sheepdog::Command::new("sh").args(["-c", "sleep 1 &"]))?;
+    /// herd.spawn(sheepdog::Command::new("sh").args(["-c", "sleep 0.1 &"]))?;
     /// herd.wait_empty().await?; // the background sleep included
     /// # Ok(()) }
     /// ```
@@ -276,8 +282,8 @@ impl Herd {
 
     /// Whether no process is left in the herd right now.
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// assert!(sheepdog::Herd::new()?.is_empty()?);
     /// # Ok(()) }
     /// ```
@@ -293,8 +299,8 @@ impl Herd {
     /// on an async path, call it through `tokio::task::spawn_blocking` (the same holds for
     /// [`signal`](Self::signal) and [`is_empty`](Self::is_empty)).
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// for pid in herd.members()? {
     ///     println!("{pid}");
@@ -330,10 +336,11 @@ impl Herd {
     /// included (from the cgroup's `cpu.stat`), or `None` where the mechanism keeps no count (a
     /// process group).
     ///
-    /// ```no_run
-    /// # async fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
-    /// herd.spawn(&sheepdog::Command::new("make"))?.wait().await?;
+    /// herd.spawn(sheepdog::Command::new("sh").args(["-c", "ls / > /dev/null"]))?.wait().await?;
     /// if let Some((user, system)) = herd.cpu_time()? {
     ///     println!("user {user:?}, system {system:?}");
     /// }
@@ -379,8 +386,9 @@ impl Herd {
     /// A frozen tree can still be killed or stopped. Cancel-safe: the freeze is asked for at
     /// the first poll; dropping the future only stops the wait for it to complete.
     ///
-    /// ```no_run
-    /// # async fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// herd.freeze().await?;
     /// herd.thaw().await?;
@@ -397,8 +405,9 @@ impl Herd {
     /// Resumes a frozen herd and returns once it runs again. Cancel-safe, as
     /// [`freeze`](Herd::freeze).
     ///
-    /// ```no_run
-    /// # async fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// herd.thaw().await?; // thawing a running herd does nothing
     /// # Ok(()) }
@@ -413,8 +422,8 @@ impl Herd {
 
     /// The mechanism that contains this herd, and what it cannot catch.
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// assert_eq!(herd.containment().mechanism(), sheepdog::Mechanism::CgroupV2);
     /// # Ok(()) }
@@ -613,8 +622,8 @@ impl HerdUsage {
 
 /// Options for a [`Herd`].
 ///
-/// ```no_run
-/// # fn demo() -> std::io::Result<()> {
+/// ```
+/// # fn main() -> std::io::Result<()> {
 /// let herd = sheepdog::Herd::builder().build()?;
 /// # Ok(()) }
 /// ```
@@ -650,8 +659,8 @@ impl HerdBuilder {
     /// Uses `mechanism` or fails, instead of the strongest one available (to test a fallback,
     /// or to refuse one).
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::builder()
     ///     .mechanism(sheepdog::Mechanism::ProcessGroup)
     ///     .build()?;
@@ -712,8 +721,8 @@ impl HerdBuilder {
     /// a scan of every process (process group or mark), and lose those that clear their
     /// environment.
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::builder().adopt_orphans(false).build()?;
     /// # Ok(()) }
     /// ```
@@ -726,8 +735,8 @@ impl HerdBuilder {
     /// made, the herd falls back to a process group, says why in
     /// [`Containment::fallback_reason`], and logs a `tracing` warning.
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::builder().build()?;
     /// # Ok(()) }
     /// ```
@@ -838,8 +847,8 @@ impl fmt::Display for Mechanism {
 
 /// Which mechanism contains a herd, where, and what it cannot catch.
 ///
-/// ```no_run
-/// # fn demo() -> std::io::Result<()> {
+/// ```
+/// # fn main() -> std::io::Result<()> {
 /// let herd = sheepdog::Herd::new()?;
 /// let containment = herd.containment();
 /// println!("{containment}; cannot catch: {:?}", containment.cannot_catch());
@@ -863,8 +872,8 @@ pub struct Containment {
 impl Containment {
     /// The mechanism in force.
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// println!("{}", herd.containment().mechanism());
     /// # Ok(()) }
@@ -875,8 +884,8 @@ impl Containment {
 
     /// The herd's cgroup directory, for the cgroup mechanism.
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// println!("{:?}", herd.containment().cgroup());
     /// # Ok(()) }
@@ -887,8 +896,8 @@ impl Containment {
 
     /// The process group the herd's children are in (its id), when there is one yet.
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// println!("{:?}", herd.containment().process_group());
     /// # Ok(()) }
@@ -899,8 +908,8 @@ impl Containment {
 
     /// Why this herd got a weaker mechanism than cgroup v2 without asking for it.
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// if let Some(why) = herd.containment().fallback_reason() {
     ///     eprintln!("warning: weaker containment: {why}");
@@ -915,8 +924,8 @@ impl Containment {
     /// (the owner-death sentinel could not be started, did not answer in time, or refused the
     /// herd); `None` when the herd dies with this program however it ends.
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// if let Some(why) = herd.containment().unguarded_reason() {
     ///     eprintln!("warning: the herd outlives a killed owner: {why}");
@@ -930,8 +939,8 @@ impl Containment {
     /// Whether this program adopts the herd's orphans (a process-group herd; see
     /// [`HerdBuilder::adopt_orphans`]).
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// println!("adopts orphans: {}", herd.containment().adopts_orphans());
     /// # Ok(()) }
@@ -942,8 +951,8 @@ impl Containment {
 
     /// The ways out this mechanism cannot close, in words.
     ///
-    /// ```no_run
-    /// # fn demo() -> std::io::Result<()> {
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
     /// let herd = sheepdog::Herd::new()?;
     /// for gap in herd.containment().cannot_catch() {
     ///     println!("- {gap}");

@@ -4,8 +4,9 @@
 //! `posix_spawn` however large the parent is, addresses them by pidfd so that no stranger is
 //! ever signalled, and waits for them by event, never stealing another library's children.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use sheepdog::{Command, Stdio};
 //! use tokio::io::AsyncReadExt;
 //!

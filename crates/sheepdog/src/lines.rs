@@ -27,8 +27,11 @@ pub enum StreamKind {
 
 /// One line, without its `\n` (or `\r\n`), borrowed from the reader's buffer.
 ///
-/// ```no_run
-/// # async fn demo(mut lines: sheepdog::Lines) -> std::io::Result<()> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut child = sheepdog::Command::new("echo").arg("hi").stdout(sheepdog::Stdio::piped()).spawn()?;
+/// # let mut lines = child.lines();
 /// while let Some(line) = lines.next().await? {
 ///     println!("{:?}: {}", line.stream, line.text());
 /// }
@@ -131,9 +134,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 /// Lines from a child's stdout and stderr, in the order they arrive on each stream
 /// ([`Child::lines`]).
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut child = sheepdog::Command::new("make")
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut child = sheepdog::Command::new("sh")
+///     .args(["-c", "echo building; echo warning >&2"])
 ///     .stdout(sheepdog::Stdio::piped())
 ///     .stderr(sheepdog::Stdio::piped())
 ///     .spawn()?;
@@ -157,10 +162,13 @@ impl Lines {
     /// Sets the longest line handed out whole; longer ones come in [partial](Line::partial)
     /// pieces of this size.
     ///
-    /// ```no_run
-    /// # fn demo(lines: sheepdog::Lines) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut child = sheepdog::Command::new("echo").arg("hi").stdout(sheepdog::Stdio::piped()).spawn()?;
+    /// # let mut lines = child.lines();
     /// let lines = lines.max_line(4096);
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn max_line(mut self, bytes: usize) -> Lines {
         self.max = bytes.max(1);
@@ -173,8 +181,11 @@ impl Lines {
     /// (or both had been taken) when the `Lines` was made: there was nothing to read, and
     /// quietly ending would look like a program that printed nothing.
     ///
-    /// ```no_run
-    /// # async fn demo(mut lines: sheepdog::Lines) -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut child = sheepdog::Command::new("echo").arg("hi").stdout(sheepdog::Stdio::piped()).spawn()?;
+    /// # let mut lines = child.lines();
     /// if let Some(line) = lines.next().await? {
     ///     println!("{}", line.text());
     /// }
@@ -222,8 +233,9 @@ impl Child {
     /// Takes the child's piped stdout and stderr and reads them as lines. With neither of
     /// them piped, [`Lines::next`] returns an error.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let mut child = sheepdog::Command::new("ls").stdout(sheepdog::Stdio::piped()).spawn()?;
     /// let mut lines = child.lines();
     /// while let Some(line) = lines.next().await? {

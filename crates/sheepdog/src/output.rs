@@ -17,8 +17,9 @@ use crate::status::ExitStatus;
 
 /// What a program printed, and how it ended ([`Command::output`]).
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), sheepdog::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sheepdog::Error> {
 /// let out = sheepdog::Command::new("uname").arg("-s").output().await?;
 /// assert!(out.status.success());
 /// assert_eq!(out.stdout, b"Linux\n");
@@ -39,12 +40,13 @@ pub struct Output {
 
 /// How a run ended, as one value to match on.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), sheepdog::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sheepdog::Error> {
 /// use sheepdog::Outcome;
-/// let out = sheepdog::Command::new("make").output().await?;
+/// let out = sheepdog::Command::new("sh").args(["-c", "exit 3"]).output().await?;
 /// match out.outcome() {
-///     Outcome::Exited(0) => println!("built"),
+///     Outcome::Exited(0) => println!("done"),
 ///     Outcome::Exited(code) => println!("failed with {code}"),
 ///     Outcome::Killed(signal) => println!("killed by {signal}"),
 ///     Outcome::TimedOut => println!("too slow"),
@@ -75,8 +77,9 @@ impl Output {
     /// How the run ended: a timeout first, then the output limit, then output held open, then
     /// the exit itself.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// let out = sheepdog::Command::new("true").output().await?;
     /// assert_eq!(out.outcome(), sheepdog::Outcome::Exited(0));
     /// # Ok(()) }
@@ -88,8 +91,9 @@ impl Output {
     /// Whether stdout went past the [capture limit](Command::capture_limit) and only part of
     /// it was kept.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// let out = sheepdog::Command::new("yes")
     ///     .timeout(std::time::Duration::from_millis(100))
     ///     .capture_limit(1024, sheepdog::OverLimit::KeepTail)
@@ -104,10 +108,12 @@ impl Output {
 
     /// Whether stderr went past the [capture limit](Command::capture_limit).
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::Output) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let out = sheepdog::Command::new("echo").arg("hi").output().await?;
     /// if out.stderr_truncated() { eprintln!("(stderr was cut)"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn stderr_truncated(&self) -> bool {
         self.truncated[1]
@@ -117,9 +123,14 @@ impl Output {
     /// the [drain timeout](Command::drain_timeout): the output is what came until then, and
     /// the rest of the tree was killed.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
-    /// let out = sheepdog::Command::new("sh").args(["-c", "sleep 600 & echo hi"]).output().await?;
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
+    /// let out = sheepdog::Command::new("sh")
+    ///     .args(["-c", "sleep 600 & echo hi"])
+    ///     .drain_timeout(std::time::Duration::from_millis(100))
+    ///     .output()
+    ///     .await?;
     /// assert!(out.held_open());
     /// assert_eq!(out.stdout, b"hi\n");
     /// # Ok(()) }
@@ -131,8 +142,9 @@ impl Output {
     /// Whether a stream went past the [capture limit](Command::capture_limit) set with
     /// [`OverLimit::Fail`], so the run was stopped there (the output is what came until then).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// let out = sheepdog::Command::new("yes")
     ///     .capture_limit(4096, sheepdog::OverLimit::Fail)
     ///     .output()
@@ -157,8 +169,9 @@ impl Command {
     /// it printed; nothing is left running (with [`kill_on_drop(false)`](Command::kill_on_drop),
     /// the tree is let go instead, and so are the holders of a pipe held open).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// let out = sheepdog::Command::new("ls").arg("/").output().await?;
     /// println!("{}", String::from_utf8_lossy(&out.stdout));
     /// # Ok(()) }
@@ -173,10 +186,11 @@ impl Command {
     /// reading the bytes; [`Output`] hands the buffers back for the next run. Cancelling is as
     /// for `output` (the buffers are dropped).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
-    /// let mut cmd = sheepdog::Command::new("git");
-    /// cmd.arg("log");
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
+    /// let mut cmd = sheepdog::Command::new("ls");
+    /// cmd.arg("/");
     /// let (mut stdout, mut stderr) = (Vec::with_capacity(1 << 20), Vec::new());
     /// for _ in 0..3 {
     ///     let out = cmd.output_with_buffers(stdout, stderr).await?;
@@ -222,12 +236,11 @@ impl Command {
     /// is an [`Error::Failed`] that says what ran, how it ended, how long it took, and how
     /// stderr ended. Cancelling is as for [`output`](Command::output).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
-    /// let branch = sheepdog::Command::new("git")
-    ///     .args(["rev-parse", "--abbrev-ref", "HEAD"])
-    ///     .run()
-    ///     .await?;
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
+    /// let greeting = sheepdog::Command::new("echo").args(["hello", "world"]).run().await?;
+    /// assert_eq!(greeting, "hello world");
     /// # Ok(()) }
     /// ```
     pub async fn run(&self) -> Result<String, Error> {
@@ -259,9 +272,11 @@ impl Command {
     /// Runs the program in a private herd with inherited stdio and returns how it ended.
     /// Cancelling kills the program's whole tree and loses its status.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
-    /// let status = sheepdog::Command::new("make").status().await?;
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
+    /// let status = sheepdog::Command::new("true").status().await?;
+    /// assert!(status.success());
     /// # Ok(()) }
     /// ```
     pub async fn status(&self) -> Result<ExitStatus, Error> {

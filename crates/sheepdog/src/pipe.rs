@@ -129,8 +129,9 @@ macro_rules! pipe_end {
 pipe_end!(
     /// The write end of a child's stdin pipe. Dropping it closes the pipe (the child reads EOF).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use tokio::io::AsyncWriteExt;
     /// let mut child = sheepdog::Command::new("cat")
     ///     .stdin(sheepdog::Stdio::piped())
@@ -148,8 +149,9 @@ pipe_end!(
 pipe_end!(
     /// The read end of a child's stdout pipe.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use tokio::io::AsyncReadExt;
     /// let mut child = sheepdog::Command::new("echo")
     ///     .arg("hi")
@@ -167,8 +169,9 @@ pipe_end!(
 pipe_end!(
     /// The read end of a child's stderr pipe.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use tokio::io::AsyncReadExt;
     /// let mut child = sheepdog::Command::new("sh")
     ///     .args(["-c", "echo oops >&2"])

@@ -20,8 +20,9 @@ use crate::time::Deadline;
 
 /// Commands whose stdout feeds the next one's stdin.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), sheepdog::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sheepdog::Error> {
 /// use sheepdog::{Command, Pipeline};
 /// let out = Pipeline::new(&Command::new("yes"))
 ///     .pipe(Command::new("head").args(["-n", "3"]))
@@ -40,12 +41,15 @@ pub struct Pipeline {
 
 /// What a [`Pipeline`] printed (its last stage's stdout) and how each stage ended.
 ///
-/// ```no_run
-/// # fn demo(out: sheepdog::PipelineOutput) {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let echo = sheepdog::Command::new("echo");
+/// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
 /// for (i, status) in out.statuses.iter().enumerate() {
 ///     println!("stage {i}: {status}");
 /// }
-/// # }
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -61,13 +65,16 @@ pub struct PipelineOutput {
 impl PipelineOutput {
     /// `pipefail`: the status of the rightmost stage that did not succeed, or `None` if all did.
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let echo = sheepdog::Command::new("echo");
+    /// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
     /// match out.failure() {
     ///     None => println!("all stages succeeded"),
     ///     Some((stage, status)) => println!("stage {stage} {status}"),
     /// }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn failure(&self) -> Option<(usize, ExitStatus)> {
         self.statuses
@@ -80,10 +87,13 @@ impl PipelineOutput {
 
     /// Whether every stage succeeded (`pipefail`).
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let echo = sheepdog::Command::new("echo");
+    /// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
     /// assert!(out.success());
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn success(&self) -> bool {
         self.failure().is_none()
@@ -91,10 +101,13 @@ impl PipelineOutput {
 
     /// Whether the pipeline ran into its [timeout](Pipeline::timeout) and was stopped.
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let echo = sheepdog::Command::new("echo");
+    /// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
     /// if out.timed_out() { eprintln!("too slow"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn timed_out(&self) -> bool {
         self.statuses.iter().any(ExitStatus::timed_out)
@@ -103,10 +116,13 @@ impl PipelineOutput {
     /// Whether the last stage's stdout went past its [capture limit](Command::capture_limit)
     /// and only part of it was kept.
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let echo = sheepdog::Command::new("echo");
+    /// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
     /// if out.stdout_truncated() { eprintln!("(output cut)"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn stdout_truncated(&self) -> bool {
         self.truncated
@@ -115,10 +131,13 @@ impl PipelineOutput {
     /// Whether the output went past the capture limit under
     /// [`OverLimit::Fail`](crate::OverLimit::Fail), and the pipeline was killed.
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let echo = sheepdog::Command::new("echo");
+    /// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
     /// if out.limit_exceeded() { eprintln!("too much output"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn limit_exceeded(&self) -> bool {
         self.ending == Ending::LimitExceeded
@@ -127,10 +146,13 @@ impl PipelineOutput {
     /// Whether, once every stage had ended, something they started still held the output
     /// open past the [drain timeout](Command::drain_timeout), and was killed.
     ///
-    /// ```no_run
-    /// # fn demo(out: sheepdog::PipelineOutput) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let echo = sheepdog::Command::new("echo");
+    /// # let out = sheepdog::Pipeline::new(&echo).pipe(&sheepdog::Command::new("cat")).output().await?;
     /// if out.held_open() { eprintln!("a daemon kept the pipe open"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn held_open(&self) -> bool {
         self.ending == Ending::HeldOpen
@@ -220,10 +242,11 @@ impl Pipeline {
     /// kernel pipe. The first stage's stdin and the last stage's stdout are as their commands
     /// set them (inherited by default); pipe the last one to stream the result.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use sheepdog::{Command, Pipeline, Stdio};
-    /// let mut running = Pipeline::new(Command::new("journalctl").arg("-f"))
+    /// let mut running = Pipeline::new(Command::new("sh").args(["-c", "echo ok; echo error: disk full"]))
     ///     .pipe(Command::new("grep").args(["--line-buffered", "error"]).stdout(Stdio::piped()))
     ///     .spawn()?;
     /// let mut lines = running.lines();
@@ -279,8 +302,9 @@ impl Pipeline {
     /// the drain timeout to end too; then whatever is left of the pipeline is killed.
     /// Cancelling kills every stage's tree at once and loses the output.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// use sheepdog::{Command, Pipeline};
     /// let out = Pipeline::new(Command::new("ls").arg("/"))
     ///     .pipe(Command::new("wc").arg("-l"))
@@ -297,8 +321,9 @@ impl Pipeline {
     /// capacity kept), as [`Command::output_with_buffers`] does. Cancelling is as for
     /// `output` (the buffer is dropped).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), sheepdog::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sheepdog::Error> {
     /// use sheepdog::{Command, Pipeline};
     /// let mut pipeline = Pipeline::new(Command::new("cat").arg("big.log"));
     /// pipeline.pipe(&Command::new("sort"));
@@ -368,10 +393,11 @@ impl Pipeline {
 ///
 /// Dropping it kills every stage and everything they started.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use sheepdog::{Command, Pipeline};
-/// let mut running = Pipeline::new(&Command::new("yes")).pipe(&Command::new("sleep").arg("1")).spawn()?;
+/// let mut running = Pipeline::new(&Command::new("yes")).pipe(&Command::new("sleep").arg("0.1")).spawn()?;
 /// let statuses = running.wait().await?;
 /// assert_eq!(statuses[0].signal(), Some(sheepdog::Signal::PIPE));
 /// # Ok(()) }
@@ -390,10 +416,13 @@ pub struct RunningPipeline {
 impl RunningPipeline {
     /// The stages, in order, for their pids, their signals or their pipes.
     ///
-    /// ```no_run
-    /// # fn demo(running: &mut sheepdog::RunningPipeline) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// let pids: Vec<u32> = running.stages().iter().map(|stage| stage.pid()).collect();
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn stages(&mut self) -> &mut [Child] {
         &mut self.stages
@@ -401,8 +430,11 @@ impl RunningPipeline {
 
     /// The herd every stage runs in.
     ///
-    /// ```no_run
-    /// # fn demo(running: &sheepdog::RunningPipeline) -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// println!("{} processes", running.herd().members()?.len());
     /// # Ok(()) }
     /// ```
@@ -412,10 +444,13 @@ impl RunningPipeline {
 
     /// The first stage's stdin pipe, if its command had [`Stdio::piped`].
     ///
-    /// ```no_run
-    /// # fn demo(running: &mut sheepdog::RunningPipeline) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// let stdin = running.take_stdin();
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {
         self.stages[0].take_stdin()
@@ -423,10 +458,13 @@ impl RunningPipeline {
 
     /// The last stage's stdout pipe, if its command had [`Stdio::piped`].
     ///
-    /// ```no_run
-    /// # fn demo(running: &mut sheepdog::RunningPipeline) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// let stdout = running.take_stdout();
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
         let last = self.stages.len() - 1;
@@ -435,8 +473,12 @@ impl RunningPipeline {
 
     /// The last stage's piped stdout and stderr, as lines ([`Child::lines`]).
     ///
-    /// ```no_run
-    /// # async fn demo(running: &mut sheepdog::RunningPipeline) -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, mut cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # cat.stdout(sheepdog::Stdio::piped());
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// let mut lines = running.lines();
     /// while let Some(line) = lines.next().await? {
     ///     println!("{}", line.text());
@@ -457,8 +499,11 @@ impl RunningPipeline {
     /// Cancel-safe: dropping the future loses nothing (each stage keeps its status, the drain
     /// period keeps its end, and a stop under way goes on).
     ///
-    /// ```no_run
-    /// # async fn demo(mut running: sheepdog::RunningPipeline) -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// let statuses = running.wait().await?;
     /// # Ok(()) }
     /// ```
@@ -473,8 +518,11 @@ impl RunningPipeline {
     /// Kills every stage and everything they started, and returns when all are gone.
     /// Cancel-safe, as [`Herd::kill`].
     ///
-    /// ```no_run
-    /// # async fn demo(running: sheepdog::RunningPipeline) -> std::io::Result<()> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (echo, cat) = (sheepdog::Command::new("echo"), sheepdog::Command::new("cat"));
+    /// # let mut running = sheepdog::Pipeline::new(&echo).pipe(&cat).spawn()?;
     /// running.kill().await?;
     /// # Ok(()) }
     /// ```

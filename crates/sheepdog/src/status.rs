@@ -9,8 +9,9 @@ use crate::signal::Signal;
 ///
 /// Comes with the [`ResourceUsage`] the kernel reported when the process was reaped.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let status = sheepdog::Command::new("false").spawn()?.wait().await?;
 /// assert_eq!(status.code(), Some(1));
 /// assert!(!status.success());
@@ -33,8 +34,9 @@ pub(crate) enum End {
 impl ExitStatus {
     /// Whether the process exited with code 0.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// assert!(sheepdog::Command::new("true").spawn()?.wait().await?.success());
     /// # Ok(()) }
     /// ```
@@ -45,8 +47,9 @@ impl ExitStatus {
     /// Whether the process ran into its [`Command::timeout`](crate::Command::timeout) and was
     /// stopped; [`code`](ExitStatus::code) or [`signal`](ExitStatus::signal) tell how it ended.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let status = sheepdog::Command::new("true").spawn()?.wait().await?;
     /// assert!(!status.timed_out());
     /// # Ok(()) }
@@ -57,8 +60,9 @@ impl ExitStatus {
 
     /// The exit code, or `None` when a signal ended the process.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let status = sheepdog::Command::new("sh").args(["-c", "exit 3"]).spawn()?.wait().await?;
     /// assert_eq!(status.code(), Some(3));
     /// # Ok(()) }
@@ -72,8 +76,9 @@ impl ExitStatus {
 
     /// The signal that ended the process, or `None` when it exited.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let mut child = sheepdog::Command::new("sleep").arg("10").spawn()?;
     /// child.start_kill()?;
     /// assert_eq!(child.wait().await?.signal(), Some(sheepdog::Signal::KILL));
@@ -88,8 +93,9 @@ impl ExitStatus {
 
     /// Whether the process dumped core as it died.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let status = sheepdog::Command::new("true").spawn()?.wait().await?;
     /// assert!(!status.core_dumped());
     /// # Ok(()) }
@@ -106,8 +112,9 @@ impl ExitStatus {
 
     /// The resources the process (and the descendants it waited for) used.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let status = sheepdog::Command::new("true").spawn()?.wait().await?;
     /// println!("{:?}", status.usage().max_rss_bytes());
     /// # Ok(()) }
@@ -194,8 +201,9 @@ impl From<ExitStatus> for std::process::ExitStatus {
 
 /// CPU time and peak memory of a process, as `waitid(2)` reports them at reaping time.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let usage = sheepdog::Command::new("true").spawn()?.wait().await?.usage();
 /// println!("user {:?}, system {:?}, peak {:?} bytes",
 ///     usage.user_time(), usage.system_time(), usage.max_rss_bytes());

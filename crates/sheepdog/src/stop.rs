@@ -153,8 +153,9 @@ impl fmt::Display for StopPlan {
 /// What stopping a herd did: who got which signal, whether the final kill was needed, how long
 /// it took.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let herd = sheepdog::Herd::new()?;
 /// let report = herd.stop(std::time::Duration::from_secs(1)).await?;
 /// println!("{report}");
@@ -170,12 +171,16 @@ pub struct StopReport {
 impl StopReport {
     /// Each step's signal and the pids it was sent to, in order.
     ///
-    /// ```no_run
-    /// # fn demo(report: sheepdog::StopReport) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let herd = sheepdog::Herd::new()?;
+    /// # herd.spawn(&sheepdog::Command::new("sleep").arg("10"))?;
+    /// # let report = herd.stop(std::time::Duration::from_millis(100)).await?;
     /// for (signal, pids) in report.signalled() {
     ///     println!("{signal} to {pids:?}");
     /// }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn signalled(&self) -> &[(Signal, Vec<u32>)] {
         &self.signalled
@@ -183,10 +188,14 @@ impl StopReport {
 
     /// The pids that were sent SIGTERM, in any step.
     ///
-    /// ```no_run
-    /// # fn demo(report: sheepdog::StopReport) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let herd = sheepdog::Herd::new()?;
+    /// # herd.spawn(&sheepdog::Command::new("sleep").arg("10"))?;
+    /// # let report = herd.stop(std::time::Duration::from_millis(100)).await?;
     /// println!("{} processes got SIGTERM", report.terminated().len());
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn terminated(&self) -> Vec<u32> {
         self.signalled
@@ -198,10 +207,14 @@ impl StopReport {
 
     /// Whether the gentle steps ran out and the rest of the tree had to be killed.
     ///
-    /// ```no_run
-    /// # fn demo(report: sheepdog::StopReport) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let herd = sheepdog::Herd::new()?;
+    /// # herd.spawn(&sheepdog::Command::new("sleep").arg("10"))?;
+    /// # let report = herd.stop(std::time::Duration::from_millis(100)).await?;
     /// if report.escalated() { println!("had to kill"); }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn escalated(&self) -> bool {
         self.left_at_kill.is_some()
@@ -209,10 +222,14 @@ impl StopReport {
 
     /// How many processes were still there when the kill came, if it came.
     ///
-    /// ```no_run
-    /// # fn demo(report: sheepdog::StopReport) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let herd = sheepdog::Herd::new()?;
+    /// # herd.spawn(&sheepdog::Command::new("sleep").arg("10"))?;
+    /// # let report = herd.stop(std::time::Duration::from_millis(100)).await?;
     /// println!("{:?}", report.killed());
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn killed(&self) -> Option<usize> {
         self.left_at_kill
@@ -220,10 +237,14 @@ impl StopReport {
 
     /// How long the stop took, until the tree was gone.
     ///
-    /// ```no_run
-    /// # fn demo(report: sheepdog::StopReport) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let herd = sheepdog::Herd::new()?;
+    /// # herd.spawn(&sheepdog::Command::new("sleep").arg("10"))?;
+    /// # let report = herd.stop(std::time::Duration::from_millis(100)).await?;
     /// println!("{:?}", report.elapsed());
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn elapsed(&self) -> Duration {
         self.elapsed
