@@ -19,9 +19,8 @@ use super::reaper;
 use super::sentinel::{self, Guarded};
 use super::spawn::{spawn, ProcessGroup, SpawnTarget, Spawned};
 use super::stale;
-use crate::command::Command;
-use crate::error::Error;
 use crate::signal::Signal;
+use crate::sys::{ContainerError as CgroupError, SpawnError, SpawnRequest};
 
 /// Where a herd's cgroup is created: below this process's own cgroup, or below a given one.
 pub(crate) fn cgroup_parent(requested: Option<&Path>) -> Result<(PathBuf, PathBuf), String> {
@@ -36,15 +35,6 @@ pub(crate) fn cgroup_parent(requested: Option<&Path>) -> Result<(PathBuf, PathBu
             .map_err(|err| format!("cannot find this process's cgroup: {err}"))?,
     };
     Ok((mount, parent))
-}
-
-/// Why no cgroup herd was made.
-#[derive(Debug)]
-pub(crate) enum CgroupError {
-    /// No cgroup can be had here (no mount, no permission): a reason to fall back.
-    Unavailable(String),
-    /// Making one failed (too many open files, out of memory, ...): an error to report.
-    Failed { context: String, source: io::Error },
 }
 
 /// A herd's cgroup. Each child it starts leads a process group of its own (so a terminal's
@@ -108,34 +98,41 @@ impl CgroupHerd {
         self.cgroup.path()
     }
 
-    /// Starts `cmd` inside the cgroup, leading a process group of its own.
-    pub(crate) fn spawn(&self, cmd: &Command) -> Result<Spawned, Error> {
+    /// Starts `req` inside the cgroup, leading a process group of its own.
+    pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         let now = Instant::now();
         let recent = crate::lock(&self.last_spawn)
             .replace(now)
             .is_some_and(|last| now.duration_since(last) < NOTIFIED_RECENTLY);
-        self.spawn_into(cmd, &self.cgroup, !recent)
+        self.spawn_into(req, &self.cgroup, !recent)
     }
 
-    /// Starts `cmd` in a cgroup of its own below the herd's, so that its tree can be stopped
+    /// Starts `req` in a cgroup of its own below the herd's, so that its tree can be stopped
     /// without its siblings; the herd's verbs reach it as any member.
-    pub(crate) fn spawn_subtree(&self, cmd: &Command) -> Result<(Spawned, Subtree), Error> {
+    pub(crate) fn spawn_subtree(
+        &self,
+        req: &SpawnRequest<'_>,
+    ) -> Result<(Spawned, Subtree), SpawnError> {
         let made = cgroup::mount_point().and_then(|mount| {
             let mount = mount.ok_or_else(|| io::Error::other("no cgroup v2 mount any more"))?;
             Cgroup::create(&mount, self.cgroup.path(), "spawn")
         });
-        let subtree =
-            Subtree(Arc::new(made.map_err(|err| {
-                cmd.os_error("create a cgroup for the child's tree", err)
-            })?));
+        let subtree = Subtree(Arc::new(
+            made.map_err(SpawnError::os("create a cgroup for the child's tree"))?,
+        ));
         // Always empty before this spawn: pinned (see "The first task in an empty cgroup").
-        let spawned = self.spawn_into(cmd, &subtree.0, true)?;
+        let spawned = self.spawn_into(req, &subtree.0, true)?;
         Ok((spawned, subtree))
     }
 
-    fn spawn_into(&self, cmd: &Command, cgroup: &Cgroup, pin: bool) -> Result<Spawned, Error> {
+    fn spawn_into(
+        &self,
+        req: &SpawnRequest<'_>,
+        cgroup: &Cgroup,
+        pin: bool,
+    ) -> Result<Spawned, SpawnError> {
         let spawned = spawn(
-            cmd,
+            req,
             &SpawnTarget {
                 cgroup: Some(cgroup.target(pin)),
                 process_group: ProcessGroup::New,
@@ -675,12 +672,11 @@ impl Container {
         }
     }
 
-    pub(crate) fn spawn(&self, cmd: &Command) -> Result<Spawned, Error> {
+    pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         match self {
-            Container::Cgroup(herd) => herd.spawn(cmd),
+            Container::Cgroup(herd) => herd.spawn(req),
             // The herd is this process group: a child moved out of it would escape.
-            Container::Group(_) if cmd.get_process_group().is_some() => Err(Error::Os {
-                program: cmd.get_program().to_owned(),
+            Container::Group(_) if req.process_group.is_some() => Err(SpawnError::Os {
                 action: "leave the herd's process group",
                 source: io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -688,18 +684,21 @@ impl Container {
                      Command::process_group would escape it",
                 ),
             }),
-            Container::Group(group) => group.spawn(cmd),
+            Container::Group(group) => group.spawn(req),
         }
     }
 
     /// [`spawn`](Self::spawn), with the child's tree in a cgroup of its own where the herd is
     /// a cgroup (`None` for a process-group herd: there the child alone can be told apart).
-    pub(crate) fn spawn_subtree(&self, cmd: &Command) -> Result<(Spawned, Option<Subtree>), Error> {
+    pub(crate) fn spawn_subtree(
+        &self,
+        req: &SpawnRequest<'_>,
+    ) -> Result<(Spawned, Option<Subtree>), SpawnError> {
         match self {
             Container::Cgroup(herd) => herd
-                .spawn_subtree(cmd)
+                .spawn_subtree(req)
                 .map(|(spawned, subtree)| (spawned, Some(subtree))),
-            Container::Group(_) => self.spawn(cmd).map(|spawned| (spawned, None)),
+            Container::Group(_) => self.spawn(req).map(|spawned| (spawned, None)),
         }
     }
 
@@ -873,8 +872,11 @@ mod tests {
             cgroup = elsewhere.display(),
             file = pidfile.display(),
         );
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", &script]);
+        let args = ["-c".into(), script.into()];
+        let cmd = SpawnRequest {
+            args: &args,
+            ..SpawnRequest::new("sh".as_ref())
+        };
         let spawned = herd.spawn(&cmd).expect("spawn");
         let start = Instant::now();
         let stray = loop {
