@@ -1067,18 +1067,7 @@ impl fmt::Display for HostContainment {
 /// }
 /// ```
 pub fn host_containment() -> HostContainment {
-    let cgroup = sys::cgroup_parent(None).and_then(|(_, parent)| {
-        rustix::fs::access(&parent, rustix::fs::Access::WRITE_OK)
-            .map(|()| parent.clone())
-            .map_err(|err| {
-                format!(
-                    "cannot create cgroups below {}: {}",
-                    parent.display(),
-                    io::Error::from(err)
-                )
-            })
-    });
-    match cgroup {
+    match sys::writable_cgroup_parent() {
         Ok(parent) => HostContainment {
             mechanism: Some(Mechanism::CgroupV2),
             reason: format!("herd cgroups are created below {}", parent.display()),

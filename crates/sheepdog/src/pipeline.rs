@@ -5,8 +5,6 @@
 use std::io;
 use std::time::Duration;
 
-use rustix::pipe::{pipe_with, PipeFlags};
-
 use crate::child::Child;
 use crate::command::{Command, Stdio};
 use crate::error::Error;
@@ -275,8 +273,8 @@ impl Pipeline {
             }
             if i < last {
                 // Straight from this stage to the next: the kernel's pipe, not ours.
-                let (read, write) = pipe_with(PipeFlags::CLOEXEC)
-                    .map_err(|e| first.os_error("create a pipe", e.into()))?;
+                let (read, write) =
+                    crate::sys::pipe().map_err(|e| first.os_error("create a pipe", e))?;
                 cmd.stdout(Stdio::from(write));
                 next_stdin = Some(Stdio::from(read));
             }

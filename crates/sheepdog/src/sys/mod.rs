@@ -212,8 +212,6 @@ pub(crate) use os::all_pids;
 pub(crate) use os::background_work;
 /// This boot's id, so that a pid and start time from another boot are told apart.
 pub(crate) use os::boot_id;
-/// Where a herd's cgroup would be created: `(mount, parent)`, or why none can be.
-pub(crate) use os::cgroup_parent;
 /// The children of process `pid`.
 pub(crate) use os::children;
 /// The command line of process `pid`.
@@ -226,6 +224,8 @@ pub(crate) use os::force_homeless;
 pub(crate) use os::force_spawn_path;
 /// Whether this process is the init of a pid namespace (whose death ends every process in it).
 pub(crate) use os::namespace_init;
+/// A new pipe, `(read end, write end)`, both close-on-exec.
+pub(crate) use os::pipe;
 /// Faults in a buffer's spare capacity before a read fills it.
 pub(crate) use os::populate;
 /// Sets a pipe's kernel buffer size.
@@ -242,6 +242,8 @@ pub(crate) use os::stat;
 pub(crate) use os::stop_self;
 /// Why herds made here do not die with this process when it is killed.
 pub(crate) use os::unguarded_reason;
+/// Where herds' cgroups would be created, if this process may create them there; else why not.
+pub(crate) use os::writable_cgroup_parent;
 /// A herd's container: `cgroup(parent)` (or a [`ContainerError`]), `group(adopt)`, `spawn`,
 /// `spawn_subtree`, and the verbs on its members (kill, signal, freeze, wait, count, usage).
 pub(crate) use os::Container;

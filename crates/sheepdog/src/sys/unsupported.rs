@@ -237,7 +237,7 @@ pub(crate) fn spawn_into(
 
 pub(crate) fn force_spawn_path(_: SpawnPath) {}
 
-pub(crate) fn cgroup_parent(_: Option<&Path>) -> Result<(PathBuf, PathBuf), String> {
+pub(crate) fn writable_cgroup_parent() -> Result<PathBuf, String> {
     Err(unsupported().to_string())
 }
 
@@ -249,6 +249,10 @@ pub(crate) fn namespace_init() -> bool {
 
 pub(crate) fn unguarded_reason() -> String {
     unsupported().to_string()
+}
+
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Err(unsupported())
 }
 
 pub(crate) fn populate(_: &mut [MaybeUninit<u8>]) {}

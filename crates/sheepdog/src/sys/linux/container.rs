@@ -37,6 +37,21 @@ pub(crate) fn cgroup_parent(requested: Option<&Path>) -> Result<(PathBuf, PathBu
     Ok((mount, parent))
 }
 
+/// Where new herds' cgroups go (below this process's own), if this process may create cgroups
+/// there; else why not.
+pub(crate) fn writable_cgroup_parent() -> Result<PathBuf, String> {
+    let (_, parent) = cgroup_parent(None)?;
+    rustix::fs::access(&parent, rustix::fs::Access::WRITE_OK)
+        .map(|()| parent.clone())
+        .map_err(|err| {
+            format!(
+                "cannot create cgroups below {}: {}",
+                parent.display(),
+                io::Error::from(err)
+            )
+        })
+}
+
 /// A herd's cgroup. Each child it starts leads a process group of its own (so a terminal's
 /// Ctrl-C reaches the owner, not the children); those groups are the second net.
 #[derive(Debug)]
@@ -472,9 +487,14 @@ fn process_group_of(pid: u32) -> Option<i32> {
 
 /// Whether any process is in group `pgid`.
 fn group_exists(pgid: i32) -> bool {
-    // SAFETY: kill(2) with signal 0 only checks for existence.
-    let ret = unsafe { super::raw::syscall(libc::SYS_kill, &[-pgid as isize as usize, 0]) };
-    ret == 0 || ret == -(libc::EPERM as isize)
+    let Some(pgid) = rustix::process::Pid::from_raw(pgid) else {
+        return false;
+    };
+    // kill(2) with signal 0 only checks for existence; EPERM: it exists, and is not ours.
+    match rustix::process::test_kill_process_group(pgid) {
+        Ok(()) | Err(rustix::io::Errno::PERM) => true,
+        Err(_) => false,
+    }
 }
 
 /// This process's home for herd cgroups below one parent: `parent/sheepdog-<pid>`, made on

@@ -20,8 +20,10 @@ mod stale;
 mod terminal;
 
 pub(crate) use clone::force as force_spawn_path;
-pub(crate) use container::{cgroup_parent, force_homeless, namespace_init, Container, Subtree};
-pub(crate) use pipes::{populate, resize_pipe};
+pub(crate) use container::{
+    force_homeless, namespace_init, writable_cgroup_parent, Container, Subtree,
+};
+pub(crate) use pipes::{pipe, populate, resize_pipe};
 pub(crate) use process::{die_by, stop_self, Leader, Process};
 pub(crate) use procfs::{all_pids, boot_id, children, command_line, stat};
 pub(crate) use reaper::outstanding as background_work;
