@@ -63,6 +63,16 @@ pub enum SpawnPath {
     CloneWithoutPidfd,
 }
 
+/// A started child, with this process's ends of its pipes.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub process: Process,
+    pub stdio: [Option<OwnedFd>; 3],
+    pub path: SpawnPath,
+    /// The terminal whose foreground the child took (see [`SpawnRequest::foreground`]).
+    pub terminal: Option<Terminal>,
+}
+
 /// The environment changes of a spawn: a variable set (`Some`) or removed (`None`).
 pub(crate) type EnvChanges = BTreeMap<OsString, Option<OsString>>;
 
@@ -253,9 +263,6 @@ pub(crate) use os::Leader;
 /// One unreaped child of this process: `pid`, `wait`, `try_wait`, `status` (a [`Reaped`]),
 /// `signal`, `leader`; dropping it reaps the child in the background.
 pub(crate) use os::Process;
-/// A started child: `process`, this process's ends of its `stdio` pipes, its spawn `path`, and
-/// the `terminal` whose foreground it took.
-pub(crate) use os::Spawned;
 /// A child's own part of a container, stopped without its siblings.
 pub(crate) use os::Subtree;
 /// The terminal whose foreground a child holds; dropping it gives the foreground back.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::signal::Signal;
-use crate::sys::{ContainerError, Reaped, SpawnError, SpawnPath, SpawnRequest, Stat};
+use crate::sys::{ContainerError, Reaped, SpawnError, SpawnPath, SpawnRequest, Spawned, Stat};
 
 /// What this platform says to every request.
 fn unsupported() -> io::Error {
@@ -83,14 +83,6 @@ impl Leader {
     pub(crate) async fn reaped(&self) -> io::Result<()> {
         match *self {}
     }
-}
-
-#[derive(Debug)]
-pub(crate) struct Spawned {
-    pub process: Process,
-    pub stdio: [Option<OwnedFd>; 3],
-    pub path: SpawnPath,
-    pub terminal: Option<Terminal>,
 }
 
 #[derive(Debug)]

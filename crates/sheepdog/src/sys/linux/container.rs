@@ -17,10 +17,10 @@ use super::group::Group;
 use super::process::open_pidfd;
 use super::reaper;
 use super::sentinel::{self, Guarded};
-use super::spawn::{spawn, ProcessGroup, SpawnTarget, Spawned};
+use super::spawn::{spawn, ProcessGroup, SpawnTarget};
 use super::stale;
 use crate::signal::Signal;
-use crate::sys::{ContainerError as CgroupError, SpawnError, SpawnRequest};
+use crate::sys::{ContainerError as CgroupError, SpawnError, SpawnRequest, Spawned};
 
 /// Where a herd's cgroup is created: below this process's own cgroup, or below a given one.
 pub(crate) fn cgroup_parent(requested: Option<&Path>) -> Result<(PathBuf, PathBuf), String> {

@@ -36,9 +36,9 @@ use super::process::{deliver, open_pidfd, waitid, Process, Target};
 use super::raw::syscall;
 use super::reaper;
 use super::sentinel;
-use super::spawn::{spawn, spawn_anchor, ProcessGroup, SpawnTarget, Spawned};
+use super::spawn::{spawn, spawn_anchor, ProcessGroup, SpawnTarget};
 use crate::signal::Signal;
-use crate::sys::{SpawnError, SpawnRequest};
+use crate::sys::{SpawnError, SpawnRequest, Spawned};
 
 /// How long the clean-up after a kill keeps looking for members before it gives up (a member
 /// it cannot signal, another user's, would otherwise keep it going).

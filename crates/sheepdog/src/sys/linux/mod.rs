@@ -30,5 +30,5 @@ pub(crate) use reaper::outstanding as background_work;
 pub(crate) use sentinel::{
     inject_receive_error as sentinel_inject_receive_error, pid as sentinel_pid, unguarded_reason,
 };
-pub(crate) use spawn::{spawn_into, Spawned};
+pub(crate) use spawn::spawn_into;
 pub(crate) use terminal::Terminal;

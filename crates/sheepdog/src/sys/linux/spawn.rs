@@ -15,7 +15,7 @@ use super::child::{ChildPlan, ChildReport, Stage};
 use super::clone::{clone_child, log_demotion, Cloned};
 use super::process::{reap_now, Process};
 use super::terminal::Terminal;
-use crate::sys::{SpawnError, SpawnPath, SpawnRequest, SpawnStdio};
+use crate::sys::{SpawnError, SpawnRequest, SpawnStdio, Spawned};
 
 /// Where the child goes before it execs: the hooks a `Herd` uses.
 #[derive(Debug, Default, Clone, Copy)]
@@ -48,16 +48,6 @@ pub(crate) enum ProcessGroup {
 
 /// The action named in the error when the child cannot join its process group.
 pub(crate) const JOIN_GROUP: &str = "join the process group";
-
-/// A started child, with this process's ends of its pipes.
-#[derive(Debug)]
-pub(crate) struct Spawned {
-    pub process: Process,
-    pub stdio: [Option<OwnedFd>; 3],
-    pub path: SpawnPath,
-    /// The terminal whose foreground the child took (see the request's `foreground`).
-    pub terminal: Option<Terminal>,
-}
 
 /// Starts `req` as `target` says.
 pub(crate) fn spawn(
