@@ -80,8 +80,11 @@ pub fn cmd(test: &str, program: impl AsRef<OsStr>) -> sheepdog::Command {
 /// ignored, and a shell cannot trap a signal ignored on entry; a caught signal is reset to the
 /// default at exec, so catching it here (tokio's handler stays installed) is enough.
 pub fn sigint_default_for_children() {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .expect("install a SIGINT handler");
+    // The stream may go: the handler stays.
+    drop(
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .expect("install a SIGINT handler"),
+    );
 }
 
 /// The descriptors open in this process right now.
