@@ -135,3 +135,8 @@ pub mod __private {
         crate::sys::spawn(cmd, &target).map(|spawned| Child::new(spawned, cmd))
     }
 }
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
