@@ -124,3 +124,8 @@ pub mod __private {
             .map_err(|err| cmd.spawn_error(err))
     }
 }
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;

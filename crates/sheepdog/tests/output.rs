@@ -253,6 +253,7 @@ async fn capture_limit_keeps_head_or_tail_and_says_so() {
 
 #[tokio::test]
 async fn outcome_is_one_value_to_match() {
+    common::sigint_default_for_children();
     use sheepdog::Outcome;
     let exited = cmd("outcome", "sh")
         .args(["-c", "exit 9"])
