@@ -1072,6 +1072,10 @@ pub fn host_containment() -> HostContainment {
             mechanism: Some(Mechanism::CgroupV2),
             reason: format!("herd cgroups are created below {}", parent.display()),
         },
+        Err(why) if !sys::SUPPORTED => HostContainment {
+            mechanism: None,
+            reason: why,
+        },
         Err(why) => HostContainment {
             mechanism: Some(Mechanism::ProcessGroup),
             reason: format!("falling back to a process group per herd: {why}"),

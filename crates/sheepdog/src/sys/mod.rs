@@ -267,3 +267,5 @@ pub(crate) use os::Process;
 pub(crate) use os::Subtree;
 /// The terminal whose foreground a child holds; dropping it gives the foreground back.
 pub(crate) use os::Terminal;
+/// Whether this platform can start processes at all (`false`: every call fails `Unsupported`).
+pub(crate) use os::SUPPORTED;

@@ -15,6 +15,8 @@ use std::time::Duration;
 use crate::signal::Signal;
 use crate::sys::{ContainerError, Reaped, SpawnError, SpawnPath, SpawnRequest, Spawned, Stat};
 
+pub(crate) const SUPPORTED: bool = false;
+
 /// What this platform says to every request.
 fn unsupported() -> io::Error {
     io::Error::new(

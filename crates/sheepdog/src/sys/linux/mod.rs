@@ -19,6 +19,9 @@ mod spawn;
 mod stale;
 mod terminal;
 
+/// This platform starts processes.
+pub(crate) const SUPPORTED: bool = true;
+
 pub(crate) use clone::force as force_spawn_path;
 pub(crate) use container::{
     force_homeless, namespace_init, writable_cgroup_parent, Container, Subtree,
