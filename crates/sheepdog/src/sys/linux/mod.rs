@@ -22,7 +22,9 @@ pub use clone::SpawnPath;
 pub(crate) use container::{
     cgroup_parent, force_homeless, namespace_init, CgroupError, Container, Subtree,
 };
-pub(crate) use pipes::{populate, resize_pipe};
+pub(crate) use pipes::{
+    populate, read_now, resize_pipe, set_nonblocking, stop_switch, wait_readable, StopWatch,
+};
 pub(crate) use process::{die_by, proc_stat, stop_self, Leader, Process};
 pub(crate) use procfs::{all_pids, boot_id, children, command_line, stat, Stat};
 pub(crate) use reaper::outstanding as background_work;
