@@ -336,45 +336,42 @@ fn head_std(bytes: &str) -> std::process::Command {
     cmd
 }
 
-fn floor_capture(buf: &mut [u8]) -> BoxResult<Duration> {
+/// A std `head` with its stdout piped, read by `read` into a buffer of its own (as the floor
+/// variants do), then waited for; `read` returns the byte count.
+fn floor_capture_with(
+    who: &str,
+    read: impl FnOnce(&mut std::process::ChildStdout) -> io::Result<usize>,
+) -> BoxResult<Duration> {
     let start = Instant::now();
     let mut child = StdChild::spawn(
         head_std(CAPTURE_ARG)
             .stdin(Stdio::null())
             .stdout(Stdio::piped()),
-        "floor: spawn head",
-    )?;
-    let mut stdout = child.0.stdout.take().context("floor: head's stdout")?;
-    let n = read_raw(&mut stdout, buf).context("floor: read head's stdout")?;
-    drop(stdout);
-    child.wait_success("floor: head")?;
-    let elapsed = start.elapsed();
-    check_count("floor", "bytes", n, CAPTURE_BYTES)?;
-    Ok(elapsed)
-}
-
-fn fresh_floor_capture() -> BoxResult<Duration> {
-    let start = Instant::now();
-    let mut child = StdChild::spawn(
-        head_std(CAPTURE_ARG)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped()),
-        "fresh floor: spawn head",
+        &format!("{who}: spawn head"),
     )?;
     let mut stdout = child
         .0
         .stdout
         .take()
-        .context("fresh floor: head's stdout")?;
-    let mut buf = Vec::new();
-    stdout
-        .read_to_end(&mut buf)
-        .context("fresh floor: read head's stdout")?;
+        .with_context(|| format!("{who}: head's stdout"))?;
+    let n = read(&mut stdout).with_context(|| format!("{who}: read head's stdout"))?;
     drop(stdout);
-    child.wait_success("fresh floor: head")?;
+    child.wait_success(&format!("{who}: head"))?;
     let elapsed = start.elapsed();
-    check_count("fresh floor", "bytes", black_box(buf).len(), CAPTURE_BYTES)?;
+    check_count(who, "bytes", n, CAPTURE_BYTES)?;
     Ok(elapsed)
+}
+
+fn floor_capture(buf: &mut [u8]) -> BoxResult<Duration> {
+    floor_capture_with("floor", |stdout| read_raw(stdout, buf))
+}
+
+fn fresh_floor_capture() -> BoxResult<Duration> {
+    floor_capture_with("fresh floor", |stdout| {
+        let mut buf = Vec::new();
+        stdout.read_to_end(&mut buf)?;
+        Ok(black_box(buf).len())
+    })
 }
 
 fn std_capture() -> BoxResult<Duration> {

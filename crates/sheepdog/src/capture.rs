@@ -94,7 +94,7 @@ pub(crate) async fn capture<R: Running>(
     let (status, ending) = {
         let readers = async {
             let (read_out, read_err, fed) =
-                tokio::join!(out.read(&stop), err.read(&stop), feed(streams.stdin, &stop),);
+                tokio::join!(out.read(&stop), err.read(&stop), feed(streams.stdin, &stop));
             ending([read_out, read_err, fed])
         };
         let wait = run.finish();
@@ -315,9 +315,8 @@ async fn read_small(pipe: &mut impl PipeReader, sink: &mut Sink) -> Result<Done,
 }
 
 /// Reads `fd` (non-blocking) into `sink` on this (blocking) thread, to its end or until
-/// `stop`'s switch is dropped. A read that leaves the pipe empty is followed by a wait in
-/// `poll(2)`, and before it the next part of the buffer is faulted in, while the writer fills
-/// the pipe.
+/// `stop`'s switch is dropped. Once the pipe is found empty, the next part of the buffer is
+/// faulted in, while the writer fills the pipe, and then the thread waits in `poll(2)`.
 fn read_blocking(
     fd: &OwnedFd,
     sink: &mut Sink,
@@ -326,14 +325,13 @@ fn read_blocking(
     let failed = |err| Stop::Failed(READ, err);
     loop {
         sink.make_room();
-        let offered = sink.buf.capacity() - sink.buf.len();
         match crate::sys::read_now(fd.as_fd(), &mut sink.buf) {
             Ok(0) => return Ok(Done::Ended),
+            // Read again even after a short read: the writer has often put more there by then,
+            // and a thread that does not sleep needs no wake-up.
             Ok(n) => {
                 sink.took(n)?;
-                if n == offered {
-                    continue; // there may be more
-                }
+                continue;
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -419,15 +417,12 @@ impl Sink {
         Ok(())
     }
 
-    /// Faults in the next [`POPULATE_AHEAD`] bytes of spare capacity, when less than half of
-    /// that is ready (`sys::populate`): fresh memory otherwise takes a page fault per 4 KiB
-    /// inside each read, while the writer waits for the pipe.
+    /// Faults in the spare capacity up to [`POPULATE_AHEAD`] bytes past the end
+    /// (`sys::populate`): fresh memory otherwise takes a page fault per 4 KiB inside each
+    /// read, while the writer waits for the pipe.
     fn populate_ahead(&mut self) {
         let len = self.buf.len();
         let ready = self.populated.max(len) - len;
-        if ready >= POPULATE_AHEAD / 2 {
-            return;
-        }
         let spare = self.buf.spare_capacity_mut();
         let to = spare.len().min(POPULATE_AHEAD);
         if to > ready {
