@@ -281,6 +281,10 @@ impl<P: PipeReader> Stream<P> {
             joined = &mut thread => joined,
             () = stopped(stop) => {
                 drop(switch);
+                // A thread that never started (the blocking pool full) must not hold the
+                // capture: it is cancelled, and the capture fails rather than waits. A running
+                // one is not affected and ends at the switch.
+                thread.abort();
                 thread.await
             }
         };
