@@ -45,50 +45,41 @@ async fn output_reads_no_stdin_unless_given() {
 }
 
 /// A grandchild holds stdout open for ten minutes after the program exits: the call returns
-/// after the drain timeout, with what was printed, says so, and the holder is killed.
+/// after the drain timeout, with what was printed, says so, and the holder is killed. The same
+/// once the stream is big (read on a blocking thread past 1 MiB): that thread is stopped at the
+/// drain timeout and hands back everything it read.
 #[tokio::test]
 async fn output_returns_when_a_descendant_holds_the_output_open() {
-    let marker = format!("output_held-{}", std::process::id());
-    let started = Instant::now();
-    let out = cmd(&marker, "sh")
-        .args(["-c", "sleep 600 & echo hi"])
-        .drain_timeout(Duration::from_millis(200))
-        .output()
-        .await
-        .expect("output");
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "the wait ended"
-    );
-    assert!(out.held_open());
-    assert!(out.status.success(), "{}", out.status);
-    assert_eq!(out.stdout, b"hi\n");
-    assert!(
-        common::poll_until(Duration::from_secs(10), || alive(&marker).is_empty()),
-        "the holder was killed: {:?}",
-        alive(&marker)
-    );
-}
-
-/// The same once the stream is big (read on a blocking thread past 1 MiB): the thread is
-/// stopped at the drain timeout and hands back everything it read.
-#[tokio::test]
-async fn output_returns_when_a_descendant_holds_a_big_output_open() {
-    let marker = format!("output_held_big-{}", std::process::id());
-    let out = cmd(&marker, "sh")
-        .args(["-c", "head -c 4194304 /dev/zero; sleep 600 &"])
-        .drain_timeout(Duration::from_millis(200))
-        .output()
-        .await
-        .expect("output");
-    assert!(out.held_open());
-    assert!(out.status.success(), "{}", out.status);
-    assert!(out.stdout.len() == 4 << 20 && out.stdout.iter().all(|&b| b == 0));
-    assert!(
-        common::poll_until(Duration::from_secs(10), || alive(&marker).is_empty()),
-        "the holder was killed: {:?}",
-        alive(&marker)
-    );
+    let big = vec![0u8; 4 << 20];
+    for (script, printed) in [
+        ("sleep 600 & echo hi", &b"hi\n"[..]),
+        ("head -c 4194304 /dev/zero; sleep 600 &", &big[..]),
+    ] {
+        let marker = format!("output_held-{}", std::process::id());
+        let started = Instant::now();
+        let out = cmd(&marker, "sh")
+            .args(["-c", script])
+            .drain_timeout(Duration::from_millis(200))
+            .output()
+            .await
+            .expect("output");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the wait ended"
+        );
+        assert!(out.held_open(), "{script}");
+        assert!(out.status.success(), "{}", out.status);
+        assert!(
+            out.stdout == printed,
+            "{script}: {} bytes",
+            out.stdout.len()
+        );
+        assert!(
+            common::poll_until(Duration::from_secs(10), || alive(&marker).is_empty()),
+            "the holder was killed: {:?}",
+            alive(&marker)
+        );
+    }
 }
 
 #[tokio::test]
