@@ -24,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+mod capture;
 mod child;
 mod command;
 mod driver;

@@ -238,20 +238,28 @@ pub(crate) use os::namespace_init;
 pub(crate) use os::pipe;
 /// Faults in a buffer's spare capacity before a read fills it.
 pub(crate) use os::populate;
+/// Appends what a non-blocking pipe holds now to a buffer's spare capacity (`Ok(0)`: the end).
+pub(crate) use os::read_now;
 /// Sets a pipe's kernel buffer size.
 pub(crate) use os::resize_pipe;
 /// Makes the sentinel take an errno as its next receive's result (tests).
 pub(crate) use os::sentinel_inject_receive_error;
 /// The pid of the owner-death sentinel, starting it if none runs (tests).
 pub(crate) use os::sentinel_pid;
+/// Makes reads of a descriptor return `WouldBlock` instead of waiting.
+pub(crate) use os::set_nonblocking;
 /// Starts a request outside any container (tests: into an open cgroup and a process group).
 pub(crate) use os::spawn_into;
 /// What the platform says of process `pid` ([`Stat`]), `None` once it is gone.
 pub(crate) use os::stat;
 /// Stops this whole process until something continues it.
 pub(crate) use os::stop_self;
+/// A new [`StopWatch`] and the switch whose drop ends [`wait_readable`] calls on it.
+pub(crate) use os::stop_switch;
 /// Why herds made here do not die with this process when it is killed.
 pub(crate) use os::unguarded_reason;
+/// Waits on a plain thread until a pipe is readable (`true`) or its stop switch is dropped.
+pub(crate) use os::wait_readable;
 /// Where herds' cgroups would be created, if this process may create them there; else why not.
 pub(crate) use os::writable_cgroup_parent;
 /// A herd's container: `cgroup(parent)` (or a [`ContainerError`]), `group(adopt)`, `spawn`,
@@ -263,6 +271,8 @@ pub(crate) use os::Leader;
 /// One unreaped child of this process: `pid`, `wait`, `try_wait`, `status` (a [`Reaped`]),
 /// `signal`, `leader`; dropping it reaps the child in the background.
 pub(crate) use os::Process;
+/// What [`wait_readable`] watches for the end of a read on another thread.
+pub(crate) use os::StopWatch;
 /// A child's own part of a container, stopped without its siblings.
 pub(crate) use os::Subtree;
 /// The terminal whose foreground a child holds; dropping it gives the foreground back.

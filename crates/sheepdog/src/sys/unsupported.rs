@@ -255,6 +255,30 @@ pub(crate) fn resize_pipe(_: BorrowedFd<'_>, _: usize) -> io::Result<()> {
     Err(unsupported())
 }
 
+pub(crate) fn set_nonblocking(_: BorrowedFd<'_>) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn read_now(_: BorrowedFd<'_>, _: &mut Vec<u8>) -> io::Result<usize> {
+    Err(unsupported())
+}
+
+/// Never made: [`stop_switch`] fails.
+#[derive(Debug)]
+pub(crate) enum StopSwitch {}
+
+/// Never made: [`stop_switch`] fails.
+#[derive(Debug)]
+pub(crate) enum StopWatch {}
+
+pub(crate) fn stop_switch() -> io::Result<(StopSwitch, StopWatch)> {
+    Err(unsupported())
+}
+
+pub(crate) fn wait_readable(_: BorrowedFd<'_>, stop: &StopWatch) -> io::Result<bool> {
+    match *stop {}
+}
+
 /// Returns: the caller then exits with 128 + the signal's number.
 pub(crate) fn die_by(_: Signal) {}
 

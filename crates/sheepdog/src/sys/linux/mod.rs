@@ -26,7 +26,9 @@ pub(crate) use clone::force as force_spawn_path;
 pub(crate) use container::{
     force_homeless, namespace_init, writable_cgroup_parent, Container, Subtree,
 };
-pub(crate) use pipes::{pipe, populate, resize_pipe};
+pub(crate) use pipes::{
+    pipe, populate, read_now, resize_pipe, set_nonblocking, stop_switch, wait_readable, StopWatch,
+};
 pub(crate) use process::{die_by, stop_self, Leader, Process};
 pub(crate) use procfs::{all_pids, boot_id, children, command_line, stat};
 pub(crate) use reaper::outstanding as background_work;
