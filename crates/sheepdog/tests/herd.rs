@@ -84,7 +84,13 @@ impl Tree {
             marker,
             printed,
         } = self;
-        assert!(!common::alive(&marker).is_empty(), "the tree is running");
+        // Bounded: a process in the middle of exec shows no environment for a moment.
+        assert!(
+            common::eventually(Duration::from_secs(10), || !common::alive(&marker)
+                .is_empty())
+            .await,
+            "the tree is running"
+        );
         let report = match end {
             End::Kill => {
                 herd.kill().await.expect("kill");
