@@ -11,9 +11,9 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
 use tokio::io::unix::AsyncFd;
@@ -100,6 +100,13 @@ pub(crate) struct Cgroup {
     events: OwnedFd,
     /// `cgroup.kill` (Linux 5.14); without it, members are killed one by one while frozen.
     kill: Option<OwnedFd>,
+    /// The watch of writes into it (see [`writes`]); `None`: not watched, never reused.
+    watch: Option<i32>,
+    /// `cpu.stat` (user, system) when it was handed on to another herd: a reused cgroup keeps
+    /// counting, so its CPU time is counted from here.
+    cpu_base: (Duration, Duration),
+    /// When the last spawn into it began, in ns after [`epoch`] plus one (0: never).
+    last_spawn: AtomicU64,
 }
 
 impl Cgroup {
@@ -186,7 +193,52 @@ impl Cgroup {
             procs,
             events,
             kill,
+            watch: None,
+            cpu_base: (Duration::ZERO, Duration::ZERO),
+            last_spawn: AtomicU64::new(0),
         })
+    }
+
+    /// Watches writes into this cgroup from now on, so that it can be reused (see
+    /// [`reusable`](Self::reusable)); without the watch it never is.
+    pub(crate) fn watch_writes(&mut self) {
+        self.watch = writes::watch(&self.path, true);
+    }
+
+    /// Whether the cgroup can serve another herd as if it were new: empty, not frozen, and since
+    /// it was made nobody wrote a setting or limit into it (or into `home`, watched as
+    /// `home_watch`, whose `cgroup.subtree_control` gives it controllers) nor made a cgroup
+    /// inside it. Membership, `cgroup.kill` and `cgroup.freeze` writes do not count: the
+    /// emptiness and the freeze state are read.
+    pub(crate) fn reusable(&self, home_watch: i32) -> bool {
+        let Some(watch) = self.watch else {
+            return false;
+        };
+        let mut buf = [0u8; 256];
+        let Ok(n) = rustix::io::pread(&self.events, &mut buf, 0) else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        event_field(&text, "populated") == Some(false)
+            && event_field(&text, "frozen") != Some(true)
+            && writes::untouched(&[watch, home_watch])
+    }
+
+    /// Readies a [`reusable`](Self::reusable) cgroup for its next herd: its CPU time counts
+    /// from here.
+    pub(crate) fn renew(&mut self) -> io::Result<()> {
+        self.cpu_base = self.cpu_stat()?;
+        Ok(())
+    }
+
+    /// Notes a spawn into the cgroup beginning now; returns whether the one before it began
+    /// less than `interval` ago.
+    pub(crate) fn spawned_within(&self, interval: Duration) -> bool {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        let epoch = *EPOCH.get_or_init(Instant::now);
+        let now = Instant::now().duration_since(epoch).as_nanos() as u64 + 1;
+        let last = self.last_spawn.swap(now, Ordering::Relaxed);
+        last != 0 && now.saturating_sub(last) < interval.as_nanos() as u64
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -222,10 +274,27 @@ impl Cgroup {
         read_event_field(&self.events, key)
     }
 
-    /// CPU time of every process that ever ran in the cgroup (or below it), exited ones
-    /// included: `user_usec` and `system_usec` from `cpu.stat`.
+    /// CPU time of every process that ran in the cgroup (or below it) for its current herd,
+    /// exited ones included: `user_usec` and `system_usec` from `cpu.stat`.
     pub(crate) fn cpu_time(&self) -> io::Result<(Duration, Duration)> {
-        let stat = fs::read_to_string(self.path.join("cpu.stat"))?;
+        let (user, system) = self.cpu_stat()?;
+        Ok((
+            user.saturating_sub(self.cpu_base.0),
+            system.saturating_sub(self.cpu_base.1),
+        ))
+    }
+
+    /// `user_usec` and `system_usec` from `cpu.stat`, since the cgroup was made.
+    fn cpu_stat(&self) -> io::Result<(Duration, Duration)> {
+        let file = rustix::fs::openat(
+            &self.dir,
+            "cpu.stat",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut buf = [0u8; 1024];
+        let n = rustix::io::read(&file, &mut buf)?;
+        let stat = String::from_utf8_lossy(&buf[..n]);
         let field = |key: &str| {
             stat.lines()
                 .find_map(|line| line.strip_prefix(key)?.trim().parse::<u64>().ok())
@@ -453,10 +522,117 @@ fn read_event_field(events: impl AsFd, key: &str) -> io::Result<Option<bool>> {
     let mut buf = [0u8; 256];
     let n = rustix::io::pread(events, &mut buf, 0)?;
     let text = std::str::from_utf8(&buf[..n]).map_err(io::Error::other)?;
-    Ok(text.lines().find_map(|line| {
+    Ok(event_field(text, key))
+}
+
+/// The line `key 0|1` of `cgroup.events` text.
+fn event_field(text: &str, key: &str) -> Option<bool> {
+    text.lines().find_map(|line| {
         let (k, v) = line.split_once(' ')?;
         (k == key).then_some(v.trim() == "1")
-    }))
+    })
+}
+
+/// Writes into herd cgroups since they were made, seen through one inotify instance for the
+/// process: a cgroup is reused for another herd only if nobody set anything in it. One read of
+/// the instance (non-blocking, usually finding nothing) per reuse; the watches go with the
+/// directories. An overflowed queue makes every watched cgroup count as written.
+pub(crate) mod writes {
+    use std::collections::HashSet;
+    use std::mem::MaybeUninit;
+    use std::os::fd::OwnedFd;
+    use std::path::Path;
+    use std::sync::{Mutex, OnceLock};
+
+    use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+    use rustix::io::Errno;
+
+    struct Watcher {
+        fd: OwnedFd,
+        touched: Mutex<Touched>,
+    }
+
+    #[derive(Default)]
+    struct Touched {
+        /// The watches that saw a write that counts.
+        watches: HashSet<i32>,
+        overflowed: bool,
+    }
+
+    fn watcher() -> Option<&'static Watcher> {
+        static WATCHER: OnceLock<Option<Watcher>> = OnceLock::new();
+        WATCHER
+            .get_or_init(|| {
+                let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).ok()?;
+                Some(Watcher {
+                    fd,
+                    touched: Mutex::new(Touched::default()),
+                })
+            })
+            .as_ref()
+    }
+
+    /// Watches writes into the files of the cgroup `dir`, and with `inside` the making of a
+    /// cgroup inside it; `None` where it cannot be watched (no inotify, too many watches).
+    pub(crate) fn watch(dir: &Path, inside: bool) -> Option<i32> {
+        let watcher = watcher()?;
+        let mut flags = WatchFlags::MODIFY | WatchFlags::ATTRIB | WatchFlags::ONLYDIR;
+        if inside {
+            flags |= WatchFlags::CREATE | WatchFlags::MOVED_TO;
+        }
+        let watch = inotify::add_watch(&watcher.fd, dir, flags).ok()?;
+        // The number of a watch that is gone may come back.
+        crate::lock(&watcher.touched).watches.remove(&watch);
+        Some(watch)
+    }
+
+    /// Whether none of `watches` saw a write that counts. The lock is held across the read so
+    /// that a write read by another thread's call is counted before this one answers.
+    pub(crate) fn untouched(watches: &[i32]) -> bool {
+        let Some(watcher) = watcher() else {
+            return false;
+        };
+        let mut touched = crate::lock(&watcher.touched);
+        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = inotify::Reader::new(&watcher.fd, &mut buf);
+        loop {
+            match reader.next() {
+                Ok(event) => {
+                    let flags = event.events();
+                    if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                        touched.overflowed = true;
+                    } else if flags.contains(ReadFlags::IGNORED) {
+                        // The directory is gone, and its watch with it.
+                        touched.watches.remove(&event.wd());
+                    } else if counts(flags, event.file_name().map(|n| n.to_bytes())) {
+                        touched.watches.insert(event.wd());
+                    }
+                }
+                Err(Errno::INTR) => {}
+                // AGAIN: nothing more to read.
+                Err(_) => break,
+            }
+        }
+        !touched.overflowed && watches.iter().all(|w| !touched.watches.contains(w))
+    }
+
+    /// Whether an event says that somebody changed what a new cgroup would have: any write but
+    /// sheepdog's own verbs (membership, kill, freeze) and the kernel's notifications of its
+    /// `*.events` files; a change of owner or mode; a cgroup made inside.
+    fn counts(flags: ReadFlags, name: Option<&[u8]>) -> bool {
+        if flags.intersects(ReadFlags::ATTRIB | ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+            return true;
+        }
+        if !flags.contains(ReadFlags::MODIFY) {
+            return false;
+        }
+        let name = name.unwrap_or_default();
+        !(matches!(
+            name,
+            b"cgroup.procs" | b"cgroup.threads" | b"cgroup.kill" | b"cgroup.freeze"
+        ) || name.ends_with(b".events")
+            || name.ends_with(b".events.local"))
+    }
 }
 
 /// A cgroup of a unit test's own, below this process's cgroup, killed and removed with what

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 
@@ -58,15 +58,15 @@ pub(crate) struct CgroupHerd {
     home_parent: Option<PathBuf>,
     /// The process groups the herd's children lead (their pids).
     groups: Mutex<Vec<i32>>,
-    /// When the last spawn into the herd began (see [`NOTIFIED_RECENTLY`]).
-    last_spawn: Mutex<Option<Instant>>,
 }
 
-/// A spawn into a herd less than this after the one before it is not pinned. The kernel
+/// A spawn into a cgroup less than this after the one before it is not pinned. The kernel
 /// notifies a change of `cgroup.events` at most once per 20 ms per cgroup (later ones wait for
 /// a timer), so such a spawn's notification is deferred: no kworker wakes at the clone to push
 /// the child onto another CPU, and the pin would cost its system calls (about 6 µs back to
-/// back) for nothing. Half the kernel's interval leaves room for its clock's coarse ticks.
+/// back) for nothing. Half the kernel's interval leaves room for its clock's coarse ticks. The
+/// time is the cgroup's, not the herd's: a reused cgroup brings it along, so back-to-back
+/// private herds are not pinned.
 const NOTIFIED_RECENTLY: Duration = Duration::from_millis(10);
 
 impl CgroupHerd {
@@ -95,7 +95,6 @@ impl CgroupHerd {
             cgroup: Arc::new(cgroup),
             home_parent: guarded.then_some(parent),
             groups: Mutex::new(Vec::new()),
-            last_spawn: Mutex::new(None),
         })
     }
 
@@ -110,10 +109,7 @@ impl CgroupHerd {
 
     /// Starts `cmd` inside the cgroup, leading a process group of its own.
     pub(crate) fn spawn(&self, cmd: &Command) -> Result<Spawned, Error> {
-        let now = Instant::now();
-        let recent = crate::lock(&self.last_spawn)
-            .replace(now)
-            .is_some_and(|last| now.duration_since(last) < NOTIFIED_RECENTLY);
+        let recent = self.cgroup.spawned_within(NOTIFIED_RECENTLY);
         self.spawn_into(cmd, &self.cgroup, !recent)
     }
 
@@ -274,9 +270,32 @@ impl CgroupHerd {
     }
 
     /// Kills everything at once. An empty cgroup (the usual case: the children were waited
-    /// for) is removed here, with one `rmdir`, so that nothing is left even if this process
-    /// exits at once; a populated one is removed by the reaper thread once it is empty.
+    /// for) goes back to the home's pool if nobody set anything in it (see [`recycle`]), else
+    /// it is removed here, with one `rmdir`, so that nothing is left even if this process exits
+    /// at once; a populated one is removed by the reaper thread once it is empty.
     pub(crate) fn dispose(self) {
+        let CgroupHerd {
+            cgroup,
+            home_parent,
+            groups,
+        } = self;
+        let cgroup = match home_parent.as_deref() {
+            Some(parent) => match recycle(parent, cgroup) {
+                Ok(()) => return,
+                Err(cgroup) => cgroup,
+            },
+            None => cgroup,
+        };
+        CgroupHerd {
+            cgroup,
+            home_parent,
+            groups,
+        }
+        .remove()
+    }
+
+    /// [`dispose`](Self::dispose) of a cgroup that is not reused.
+    fn remove(self) {
         // Make the next herd's cgroup ahead, after this herd's work rather than during the next.
         let refill = self
             .home_parent
@@ -489,11 +508,22 @@ struct Home {
     parent: PathBuf,
     mount: PathBuf,
     path: PathBuf,
+    /// The watch of writes into the home (see `cgroup::writes`): none means herd cgroups of
+    /// this home are never reused.
+    watch: Option<i32>,
+    /// Empty herd cgroups, made ahead or given back by herds: the last given back is taken
+    /// first (its notification interval is running, see [`NOTIFIED_RECENTLY`]).
     ready: Vec<Cgroup>,
 }
 
-/// How many empty herd cgroups a home keeps ready.
+/// How many empty herd cgroups the reaper thread makes ahead, after a herd's cgroup was
+/// removed rather than reused.
 const READY: usize = 2;
+
+/// The most empty herd cgroups a home keeps (each holds four descriptors): more than the
+/// herds a burst of concurrent spawns gives back at once on a small host, few enough to be
+/// cheap to keep.
+const POOL: usize = 16;
 
 static HOMES: Mutex<Vec<Home>> = Mutex::new(Vec::new());
 
@@ -529,18 +559,51 @@ fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, bool)> {
         },
     };
     let home = &mut homes[index];
-    let cgroup = match home.ready.pop() {
-        Some(ready) => ready,
-        // None made ahead: made here, without the lock, so that concurrent herds do not wait
-        // for each other's mkdir.
-        None => {
-            let path = home.path.clone();
-            drop(homes);
-            Cgroup::create(mount, &path, "herd")?
-        }
+    let ready = home.ready.pop();
+    let path = ready.is_none().then(|| home.path.clone());
+    // Nothing below runs under the lock: concurrent herds do not wait for each other's mkdir,
+    // nor for the sentinel's check.
+    drop(homes);
+    let cgroup = match (ready, path) {
+        (Some(ready), _) => ready,
+        (None, Some(path)) => made_ahead(Cgroup::create(mount, &path, "herd")?),
+        (None, None) => unreachable!("a path is taken when nothing is ready"),
     };
     // A dead sentinel is replaced here, and the home registered again with the new one.
     Ok((cgroup, sentinel::available()))
+}
+
+/// A new herd cgroup of a home, watched so that it can be reused.
+fn made_ahead(mut cgroup: Cgroup) -> Cgroup {
+    cgroup.watch_writes();
+    cgroup
+}
+
+/// Gives a dropped herd's empty cgroup back to its home's pool, if nobody set anything in it
+/// and the pool has room; else hands it back.
+fn recycle(parent: &Path, cgroup: Arc<Cgroup>) -> Result<(), Arc<Cgroup>> {
+    let home_watch = homes()
+        .iter()
+        .find(|home| home.parent == parent && home.ready.len() < POOL)
+        .and_then(|home| home.watch);
+    let Some(home_watch) = home_watch else {
+        return Err(cgroup);
+    };
+    if !cgroup.reusable(home_watch) {
+        return Err(cgroup);
+    }
+    let mut cgroup = Arc::try_unwrap(cgroup)?;
+    if cgroup.renew().is_err() {
+        return Err(Arc::new(cgroup));
+    }
+    let mut homes = homes();
+    match homes.iter_mut().find(|home| home.parent == parent) {
+        Some(home) if home.ready.len() < POOL => {
+            home.ready.push(cgroup);
+            Ok(())
+        }
+        _ => Err(Arc::new(cgroup)),
+    }
 }
 
 /// Makes cgroups ahead for the home below `parent` (on the reaper thread).
@@ -550,7 +613,7 @@ fn refill(parent: &Path) {
         _ => return,
     };
     // Made without the lock held, so herds are not kept waiting for a mkdir.
-    let Ok(cgroup) = Cgroup::create(&mount, &path, "herd") else {
+    let Ok(cgroup) = Cgroup::create(&mount, &path, "herd").map(made_ahead) else {
         return;
     };
     let mut homes = homes();
@@ -599,6 +662,7 @@ fn make_home(mount: &Path, parent: &Path) -> io::Result<Option<Home>> {
         parent: parent.to_owned(),
         mount: mount.to_owned(),
         path: home.path().to_owned(),
+        watch: cgroup::writes::watch(home.path(), false),
         ready: Vec::new(),
     }))
 }
