@@ -208,7 +208,7 @@ impl Cgroup {
     /// Whether the cgroup can serve another herd as if it were new: empty, not frozen, and since
     /// it was made nobody wrote a setting or limit into it (or into `home`, watched as
     /// `home_watch`, whose `cgroup.subtree_control` gives it controllers) nor made a cgroup
-    /// inside it. Membership, `cgroup.kill` and `cgroup.freeze` writes do not count: the
+    /// inside it, nor killed it. Membership and `cgroup.freeze` writes do not count: the
     /// emptiness and the freeze state are read.
     pub(crate) fn reusable(&self, home_watch: i32) -> bool {
         let Some(watch) = self.watch else {
@@ -617,8 +617,11 @@ pub(crate) mod writes {
     }
 
     /// Whether an event says that somebody changed what a new cgroup would have: any write but
-    /// sheepdog's own verbs (membership, kill, freeze) and the kernel's notifications of its
-    /// `*.events` files; a change of owner or mode; a cgroup made inside.
+    /// membership, freeze (whose state is read instead) and the kernel's notifications of its
+    /// `*.events` files; a change of owner or mode; a cgroup made inside. A `cgroup.kill`
+    /// write counts: the kernel (seen on 6.18) then SIGKILLs every child cloned into the
+    /// cgroup with `CLONE_INTO_CGROUP`, its kill count no longer matching the one the clone
+    /// read from the parent's cgroup.
     fn counts(flags: ReadFlags, name: Option<&[u8]>) -> bool {
         if flags.intersects(ReadFlags::ATTRIB | ReadFlags::CREATE | ReadFlags::MOVED_TO) {
             return true;
@@ -627,10 +630,8 @@ pub(crate) mod writes {
             return false;
         }
         let name = name.unwrap_or_default();
-        !(matches!(
-            name,
-            b"cgroup.procs" | b"cgroup.threads" | b"cgroup.kill" | b"cgroup.freeze"
-        ) || name.ends_with(b".events")
+        !(matches!(name, b"cgroup.procs" | b"cgroup.threads" | b"cgroup.freeze")
+            || name.ends_with(b".events")
             || name.ends_with(b".events.local"))
     }
 }
