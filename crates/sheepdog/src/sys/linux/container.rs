@@ -138,11 +138,16 @@ impl CgroupHerd {
             },
         )?;
         let mut groups = self.lock_groups();
-        // Forget groups that are gone, now and then, so a long-lived herd does not grow.
-        if groups.len() >= 64 && groups.len().is_power_of_two() {
-            groups.retain(|&pgid| group_exists(pgid));
-        }
         groups.push(spawned.process.pid() as i32);
+        // Forget groups that are gone, now and then, so a long-lived herd does not grow; the
+        // look (a system call per group) runs without the lock, so concurrent spawns into the
+        // herd do not wait for it.
+        if groups.len() > 64 && (groups.len() - 1).is_power_of_two() {
+            let looked = groups.clone();
+            drop(groups);
+            let gone: HashSet<i32> = looked.into_iter().filter(|&g| !group_exists(g)).collect();
+            self.lock_groups().retain(|g| !gone.contains(g));
+        }
         Ok(spawned)
     }
 
