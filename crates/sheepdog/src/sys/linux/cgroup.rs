@@ -231,14 +231,17 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Notes a spawn into the cgroup beginning now; returns whether the one before it began
-    /// less than `interval` ago.
+    /// Notes a spawn into the cgroup beginning now; returns whether the one before it, or any
+    /// spawn of this process into a cgroup, began less than `interval` ago.
     pub(crate) fn spawned_within(&self, interval: Duration) -> bool {
         static EPOCH: OnceLock<Instant> = OnceLock::new();
+        static ANY: AtomicU64 = AtomicU64::new(0);
         let epoch = *EPOCH.get_or_init(Instant::now);
         let now = Instant::now().duration_since(epoch).as_nanos() as u64 + 1;
-        let last = self.last_spawn.swap(now, Ordering::Relaxed);
-        last != 0 && now.saturating_sub(last) < interval.as_nanos() as u64
+        let recent = |last: u64| last != 0 && now.saturating_sub(last) < interval.as_nanos() as u64;
+        let mine = recent(self.last_spawn.swap(now, Ordering::Relaxed));
+        let any = recent(ANY.swap(now, Ordering::Relaxed));
+        mine || any
     }
 
     pub(crate) fn path(&self) -> &Path {
