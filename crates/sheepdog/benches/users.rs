@@ -400,7 +400,26 @@ struct Held {
     /// RSS while holding the children.
     rss_kib: u64,
     threads: u64,
+    start: Instant,
     kill: Duration,
+}
+
+impl Held {
+    /// What holding the children costs now; the kill's clock starts.
+    fn measure() -> BoxResult<Held> {
+        Ok(Held {
+            rss_kib: vm_rss_kib()?,
+            threads: threads()?,
+            start: Instant::now(),
+            kill: Duration::ZERO,
+        })
+    }
+
+    /// The clock stops: every child is gone.
+    fn all_gone(mut self) -> Held {
+        self.kill = self.start.elapsed();
+        self
+    }
 }
 
 async fn hold_once(variant: Variant, n: usize) -> BoxResult<Held> {
@@ -408,88 +427,48 @@ async fn hold_once(variant: Variant, n: usize) -> BoxResult<Held> {
     let thousand = CString::new("1000")?;
     match variant {
         Variant::Floor => {
-            let mut pids = Vec::with_capacity(n);
-            let mut pgid = 0;
-            for _ in 0..n {
+            let (pids, pgid) = in_one_group(n, |pgid| {
                 let pid = floor_spawn_sleep(&sleep, &thousand, pgid)?;
-                if pgid == 0 {
-                    pgid = pid;
-                }
-                pids.push(pid);
-            }
-            let (rss_kib, threads) = (vm_rss_kib()?, threads()?);
-            let start = Instant::now();
+                Ok((pid, pid))
+            })?;
+            let held = Held::measure()?;
             killpg(pgid)?;
             for pid in pids {
                 let mut status = 0;
                 // SAFETY: our own unreaped child; `status` is a valid out-pointer.
                 while unsafe { libc::waitpid(pid, &mut status, 0) } != pid {}
             }
-            Ok(Held {
-                rss_kib,
-                threads,
-                kill: start.elapsed(),
-            })
+            Ok(held.all_gone())
         }
         Variant::Std => {
-            let mut children = Vec::with_capacity(n);
-            let mut pgid = 0;
-            for _ in 0..n {
-                let child = std::process::Command::new("/bin/sleep")
-                    .arg("1000")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .process_group(pgid)
-                    .spawn()
-                    .context("std: spawn a sleep")?;
-                if pgid == 0 {
-                    pgid = child.id() as i32;
-                }
-                children.push(child);
-            }
-            let (rss_kib, threads) = (vm_rss_kib()?, threads()?);
-            let start = Instant::now();
+            let (mut children, pgid) = in_one_group(n, |pgid| {
+                let child = sleep_in(pgid).spawn().context("std: spawn a sleep")?;
+                let pid = child.id() as i32;
+                Ok((child, pid))
+            })?;
+            let held = Held::measure()?;
             killpg(pgid)?;
             for child in &mut children {
                 let status = child.wait().context("std: wait")?;
                 killed(status.signal())?;
             }
-            Ok(Held {
-                rss_kib,
-                threads,
-                kill: start.elapsed(),
-            })
+            Ok(held.all_gone())
         }
         Variant::Tokio => {
-            let mut children = Vec::with_capacity(n);
-            let mut pgid = 0;
-            for _ in 0..n {
-                let child = tokio::process::Command::new("/bin/sleep")
-                    .arg("1000")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .process_group(pgid)
+            let (mut children, pgid) = in_one_group(n, |pgid| {
+                let child = tokio::process::Command::from(sleep_in(pgid))
                     .spawn()
                     .context("tokio: spawn a sleep")?;
-                if pgid == 0 {
-                    pgid = child.id().context("tokio: the first sleep's pid")? as i32;
-                }
-                children.push(child);
-            }
-            let (rss_kib, threads) = (vm_rss_kib()?, threads()?);
-            let start = Instant::now();
+                let pid = child.id().context("tokio: a sleep's pid")? as i32;
+                Ok((child, pid))
+            })?;
+            let held = Held::measure()?;
             killpg(pgid)?;
             for child in &mut children {
                 let status = child.wait().await.context("tokio: wait")?;
                 killed(status.signal())?;
             }
-            Ok(Held {
-                rss_kib,
-                threads,
-                kill: start.elapsed(),
-            })
+            Ok(held.all_gone())
         }
         Variant::Herd | Variant::Spawn => {
             let herd = sheepdog::Herd::new().context("make a herd")?;
@@ -502,20 +481,44 @@ async fn hold_once(variant: Variant, n: usize) -> BoxResult<Held> {
             for _ in 0..n {
                 children.push(herd.spawn(&cmd).context("herd: spawn a sleep")?);
             }
-            let (rss_kib, threads) = (vm_rss_kib()?, threads()?);
-            let start = Instant::now();
+            let held = Held::measure()?;
             herd.kill().await.context("herd: kill")?;
             for child in &mut children {
                 let status = child.wait().await.context("herd: wait")?;
                 killed(status.signal().map(sheepdog::Signal::as_raw))?;
             }
-            Ok(Held {
-                rss_kib,
-                threads,
-                kill: start.elapsed(),
-            })
+            Ok(held.all_gone())
         }
     }
+}
+
+/// `sleep 1000` with stdio on /dev/null, in process group `pgid` (0: a new one it leads).
+fn sleep_in(pgid: i32) -> std::process::Command {
+    let mut cmd = std::process::Command::new("/bin/sleep");
+    cmd.arg("1000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(pgid);
+    cmd
+}
+
+/// `n` children started by `spawn(pgid)` into one process group, led by the first (`spawn`
+/// gets 0 for it); returns them and the group.
+fn in_one_group<C>(
+    n: usize,
+    mut spawn: impl FnMut(i32) -> BoxResult<(C, i32)>,
+) -> BoxResult<(Vec<C>, i32)> {
+    let mut children = Vec::with_capacity(n);
+    let mut pgid = 0;
+    for _ in 0..n {
+        let (child, pid) = spawn(pgid)?;
+        if pgid == 0 {
+            pgid = pid;
+        }
+        children.push(child);
+    }
+    Ok((children, pgid))
 }
 
 fn killed(signal: Option<i32>) -> BoxResult<()> {
