@@ -542,7 +542,6 @@ fn event_field(text: &str, key: &str) -> Option<bool> {
 /// directories. An overflowed queue makes every watched cgroup count as written.
 pub(crate) mod writes {
     use std::collections::HashSet;
-    use std::mem::MaybeUninit;
     use std::os::fd::OwnedFd;
     use std::path::Path;
     use std::sync::{Mutex, OnceLock};
@@ -590,33 +589,61 @@ pub(crate) mod writes {
     }
 
     /// Whether none of `watches` saw a write that counts. The lock is held across the read so
-    /// that a write read by another thread's call is counted before this one answers.
+    /// that a write read by another thread's call is counted before this one answers. A read
+    /// that leaves room for one more event has emptied the queue: every write made before it
+    /// was read, so there is no second read to find nothing.
     pub(crate) fn untouched(watches: &[i32]) -> bool {
         let Some(watcher) = watcher() else {
             return false;
         };
         let mut touched = crate::lock(&watcher.touched);
-        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
-        let mut reader = inotify::Reader::new(&watcher.fd, &mut buf);
+        let mut buf = [0u8; 8192];
         loop {
-            match reader.next() {
-                Ok(event) => {
-                    let flags = event.events();
-                    if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
-                        touched.overflowed = true;
-                    } else if flags.contains(ReadFlags::IGNORED) {
-                        // The directory is gone, and its watch with it.
-                        touched.watches.remove(&event.wd());
-                    } else if counts(flags, event.file_name().map(|n| n.to_bytes())) {
-                        touched.watches.insert(event.wd());
-                    }
-                }
-                Err(Errno::INTR) => {}
-                // AGAIN: nothing more to read.
+            let n = match rustix::io::read(&watcher.fd, &mut buf) {
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                // AGAIN: nothing to read.
                 Err(_) => break,
+            };
+            note(&mut touched, &buf[..n]);
+            if n + EVENT_MAX <= buf.len() {
+                break;
             }
         }
         !touched.overflowed && watches.iter().all(|w| !touched.watches.contains(w))
+    }
+
+    /// The largest event: `struct inotify_event` (16 bytes) and a name of up to 255 bytes with
+    /// its NUL, padded.
+    const EVENT_MAX: usize = 16 + 256 + 16;
+
+    /// Notes what a read of events says.
+    fn note(touched: &mut Touched, mut events: &[u8]) {
+        let field = |bytes: &[u8], at: usize| {
+            bytes
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+        };
+        while let (Some(wd), Some(mask), Some(len)) =
+            (field(events, 0), field(events, 4), field(events, 12))
+        {
+            let name_end = 16 + len as usize;
+            let Some(name) = events.get(16..name_end) else {
+                break;
+            };
+            let name = name.split(|&b| b == 0).next().unwrap_or_default();
+            let (wd, flags) = (wd as i32, ReadFlags::from_bits_retain(mask));
+            if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                touched.overflowed = true;
+            } else if flags.contains(ReadFlags::IGNORED) {
+                // The directory is gone, and its watch with it.
+                touched.watches.remove(&wd);
+            } else if counts(flags, name) {
+                touched.watches.insert(wd);
+            }
+            events = &events[name_end..];
+        }
     }
 
     /// Whether an event says that somebody changed what a new cgroup would have: any write but
@@ -625,17 +652,64 @@ pub(crate) mod writes {
     /// write counts: the kernel (seen on 6.18) then SIGKILLs every child cloned into the
     /// cgroup with `CLONE_INTO_CGROUP`, its kill count no longer matching the one the clone
     /// read from the parent's cgroup.
-    fn counts(flags: ReadFlags, name: Option<&[u8]>) -> bool {
+    fn counts(flags: ReadFlags, name: &[u8]) -> bool {
         if flags.intersects(ReadFlags::ATTRIB | ReadFlags::CREATE | ReadFlags::MOVED_TO) {
             return true;
         }
         if !flags.contains(ReadFlags::MODIFY) {
             return false;
         }
-        let name = name.unwrap_or_default();
         !(matches!(name, b"cgroup.procs" | b"cgroup.threads" | b"cgroup.freeze")
             || name.ends_with(b".events")
             || name.ends_with(b".events.local"))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn event(wd: i32, mask: ReadFlags, name: &str) -> Vec<u8> {
+            let len = if name.is_empty() {
+                0
+            } else {
+                (name.len() + 1).next_multiple_of(16)
+            };
+            let mut bytes = Vec::new();
+            bytes.extend(wd.to_ne_bytes());
+            bytes.extend(mask.bits().to_ne_bytes());
+            bytes.extend(0u32.to_ne_bytes());
+            bytes.extend((len as u32).to_ne_bytes());
+            let mut padded = name.as_bytes().to_vec();
+            padded.resize(len, 0);
+            bytes.extend(padded);
+            bytes
+        }
+
+        #[test]
+        fn settings_limits_and_cgroups_inside_count_membership_and_notifications_do_not() {
+            let mut touched = Touched::default();
+            let events: Vec<u8> = [
+                event(1, ReadFlags::MODIFY, "cgroup.procs"),
+                event(2, ReadFlags::MODIFY, "cgroup.max.descendants"),
+                event(3, ReadFlags::MODIFY, "cgroup.events"),
+                event(3, ReadFlags::MODIFY, "memory.events.local"),
+                event(3, ReadFlags::MODIFY, "cgroup.freeze"),
+                event(4, ReadFlags::CREATE | ReadFlags::ISDIR, "inner"),
+                event(5, ReadFlags::ATTRIB, ""),
+                event(6, ReadFlags::MODIFY, "cgroup.kill"),
+            ]
+            .concat();
+            note(&mut touched, &events);
+            let mut seen: Vec<i32> = touched.watches.iter().copied().collect();
+            seen.sort_unstable();
+            assert_eq!(seen, [2, 4, 5, 6]);
+            assert!(!touched.overflowed);
+            // A watch gone with its directory is forgotten; an overflow spoils every watch.
+            note(&mut touched, &event(2, ReadFlags::IGNORED, ""));
+            assert!(!touched.watches.contains(&2));
+            note(&mut touched, &event(-1, ReadFlags::QUEUE_OVERFLOW, ""));
+            assert!(touched.overflowed);
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,7 +58,14 @@ pub(crate) struct CgroupHerd {
     home_parent: Option<PathBuf>,
     /// The process groups the herd's children lead (their pids).
     groups: Mutex<Vec<i32>>,
+    /// How many groups may be recorded before the gone ones are forgotten: twice as many as
+    /// were left by the last look (at least [`GROUPS_LOOKED_AT`]), so the looks cost O(1) per
+    /// spawn however many children live at once. Changed only with `groups` locked.
+    look_at: AtomicUsize,
 }
+
+/// The fewest recorded groups at which a herd looks for gone ones.
+const GROUPS_LOOKED_AT: usize = 64;
 
 /// A spawn into a cgroup less than this after the one before it is not pinned. The kernel
 /// notifies a change of `cgroup.events` at most once per 20 ms per cgroup (later ones wait for
@@ -95,6 +102,7 @@ impl CgroupHerd {
             cgroup: Arc::new(cgroup),
             home_parent: guarded.then_some(parent),
             groups: Mutex::new(Vec::new()),
+            look_at: AtomicUsize::new(GROUPS_LOOKED_AT),
         })
     }
 
@@ -141,12 +149,16 @@ impl CgroupHerd {
         groups.push(spawned.process.pid() as i32);
         // Forget groups that are gone, now and then, so a long-lived herd does not grow; the
         // look (a system call per group) runs without the lock, so concurrent spawns into the
-        // herd do not wait for it.
-        if groups.len() > 64 && (groups.len() - 1).is_power_of_two() {
+        // herd do not wait for it, nor start looks of their own meanwhile.
+        if groups.len() >= self.look_at.load(Ordering::Relaxed) {
+            self.look_at.store(usize::MAX, Ordering::Relaxed);
             let looked = groups.clone();
             drop(groups);
             let gone: HashSet<i32> = looked.into_iter().filter(|&g| !group_exists(g)).collect();
-            self.lock_groups().retain(|g| !gone.contains(g));
+            let mut groups = self.lock_groups();
+            groups.retain(|g| !gone.contains(g));
+            let next = (2 * groups.len()).max(GROUPS_LOOKED_AT);
+            self.look_at.store(next, Ordering::Relaxed);
         }
         Ok(spawned)
     }
@@ -283,6 +295,7 @@ impl CgroupHerd {
             cgroup,
             home_parent,
             groups,
+            look_at,
         } = self;
         let cgroup = match home_parent.as_deref() {
             Some(parent) => match recycle(parent, cgroup) {
@@ -295,6 +308,7 @@ impl CgroupHerd {
             cgroup,
             home_parent,
             groups,
+            look_at,
         }
         .remove()
     }
