@@ -520,9 +520,10 @@ fn group_exists(pgid: i32) -> bool {
 
 /// This process's home for herd cgroups below one parent: `parent/sheepdog-<pid>`, made on
 /// the first herd there and handed once to the owner-death sentinel, which kills and removes the
-/// whole home (every herd in it) when this process dies. It keeps a few cgroups made ahead on
-/// the reaper thread — after a herd is dropped, so that the `mkdir` neither delays nor
-/// competes with the making of the next herd.
+/// whole home (every herd in it) when this process dies. It keeps a pool of empty herd
+/// cgroups: those dropped herds give back as good as new ([`recycle`]), and a few made ahead on
+/// the reaper thread after one was removed, so that a `mkdir` neither delays nor competes with
+/// the making of the next herd.
 struct Home {
     parent: PathBuf,
     mount: PathBuf,
