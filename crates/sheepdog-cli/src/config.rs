@@ -165,31 +165,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let at = |span: Range<usize>, key: String, message: String| ConfigError {
-        file: path.to_owned(),
-        line: Some(line_of(text, span.start)),
-        key: Some(key),
-        message,
-    };
-    let file: FileConfig = toml::from_str(text).map_err(|err| {
-        let (line, key) = match err.span() {
-            Some(span) => (Some(line_of(text, span.start)), key_at(text, span.start)),
-            None => (None, None),
-        };
-        ConfigError {
-            file: path.to_owned(),
-            line,
-            key,
-            message: err.message().to_owned(),
-        }
-    })?;
+    let source = Source { path, text };
+    let file: FileConfig = toml::from_str(text).map_err(|err| source.toml_error(&err))?;
     if file.services.is_empty() {
-        return Err(ConfigError {
-            file: path.to_owned(),
-            line: None,
-            key: Some("services".into()),
-            message: "no service is defined; add a [services.NAME] table".into(),
-        });
+        return Err(source.error(
+            None,
+            "services".into(),
+            "no service is defined; add a [services.NAME] table".into(),
+        ));
     }
     let base = path
         .parent()
@@ -200,91 +183,69 @@ fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut depends_spans = BTreeMap::new();
     let mut success_codes = BTreeMap::new();
     for (name, svc) in file.services {
-        let key = |k: &str| format!("services.{name}.{k}");
-        let mut command = match (&svc.command, &svc.argv) {
-            (Some(line), None) => {
-                let mut command = Command::new("sh");
-                command.args(["-c", line.get_ref()]);
-                command
-            }
-            (None, Some(argv)) => match argv.get_ref().split_first() {
-                Some((program, args)) => {
-                    let mut command = Command::new(program);
-                    command.args(args);
-                    command
-                }
-                None => {
-                    return Err(at(argv.span(), key("argv"), "is empty".into()));
-                }
-            },
-            (Some(line), Some(_)) => {
-                return Err(at(
-                    line.span(),
-                    key("command"),
-                    "give either `command` or `argv`, not both".into(),
-                ))
-            }
-            (None, None) => {
-                return Err(ConfigError {
-                    file: path.to_owned(),
-                    line: header_line(text, &name),
-                    key: Some(format!("services.{name}")),
-                    message: "needs `command` (run by `sh -c`) or `argv`".into(),
-                })
-            }
-        };
-        command.current_dir(base.join(svc.cwd.as_deref().unwrap_or(Path::new(""))));
-        command.envs(&svc.env);
         let codes = svc.success_codes.clone().unwrap_or_else(|| vec![0]);
-        let mut service = Service::new(name.clone(), command).restart(match svc.restart {
-            RestartConfig::No => Restart::Never,
-            RestartConfig::OnFailure => Restart::OnFailure {
-                success: codes.clone(),
-            },
-            RestartConfig::Always => Restart::Always,
-        });
-        success_codes.insert(name.clone(), codes);
-        if let Some(ready) = &svc.ready {
-            let (probe, timeout) = ready_probe(ready, base)
-                .map_err(|(span, k, message)| at(span, key(&dotted("ready", k)), message))?;
-            service = service.ready(probe, timeout);
-        }
-        if let Some(live) = &svc.liveness {
-            let live = liveness(live, base)
-                .map_err(|(span, k, message)| at(span, key(&dotted("liveness", k)), message))?;
-            service = service.liveness(live);
-        }
-        if let Some(b) = &svc.backoff {
-            let initial = b
-                .initial
-                .as_ref()
-                .map_or(Duration::from_millis(100), |d| d.0);
-            let max = b.max.as_ref().map_or(Duration::from_secs(30), |d| d.0);
-            service = service.backoff(
-                Backoff::new(initial, b.factor.unwrap_or(2.0), max).jitter(b.jitter.unwrap_or(0.1)),
-            );
-        }
-        if let Some(limit) = &svc.start_limit {
-            service = service.start_limit(StartLimit::new(limit.burst, limit.interval.0));
-        }
-        if let Some(stop) = &svc.stop {
-            let signal = stop.signal.as_ref().map_or(Signal::TERM, |s| s.0);
-            let grace = stop.grace.as_ref().map_or(Duration::from_secs(5), |d| d.0);
-            service = service.stop(StopPlan::new().then(signal, StopTarget::Tree, grace));
-        }
+        builder = builder.service(service(&source, &name, &svc, &codes, base)?);
         if let Some(deps) = &svc.depends_on {
-            for (dep, condition) in dependencies(deps)
-                .map_err(|(span, message)| at(span, key("depends_on"), message))?
-            {
-                service = service.depends_on(dep, condition);
-            }
             depends_spans.insert(name.clone(), deps.span());
         }
+        success_codes.insert(name.clone(), codes);
         services.push(name);
-        builder = builder.service(service);
     }
-    builder.check().map_err(|err| {
-        let (service, key) = match &err {
+    builder
+        .check()
+        .map_err(|err| source.dependency_error(&err, &depends_spans))?;
+    Ok(Config {
+        builder,
+        names: services,
+        success_codes,
+    })
+}
+
+/// The file being read, to point errors at.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, line: Option<usize>, key: String, message: String) -> ConfigError {
+        ConfigError {
+            file: self.path.to_owned(),
+            line,
+            key: Some(key),
+            message,
+        }
+    }
+
+    /// An error about `key`, at the line where `span` starts.
+    fn at(&self, span: Range<usize>, key: String, message: String) -> ConfigError {
+        self.error(Some(line_of(self.text, span.start)), key, message)
+    }
+
+    /// A file toml cannot read, or whose keys or types are not a configuration's.
+    fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
+        let (line, key) = match err.span() {
+            Some(span) => (
+                Some(line_of(self.text, span.start)),
+                key_at(self.text, span.start),
+            ),
+            None => (None, None),
+        };
+        ConfigError {
+            file: self.path.to_owned(),
+            line,
+            key,
+            message: err.message().to_owned(),
+        }
+    }
+
+    /// A dependency on no service, or a cycle: at the `depends_on` of the service it names.
+    fn dependency_error(
+        &self,
+        err: &SuperviseError,
+        depends_spans: &BTreeMap<String, Range<usize>>,
+    ) -> ConfigError {
+        let (service, key) = match err {
             SuperviseError::UnknownDependency {
                 service,
                 dependency,
@@ -298,20 +259,99 @@ fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             }
             other => (String::new(), other.to_string()),
         };
-        ConfigError {
-            file: path.to_owned(),
-            line: depends_spans
-                .get(&service)
-                .map(|span| line_of(text, span.start)),
-            key: Some(key),
-            message: err.to_string(),
+        let line = depends_spans
+            .get(&service)
+            .map(|span| line_of(self.text, span.start));
+        self.error(line, key, err.to_string())
+    }
+}
+
+/// The service a `[services.NAME]` table describes; `codes` are its exit codes that count as
+/// success.
+fn service(
+    source: &Source,
+    name: &str,
+    svc: &ServiceConfig,
+    codes: &[i32],
+    base: &Path,
+) -> Result<Service, ConfigError> {
+    let key = |k: &str| format!("services.{name}.{k}");
+    let mut command = command(source, name, svc)?;
+    command.current_dir(base.join(svc.cwd.as_deref().unwrap_or(Path::new(""))));
+    command.envs(&svc.env);
+    let mut service = Service::new(name.to_owned(), command).restart(match svc.restart {
+        RestartConfig::No => Restart::Never,
+        RestartConfig::OnFailure => Restart::OnFailure {
+            success: codes.to_vec(),
+        },
+        RestartConfig::Always => Restart::Always,
+    });
+    if let Some(ready) = &svc.ready {
+        let (probe, timeout) = ready_probe(ready, base)
+            .map_err(|(span, k, message)| source.at(span, key(&dotted("ready", k)), message))?;
+        service = service.ready(probe, timeout);
+    }
+    if let Some(live) = &svc.liveness {
+        let live = liveness(live, base)
+            .map_err(|(span, k, message)| source.at(span, key(&dotted("liveness", k)), message))?;
+        service = service.liveness(live);
+    }
+    if let Some(b) = &svc.backoff {
+        let initial = b
+            .initial
+            .as_ref()
+            .map_or(Duration::from_millis(100), |d| d.0);
+        let max = b.max.as_ref().map_or(Duration::from_secs(30), |d| d.0);
+        service = service.backoff(
+            Backoff::new(initial, b.factor.unwrap_or(2.0), max).jitter(b.jitter.unwrap_or(0.1)),
+        );
+    }
+    if let Some(limit) = &svc.start_limit {
+        service = service.start_limit(StartLimit::new(limit.burst, limit.interval.0));
+    }
+    if let Some(stop) = &svc.stop {
+        let signal = stop.signal.as_ref().map_or(Signal::TERM, |s| s.0);
+        let grace = stop.grace.as_ref().map_or(Duration::from_secs(5), |d| d.0);
+        service = service.stop(StopPlan::new().then(signal, StopTarget::Tree, grace));
+    }
+    if let Some(deps) = &svc.depends_on {
+        for (dep, condition) in dependencies(deps)
+            .map_err(|(span, message)| source.at(span, key("depends_on"), message))?
+        {
+            service = service.depends_on(dep, condition);
         }
-    })?;
-    Ok(Config {
-        builder,
-        names: services,
-        success_codes,
-    })
+    }
+    Ok(service)
+}
+
+/// A service's command: `command`, run by `sh -c`, or `argv`.
+fn command(source: &Source, name: &str, svc: &ServiceConfig) -> Result<Command, ConfigError> {
+    let key = |k: &str| format!("services.{name}.{k}");
+    match (&svc.command, &svc.argv) {
+        (Some(line), None) => {
+            let mut command = Command::new("sh");
+            command.args(["-c", line.get_ref()]);
+            Ok(command)
+        }
+        (None, Some(argv)) => match argv.get_ref().split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args);
+                Ok(command)
+            }
+            None => Err(source.at(argv.span(), key("argv"), "is empty".into())),
+        },
+        (Some(line), Some(_)) => Err(source.at(
+            line.span(),
+            key("command"),
+            "give either `command` or `argv`, not both".into(),
+        )),
+        (None, None) => Err(source.error(
+            header_line(source.text, name),
+            format!("services.{name}"),
+            "needs `command` (run by `sh -c`) or `argv`".into(),
+        )),
+    }
 }
 
 /// The probe of a `ready` table; an error carries the span and key within `ready`.

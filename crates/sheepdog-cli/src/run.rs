@@ -51,181 +51,236 @@ pub async fn run(options: RunOptions) -> RunExit {
         say!("sheepdog run: missing CMD; usage: sheepdog run [OPTIONS] -- CMD [ARGS...]");
         return EXIT_INTERNAL.into();
     };
-    let herd = match make_herd(options.require_cgroup) {
-        Ok(herd) => Arc::new(herd),
-        Err(err) => return failed(&options, "no_herd", &err.to_string(), EXIT_INTERNAL),
+    let mut job = match Job::start(&options, program, args) {
+        Ok(job) => job,
+        Err(exit) => return exit,
     };
-    let containment = herd.containment();
-    if containment.mechanism() != Mechanism::CgroupV2 && !options.quiet {
-        say!("{}", fallback_line(containment));
-    }
-    let mut command = Command::new(program);
-    command.args(args);
-    // At a terminal, CMD may be interactive (an editor, a REPL): it gets the foreground, so it
-    // can read the terminal and gets Ctrl-C itself; sheepdog takes the terminal back after.
-    let interactive = options.foreground || std::io::stdin().is_terminal();
-    if interactive {
-        command.foreground(true);
-    }
-    // Signals sheepdog gets go on, the same, to the tree; Ctrl-Z (SIGTSTP) freezes the herd
-    // and pauses the timeout while sheepdog is stopped, and `fg`/`bg` continue all three.
-    // Handled from before CMD starts, so that none arrives unhandled.
-    let mut signals = match Signals::new() {
-        Ok(signals) => Some(signals),
-        Err(err) => {
-            say!("sheepdog: {err}; signals will not be forwarded");
-            None
-        }
-    };
-    // With the terminal's foreground, Ctrl-Z stops CMD itself, not sheepdog: a SIGCHLD tells
-    // sheepdog, which then hands the terminal back and stops too, so the shell regains it.
-    let mut child_changed = if interactive {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
-            Ok(stream) => Some(stream),
-            Err(err) => {
-                say!("sheepdog: cannot follow Ctrl-Z at the terminal: {err}");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let mut child = match herd.spawn(&command) {
-        Ok(child) => child,
-        Err(err) => {
-            let (outcome, code) = match err {
-                sheepdog::Error::NotFound { .. } => ("not_found", EXIT_NOT_FOUND),
-                sheepdog::Error::NotExecutable { .. } => ("not_executable", EXIT_NOT_EXECUTABLE),
-                _ => ("not_started", EXIT_INTERNAL),
-            };
-            return failed(&options, outcome, &err.to_string(), code);
-        }
-    };
-
-    let plan = StopPlan::new().then(options.signal, StopTarget::Tree, options.grace);
-    // As timeout(1): a timeout of 0 is none.
-    let mut deadline = options
-        .timeout
-        .filter(|timeout| !timeout.is_zero())
-        .map(Sleep::new);
-    let mut timed_out = false;
-    // The stop begun at the deadline or at a first INT/TERM: it runs in the herd's own task,
-    // so this loop goes on (a second INT/TERM then kills at once).
-    let mut stopping = false;
-
-    let status = loop {
-        let event = tokio::select! {
-            status = child.wait() => Event::Exited(status),
-            () = until(deadline.as_mut()), if !timed_out => Event::Deadline,
-            sig = recv(signals.as_mut()) => match sig {
-                Signal::TSTP => Event::Suspend,
-                sig => Event::Signal(sig),
-            },
-            () = recv_any(child_changed.as_mut()) => Event::ChildChanged,
-        };
-        match event {
-            Event::Exited(status) => break status,
-            Event::Suspend => {
-                if let Some(deadline) = deadline.as_mut() {
-                    deadline.pause();
-                }
-                if let Err(err) = sheepdog::suspend(&[&herd]).await {
-                    say!("sheepdog: suspending the tree: {err}");
-                }
-                if let Some(deadline) = deadline.as_mut() {
-                    deadline.resume();
-                }
-            }
-            Event::Deadline => {
-                timed_out = true;
-                stopping = true;
-                begin_stop(&herd, &plan);
-            }
-            Event::ChildChanged => {
-                if !child.is_stopped() {
-                    continue;
-                }
-                if let Some(deadline) = deadline.as_mut() {
-                    deadline.pause();
-                }
-                // Like a shell's job: the terminal goes back, and sheepdog stops with CMD, the
-                // whole tree frozen (members in other sessions get no Ctrl-Z of their own).
-                let _ = child.release_terminal();
-                if let Err(err) = sheepdog::suspend(&[&herd]).await {
-                    say!("sheepdog: suspending: {err}");
-                }
-                // Continued (`fg`): the terminal to CMD again, and CMD continued.
-                let _ = child.reclaim_terminal();
-                let _ = signal_tree(&herd, Signal::CONT).await;
-                if let Some(deadline) = deadline.as_mut() {
-                    deadline.resume();
-                }
-            }
-            // Asked again to stop while a stop runs: no more grace.
-            Event::Signal(Signal::INT | Signal::TERM) if stopping => {
-                if let Err(err) = herd.kill().await {
-                    say!("sheepdog: killing the tree: {err}");
-                }
-            }
-            Event::Signal(sig) => {
-                stopping |= matches!(sig, Signal::INT | Signal::TERM);
-                if let Err(err) = signal_tree(&herd, sig).await {
-                    say!("sheepdog: forwarding {sig}: {err}");
-                }
-            }
-        }
-    };
-    let status = match status {
+    let status = match job.wait().await {
         Ok(status) => status,
         Err(err) => {
             let what = format!("waiting for {}: {err}", program.to_string_lossy());
             return failed(&options, "lost", &what, EXIT_INTERNAL);
         }
     };
-
-    // What the leader left running is stopped the same way a timeout would.
-    let left = members(&herd).await.len();
-    let mut not_stopped = Vec::new();
-    if left > 0 {
-        let stop = herd.stop_with(&plan, None);
-        tokio::pin!(stop);
-        let stopped = loop {
-            tokio::select! {
-                stopped = &mut stop => break stopped,
-                sig = recv(signals.as_mut()) => match sig {
-                    // Asked to stop while the grace runs: no more grace.
-                    Signal::INT | Signal::TERM => {
-                        if let Err(err) = herd.kill().await {
-                            say!("sheepdog: killing the tree: {err}");
-                        }
-                    }
-                    sig => {
-                        let _ = signal_tree(&herd, sig).await;
-                    }
-                },
-            }
-        };
-        if let Err(err) = stopped {
-            say!("sheepdog: stopping what was left: {err}");
-            not_stopped = members(&herd).await;
-        }
-    }
+    let (left, not_stopped) = job.stop_what_was_left().await;
     let report = Report {
         command: &options.cmd,
         status: &status,
-        timed_out,
+        timed_out: job.timed_out,
         wall: started.elapsed(),
         left_running: left,
         not_stopped: &not_stopped,
-        containment: herd.containment(),
-        tree: herd.usage().ok(),
+        containment: job.herd.containment(),
+        tree: job.herd.usage().ok(),
     };
     if options.json {
         say!("{}", report.json());
     } else if !options.quiet {
         say!("{report}");
     }
-    run_exit(status, timed_out, options.preserve_status)
+    run_exit(status, job.timed_out, options.preserve_status)
+}
+
+/// CMD running in its herd, and what `sheepdog run` follows while it runs.
+struct Job {
+    herd: Arc<Herd>,
+    child: sheepdog::Child,
+    /// The signals sheepdog gets, forwarded to the tree (`None`: they cannot be received).
+    signals: Option<Signals>,
+    /// SIGCHLD, when CMD has the terminal: CMD stopped by Ctrl-Z.
+    child_changed: Option<tokio::signal::unix::Signal>,
+    /// The stop at the timeout, at a first INT/TERM, and of what CMD leaves running.
+    plan: StopPlan,
+    deadline: Option<Sleep>,
+    timed_out: bool,
+    /// The stop begun at the deadline or at a first INT/TERM: it runs in the herd's own task,
+    /// so the wait goes on (a second INT/TERM then kills at once).
+    stopping: bool,
+}
+
+impl Job {
+    /// Makes the herd and spawns CMD into it, or says why not (and how `run` exits).
+    fn start(options: &RunOptions, program: &OsString, args: &[OsString]) -> Result<Job, RunExit> {
+        let herd = match make_herd(options.require_cgroup) {
+            Ok(herd) => Arc::new(herd),
+            Err(err) => return Err(failed(options, "no_herd", &err.to_string(), EXIT_INTERNAL)),
+        };
+        let containment = herd.containment();
+        if containment.mechanism() != Mechanism::CgroupV2 && !options.quiet {
+            say!("{}", fallback_line(containment));
+        }
+        let mut command = Command::new(program);
+        command.args(args);
+        // At a terminal, CMD may be interactive (an editor, a REPL): it gets the foreground, so
+        // it can read the terminal and gets Ctrl-C itself; sheepdog takes the terminal back
+        // after.
+        let interactive = options.foreground || std::io::stdin().is_terminal();
+        if interactive {
+            command.foreground(true);
+        }
+        // Handled from before CMD starts, so that none arrives unhandled.
+        let signals = forwarded_signals();
+        let child_changed = if interactive { child_changes() } else { None };
+        let child = match herd.spawn(&command) {
+            Ok(child) => child,
+            Err(err) => {
+                let (outcome, code) = match err {
+                    sheepdog::Error::NotFound { .. } => ("not_found", EXIT_NOT_FOUND),
+                    sheepdog::Error::NotExecutable { .. } => {
+                        ("not_executable", EXIT_NOT_EXECUTABLE)
+                    }
+                    _ => ("not_started", EXIT_INTERNAL),
+                };
+                return Err(failed(options, outcome, &err.to_string(), code));
+            }
+        };
+        Ok(Job {
+            herd,
+            child,
+            signals,
+            child_changed,
+            plan: StopPlan::new().then(options.signal, StopTarget::Tree, options.grace),
+            // As timeout(1): a timeout of 0 is none.
+            deadline: options
+                .timeout
+                .filter(|timeout| !timeout.is_zero())
+                .map(Sleep::new),
+            timed_out: false,
+            stopping: false,
+        })
+    }
+
+    /// Waits for CMD to exit, acting on the deadline, the signals and job control meanwhile.
+    async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        loop {
+            let event = tokio::select! {
+                status = self.child.wait() => Event::Exited(status),
+                () = until(self.deadline.as_mut()), if !self.timed_out => Event::Deadline,
+                sig = recv(self.signals.as_mut()) => match sig {
+                    Signal::TSTP => Event::Suspend,
+                    sig => Event::Signal(sig),
+                },
+                () = recv_any(self.child_changed.as_mut()) => Event::ChildChanged,
+            };
+            match event {
+                Event::Exited(status) => return status,
+                Event::Suspend => {
+                    self.pause_deadline();
+                    if let Err(err) = sheepdog::suspend(&[&self.herd]).await {
+                        say!("sheepdog: suspending the tree: {err}");
+                    }
+                    self.resume_deadline();
+                }
+                Event::Deadline => {
+                    self.timed_out = true;
+                    self.stopping = true;
+                    begin_stop(&self.herd, &self.plan);
+                }
+                Event::ChildChanged => {
+                    if self.child.is_stopped() {
+                        self.stop_with_cmd().await;
+                    }
+                }
+                // Asked again to stop while a stop runs: no more grace.
+                Event::Signal(Signal::INT | Signal::TERM) if self.stopping => {
+                    if let Err(err) = self.herd.kill().await {
+                        say!("sheepdog: killing the tree: {err}");
+                    }
+                }
+                Event::Signal(sig) => {
+                    self.stopping |= matches!(sig, Signal::INT | Signal::TERM);
+                    if let Err(err) = signal_tree(&self.herd, sig).await {
+                        say!("sheepdog: forwarding {sig}: {err}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// CMD, at the terminal, was stopped by Ctrl-Z. Like a shell's job: the terminal goes
+    /// back, and sheepdog stops with CMD, the whole tree frozen (members in other sessions get
+    /// no Ctrl-Z of their own); continued (`fg`), the terminal goes to CMD again, and CMD is
+    /// continued.
+    async fn stop_with_cmd(&mut self) {
+        self.pause_deadline();
+        let _ = self.child.release_terminal();
+        if let Err(err) = sheepdog::suspend(&[&self.herd]).await {
+            say!("sheepdog: suspending: {err}");
+        }
+        let _ = self.child.reclaim_terminal();
+        let _ = signal_tree(&self.herd, Signal::CONT).await;
+        self.resume_deadline();
+    }
+
+    fn pause_deadline(&mut self) {
+        if let Some(deadline) = self.deadline.as_mut() {
+            deadline.pause();
+        }
+    }
+
+    fn resume_deadline(&mut self) {
+        if let Some(deadline) = self.deadline.as_mut() {
+            deadline.resume();
+        }
+    }
+
+    /// Stops what CMD left running the same way a timeout would; returns how many processes
+    /// were left, and those still there if the stop failed.
+    async fn stop_what_was_left(&mut self) -> (usize, Vec<u32>) {
+        let left = members(&self.herd).await.len();
+        if left == 0 {
+            return (0, Vec::new());
+        }
+        let stop = self.herd.stop_with(&self.plan, None);
+        tokio::pin!(stop);
+        let stopped = loop {
+            tokio::select! {
+                stopped = &mut stop => break stopped,
+                sig = recv(self.signals.as_mut()) => match sig {
+                    // Asked to stop while the grace runs: no more grace.
+                    Signal::INT | Signal::TERM => {
+                        if let Err(err) = self.herd.kill().await {
+                            say!("sheepdog: killing the tree: {err}");
+                        }
+                    }
+                    sig => {
+                        let _ = signal_tree(&self.herd, sig).await;
+                    }
+                },
+            }
+        };
+        match stopped {
+            Ok(_) => (left, Vec::new()),
+            Err(err) => {
+                say!("sheepdog: stopping what was left: {err}");
+                (left, members(&self.herd).await)
+            }
+        }
+    }
+}
+
+/// Signals sheepdog gets go on, the same, to the tree; Ctrl-Z (SIGTSTP) freezes the herd and
+/// pauses the timeout while sheepdog is stopped, and `fg`/`bg` continue all three.
+fn forwarded_signals() -> Option<Signals> {
+    match Signals::new() {
+        Ok(signals) => Some(signals),
+        Err(err) => {
+            say!("sheepdog: {err}; signals will not be forwarded");
+            None
+        }
+    }
+}
+
+/// With the terminal's foreground, Ctrl-Z stops CMD itself, not sheepdog: a SIGCHLD tells
+/// sheepdog, which then hands the terminal back and stops too, so the shell regains it.
+fn child_changes() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
+        Ok(stream) => Some(stream),
+        Err(err) => {
+            say!("sheepdog: cannot follow Ctrl-Z at the terminal: {err}");
+            None
+        }
+    }
 }
 
 /// sheepdog could not run CMD, or lost it: says why (in the report's JSON form with `--json`,

@@ -4,10 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use sheepdog::{Event, EventKind, StreamKind};
-use tokio::signal::unix::{signal, SignalKind};
+use sheepdog::{Event, EventKind, StreamKind, Supervisor};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::config;
 
@@ -40,14 +41,9 @@ pub async fn up(options: UpOptions) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     // Received from before anything starts, so that none arrives unhandled.
-    let (mut int, mut term, mut hup, mut tstp) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-        signal(SignalKind::from_raw(sheepdog::Signal::TSTP.as_raw())),
-    ) {
-        (Ok(int), Ok(term), Ok(hup), Ok(tstp)) => (int, term, hup, tstp),
-        (Err(err), ..) | (_, Err(err), ..) | (_, _, Err(err), _) | (.., Err(err)) => {
+    let mut signals = match StopSignals::new() {
+        Ok(signals) => signals,
+        Err(err) => {
             say!("sheepdog up: cannot receive signals: {err}");
             return ExitCode::from(crate::run::EXIT_INTERNAL);
         }
@@ -60,40 +56,53 @@ pub async fn up(options: UpOptions) -> ExitCode {
             return ExitCode::from(crate::run::EXIT_INTERNAL);
         }
     };
-    let mut outcomes: BTreeMap<String, Option<String>> = config
-        .names
-        .iter()
-        .map(|name| (name.clone(), None))
-        .collect();
+    let mut tally = Tally::new(&config.names, &config.success_codes);
+    follow(&mut supervisor, &mut signals, &mut tally, &mut printer).await;
+    tally.exit_code()
+}
+
+/// The signals that stop the stack (INT, TERM, HUP) and Ctrl-Z (TSTP).
+struct StopSignals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+    tstp: Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            tstp: signal(SignalKind::from_raw(sheepdog::Signal::TSTP.as_raw()))?,
+        })
+    }
+}
+
+/// Prints the supervisor's events until every service has ended. A first INT, TERM or HUP
+/// stops every service, a second kills them at once; Ctrl-Z freezes the services' trees with
+/// sheepdog, and they thaw on `fg` or `bg`.
+async fn follow(
+    supervisor: &mut Supervisor,
+    signals: &mut StopSignals,
+    tally: &mut Tally<'_>,
+    printer: &mut Printer,
+) {
     let mut stops = 0;
-    let started = Instant::now();
-    let mut ready = BTreeSet::new();
     loop {
         let received = tokio::select! {
             event = supervisor.next() => match event {
                 Some(event) => {
-                    record(&mut outcomes, &config.success_codes, &event);
-                    printer.print(&event);
-                    // Once, the moment the whole stack is up.
-                    if matches!(event.kind, EventKind::Ready)
-                        && ready.insert(event.service.clone())
-                        && ready.len() == config.names.len()
-                    {
-                        printer.note(&format!(
-                            "all {} services ready after {:.2?}",
-                            ready.len(),
-                            started.elapsed()
-                        ));
-                    }
+                    tally.show(&event, printer);
                     continue;
                 }
-                None => break,
+                None => return,
             },
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-            _ = hup.recv() => "SIGHUP",
-            // Ctrl-Z: the services' trees freeze with sheepdog, and thaw on `fg` or `bg`.
-            _ = tstp.recv() => {
+            _ = signals.int.recv() => "SIGINT",
+            _ = signals.term.recv() => "SIGTERM",
+            _ = signals.hup.recv() => "SIGHUP",
+            _ = signals.tstp.recv() => {
                 if let Err(err) = supervisor.suspend().await {
                     printer.note(&format!("suspending the services: {err}"));
                 }
@@ -111,15 +120,58 @@ pub async fn up(options: UpOptions) -> ExitCode {
             supervisor.kill();
         }
     }
-    let failed: Vec<String> = outcomes
-        .iter()
-        .filter_map(|(name, failure)| failure.as_ref().map(|why| format!("{name} ({why})")))
-        .collect();
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        say!("sheepdog up: failed: {}", failed.join(", "));
-        ExitCode::from(EXIT_FAILED)
+}
+
+/// What `up` keeps from the events: per service, why it failed (`None`: clean), and which are
+/// ready.
+struct Tally<'a> {
+    outcomes: BTreeMap<String, Option<String>>,
+    success_codes: &'a BTreeMap<String, Vec<i32>>,
+    ready: BTreeSet<Arc<str>>,
+    services: usize,
+    started: Instant,
+}
+
+impl<'a> Tally<'a> {
+    fn new(names: &[String], success_codes: &'a BTreeMap<String, Vec<i32>>) -> Tally<'a> {
+        Tally {
+            outcomes: names.iter().map(|name| (name.clone(), None)).collect(),
+            success_codes,
+            ready: BTreeSet::new(),
+            services: names.len(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Keeps what `event` decides and prints it; says once, the moment the whole stack is up.
+    fn show(&mut self, event: &Event, printer: &mut Printer) {
+        record(&mut self.outcomes, self.success_codes, event);
+        printer.print(event);
+        if matches!(event.kind, EventKind::Ready)
+            && self.ready.insert(event.service.clone())
+            && self.ready.len() == self.services
+        {
+            printer.note(&format!(
+                "all {} services ready after {:.2?}",
+                self.ready.len(),
+                self.started.elapsed()
+            ));
+        }
+    }
+
+    /// Success, or the services that failed and why.
+    fn exit_code(&self) -> ExitCode {
+        let failed: Vec<String> = self
+            .outcomes
+            .iter()
+            .filter_map(|(name, failure)| failure.as_ref().map(|why| format!("{name} ({why})")))
+            .collect();
+        if failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            say!("sheepdog up: failed: {}", failed.join(", "));
+            ExitCode::from(EXIT_FAILED)
+        }
     }
 }
 

@@ -10,7 +10,9 @@
 //!
 //! Phases:
 //! - 1: capture 256 MiB of stdout from `head -c 268435456 /dev/zero`. Floor: std spawn with
-//!   stdout piped, `read(2)` 64 KiB at a time into one 256 MiB buffer, wait. `std`:
+//!   stdout piped, `read(2)` 64 KiB at a time into one 256 MiB buffer, wait. `fresh floor`:
+//!   the same, but a blocking `read_to_end` into a fresh `Vec` (what a plain thread does, and
+//!   what a capture that returns a new buffer can reach). `std`:
 //!   `std::process::Command::output`; `tokio`: `tokio::process::Command::output`; `sheepdog`:
 //!   `sheepdog::Command::output` (a private herd per run, stdout and stderr captured).
 //! - 2: stream the 2 000 000 lines of `seq 2000000`. Floor: `read(2)` 64 KiB at a time and count
@@ -38,6 +40,12 @@
 //! `SHEEPDOG_BENCH_ROUNDS=N` makes every phase run N rounds (warm-up N/10, at least 1) for a
 //! quick check; by default every phase runs 21 rounds after 1 warm-up round (the floor moves
 //! from round to round on a small machine; fewer rounds give medians that move by a tenth).
+//!
+//! Each table also gives the median count of this process's context switches per run
+//! (`getrusage`, every thread: voluntary / involuntary).
+//!
+//! `SHEEPDOG_BENCH_RUNTIME=multi` runs everything on tokio's multi-thread runtime (what
+//! `#[tokio::main]` builds) instead of a current-thread one.
 //!
 //! Run with `cargo bench -p sheepdog --bench output`.
 
@@ -79,6 +87,8 @@ const MIB: f64 = (1u64 << 20) as f64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variant {
     Floor,
+    /// The floor's reads into a fresh `Vec` (`read_to_end`).
+    FreshFloor,
     Std,
     Tokio,
     Sheepdog,
@@ -90,6 +100,7 @@ impl Variant {
     fn name(self) -> &'static str {
         match self {
             Variant::Floor => "floor",
+            Variant::FreshFloor => "fresh floor",
             Variant::Std => "std",
             Variant::Tokio => "tokio",
             Variant::Sheepdog => "sheepdog",
@@ -148,6 +159,19 @@ struct Bench {
     sd_cat: sheepdog::Command,
     /// What `SheepdogReused` captured last time, handed back to its next run.
     sd_buffers: (Vec<u8>, Vec<u8>),
+    /// Context switches (voluntary, involuntary) of every run, by phase and variant.
+    switches: Vec<((Kind, Variant), (i64, i64))>,
+}
+
+/// This process's context switches so far, all threads (voluntary, involuntary).
+fn context_switches() -> (i64, i64) {
+    // SAFETY: `usage` is a valid out-pointer to a `rusage`, which getrusage fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF needs nothing else.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return (0, 0);
+    }
+    (usage.ru_nvcsw, usage.ru_nivcsw)
 }
 
 impl Bench {
@@ -172,12 +196,41 @@ impl Bench {
             sd_head,
             sd_cat: sheepdog::Command::new("cat"),
             sd_buffers: (Vec::new(), Vec::new()),
+            switches: Vec::new(),
         }
     }
 
     async fn run(&mut self, kind: Kind, variant: Variant) -> BoxResult<Duration> {
+        let before = context_switches();
+        let elapsed = self.run_one(kind, variant).await?;
+        let after = context_switches();
+        self.switches
+            .push(((kind, variant), (after.0 - before.0, after.1 - before.1)));
+        Ok(elapsed)
+    }
+
+    /// The median context switches of `variant`'s runs in phase `kind`.
+    fn median_switches(&self, kind: Kind, variant: Variant) -> (i64, i64) {
+        let runs = || {
+            self.switches
+                .iter()
+                .filter(move |(key, _)| *key == (kind, variant))
+                .map(|(_, counts)| *counts)
+        };
+        let median = |mut counts: Vec<i64>| {
+            counts.sort_unstable();
+            counts.get(counts.len() / 2).copied().unwrap_or(0)
+        };
+        (
+            median(runs().map(|c| c.0).collect()),
+            median(runs().map(|c| c.1).collect()),
+        )
+    }
+
+    async fn run_one(&mut self, kind: Kind, variant: Variant) -> BoxResult<Duration> {
         match (kind, variant) {
             (Kind::Capture, Variant::Floor) => floor_capture(&mut self.buf),
+            (Kind::Capture, Variant::FreshFloor) => fresh_floor_capture(),
             (Kind::Capture, Variant::Std) => std_capture(),
             (Kind::Capture, Variant::Tokio) => tokio_capture().await,
             (Kind::Capture, Variant::Sheepdog) => {
@@ -200,6 +253,7 @@ impl Bench {
             }
             (Kind::Pipeline, Variant::Std) => Err("no std variant for the pipeline".into()),
             (Kind::Lines, Variant::SheepdogReused) => Err("no reused buffer for lines".into()),
+            (_, Variant::FreshFloor) => Err("a fresh floor for the capture only".into()),
         }
     }
 }
@@ -282,21 +336,42 @@ fn head_std(bytes: &str) -> std::process::Command {
     cmd
 }
 
-fn floor_capture(buf: &mut [u8]) -> BoxResult<Duration> {
+/// A std `head` with its stdout piped, read by `read` into a buffer of its own (as the floor
+/// variants do), then waited for; `read` returns the byte count.
+fn floor_capture_with(
+    who: &str,
+    read: impl FnOnce(&mut std::process::ChildStdout) -> io::Result<usize>,
+) -> BoxResult<Duration> {
     let start = Instant::now();
     let mut child = StdChild::spawn(
         head_std(CAPTURE_ARG)
             .stdin(Stdio::null())
             .stdout(Stdio::piped()),
-        "floor: spawn head",
+        &format!("{who}: spawn head"),
     )?;
-    let mut stdout = child.0.stdout.take().context("floor: head's stdout")?;
-    let n = read_raw(&mut stdout, buf).context("floor: read head's stdout")?;
+    let mut stdout = child
+        .0
+        .stdout
+        .take()
+        .with_context(|| format!("{who}: head's stdout"))?;
+    let n = read(&mut stdout).with_context(|| format!("{who}: read head's stdout"))?;
     drop(stdout);
-    child.wait_success("floor: head")?;
+    child.wait_success(&format!("{who}: head"))?;
     let elapsed = start.elapsed();
-    check_count("floor", "bytes", n, CAPTURE_BYTES)?;
+    check_count(who, "bytes", n, CAPTURE_BYTES)?;
     Ok(elapsed)
+}
+
+fn floor_capture(buf: &mut [u8]) -> BoxResult<Duration> {
+    floor_capture_with("floor", |stdout| read_raw(stdout, buf))
+}
+
+fn fresh_floor_capture() -> BoxResult<Duration> {
+    floor_capture_with("fresh floor", |stdout| {
+        let mut buf = Vec::new();
+        stdout.read_to_end(&mut buf)?;
+        Ok(black_box(buf).len())
+    })
 }
 
 fn std_capture() -> BoxResult<Duration> {
@@ -553,22 +628,25 @@ async fn run_phase(bench: &mut Bench, phase: &Phase) -> BoxResult<Vec<(Variant, 
         phase.name, phase.description, phase.rounds, phase.warmup
     );
     println!(
-        "  {:<10} {:>10} {:>16} {:>16} {:>10}",
+        "  {:<11} {:>10} {:>16} {:>16} {:>10} {:>16}",
         "variant",
         "median ms",
         format!("{unit} (median)"),
         format!("{unit} (best)"),
-        "vs floor"
+        "vs floor",
+        "switches (v/i)"
     );
     for (variant, s) in &stats {
         let rate = phase.rate(s.median);
+        let (voluntary, involuntary) = bench.median_switches(phase.kind, *variant);
         println!(
-            "  {:<10} {:>10.1} {:>16.1} {:>16.1} {:>9.3}x",
+            "  {:<11} {:>10.1} {:>16.1} {:>16.1} {:>9.3}x {:>16}",
             variant.name(),
             s.median.as_secs_f64() * 1e3,
             rate,
             phase.rate(s.best),
-            rate / floor
+            rate / floor,
+            format!("{voluntary}/{involuntary}")
         );
     }
     Ok(stats)
@@ -649,6 +727,14 @@ async fn check_nothing_left() -> BoxResult<()> {
 }
 
 fn main() -> BoxResult<()> {
+    if std::env::var("SHEEPDOG_BENCH_RUNTIME").is_ok_and(|runtime| runtime == "multi") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot build the tokio runtime")?;
+        println!("runtime: multi-thread");
+        return runtime.block_on(run());
+    }
     run_timed(run())
 }
 
@@ -664,6 +750,7 @@ async fn run() -> BoxResult<()> {
     };
     const ALL: &[Variant] = &[
         Variant::Floor,
+        Variant::FreshFloor,
         Variant::Std,
         Variant::Tokio,
         Variant::Sheepdog,
@@ -680,7 +767,12 @@ async fn run() -> BoxResult<()> {
             "2",
             "stream the 2 000 000 lines of `seq 2000000`",
             Kind::Lines,
-            &ALL[..4],
+            &[
+                Variant::Floor,
+                Variant::Std,
+                Variant::Tokio,
+                Variant::Sheepdog,
+            ],
         ),
         phase(
             "3",

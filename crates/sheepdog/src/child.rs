@@ -207,7 +207,7 @@ impl Child {
         if let Some(lifecycle) = self.lifecycle() {
             lifecycle.start_pending();
         }
-        let mut status = self.process.wait().await?;
+        let mut status = ExitStatus::from(self.process.wait().await?);
         self.terminal = None; // the foreground goes back
         if let Some(lifecycle) = self.lifecycle() {
             lifecycle
@@ -274,7 +274,7 @@ impl Child {
     /// # Ok(()) }
     /// ```
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let mut status = self.process.try_wait()?;
+        let mut status = self.process.try_wait()?.map(ExitStatus::from);
         if let Some(status) = &mut status {
             status.timed_out = self.lifecycle().is_some_and(Lifecycle::timed_out);
             self.terminal = None; // the foreground goes back
@@ -292,7 +292,7 @@ impl Child {
     /// # Ok(()) }
     /// ```
     pub fn signal(&self, signal: Signal) -> io::Result<()> {
-        if let Some(status) = self.process.status() {
+        if let Some(status) = self.process.status().map(ExitStatus::from) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -442,11 +442,11 @@ impl Child {
     /// ```
     pub fn is_stopped(&self) -> bool {
         self.process.status().is_none()
-            && sys::proc_stat(self.pid()).is_some_and(|stat| stat.state == 'T')
+            && sys::stat(self.pid()).is_some_and(|stat| stat.state == 'T')
     }
 
     fn process_group(&self) -> i32 {
-        sys::proc_stat(self.pid()).map_or(self.pid() as i32, |stat| stat.pgid)
+        sys::stat(self.pid()).map_or(self.pid() as i32, |stat| stat.pgid)
     }
 
     /// Which spawn path created this process (weaker ones are fallbacks for old kernels and

@@ -4,10 +4,11 @@
 //! stdio, so it can be cloned, inspected and spawned any number of times. All work that can fail
 //! (C strings, `PATH` search, pipes) happens at spawn time, in `sys`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::error::Error;
 use crate::herd::Mechanism;
 use crate::output::{Input, OverLimit};
 use crate::stop::StopPlan;
+use crate::sys::{SpawnError, SpawnRequest, SpawnStdio};
 
 /// A program to run, with its arguments, environment, working directory and stdio.
 ///
@@ -522,38 +524,12 @@ impl Command {
         self.current_dir.as_deref()
     }
 
-    pub(crate) fn get_arg0(&self) -> Option<&OsStr> {
-        self.arg0.as_deref()
-    }
-
     pub(crate) fn get_stop_plan(&self) -> &StopPlan {
         &self.stop_plan
     }
 
-    pub(crate) fn get_process_group(&self) -> Option<i32> {
-        self.process_group
-    }
-
-    /// The user and group ids the child takes before exec, where set.
-    pub(crate) fn get_identity(&self) -> (Option<u32>, Option<u32>) {
-        (self.uid, self.gid)
-    }
-
     pub(crate) fn get_timeout(&self) -> Option<(Duration, &StopPlan)> {
         self.timeout.map(|timeout| (timeout, &self.stop_plan))
-    }
-
-    pub(crate) fn get_foreground(&self) -> bool {
-        self.foreground
-    }
-
-    pub(crate) fn get_env_clear(&self) -> bool {
-        self.env_clear
-    }
-
-    /// The environment variable `key` as the child will see it, if it was set or removed here.
-    pub(crate) fn get_env_override(&self, key: &OsStr) -> Option<Option<&OsStr>> {
-        self.env.get(key).map(|v| v.as_deref())
     }
 
     /// How long [`output`](Command::output) keeps reading after the program exited, while
@@ -676,10 +652,27 @@ impl Command {
         [&self.stdin, &self.stdout, &self.stderr]
     }
 
-    pub(crate) fn get_passed_fds(&self) -> impl Iterator<Item = (RawFd, BorrowedFd<'_>)> {
-        self.passed_fds
-            .iter()
-            .map(|(target, fd)| (*target, fd.as_fd()))
+    /// What `sys` needs to start this command, borrowed from it.
+    pub(crate) fn spawn_request(&self) -> SpawnRequest<'_> {
+        SpawnRequest {
+            program: &self.program,
+            arg0: self.arg0.as_deref(),
+            args: &self.args,
+            env_clear: self.env_clear,
+            env: Cow::Borrowed(&self.env),
+            current_dir: self.current_dir.as_deref(),
+            stdio: self.get_stdio().map(spawn_stdio),
+            passed_fds: &self.passed_fds,
+            foreground: self.foreground,
+            process_group: self.process_group,
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
+
+    /// The error for a failed spawn of this command: `err` with the program's name.
+    pub(crate) fn spawn_error(&self, err: SpawnError) -> Error {
+        Error::from_spawn(&self.program, self.current_dir.as_deref(), err)
     }
 }
 
@@ -710,6 +703,17 @@ impl From<std::process::Command> for Command {
             cmd.current_dir(dir);
         }
         cmd
+    }
+}
+
+/// Where `sys` puts a child's stdio stream.
+fn spawn_stdio(stdio: &Stdio) -> SpawnStdio<'_> {
+    match &stdio.0 {
+        StdioKind::Inherit => SpawnStdio::Inherit,
+        StdioKind::Null => SpawnStdio::Null,
+        StdioKind::Piped => SpawnStdio::Piped,
+        StdioKind::Fd(fd) => SpawnStdio::Fd(fd.as_fd()),
+        StdioKind::MergeIntoStdout => SpawnStdio::MergeIntoStdout,
     }
 }
 

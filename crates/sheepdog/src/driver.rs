@@ -525,6 +525,57 @@ mod tests {
         assert_eq!(report.signalled()[0].1.len(), 1);
     }
 
+    /// A leader that records what it is sent; `gone` makes it a leader that has exited.
+    #[derive(Default)]
+    struct FakeLeader {
+        gone: bool,
+        got: Mutex<Vec<Signal>>,
+    }
+
+    impl Leader for Arc<FakeLeader> {
+        fn pid(&self) -> u32 {
+            7
+        }
+        fn signal(&self, signal: Signal) -> io::Result<()> {
+            if self.gone {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            crate::lock(&self.got).push(signal);
+            Ok(())
+        }
+        fn has_exited(&self) -> bool {
+            self.gone
+        }
+    }
+
+    /// A step for the leader goes to the leader alone, and to nobody once it is gone; the
+    /// tree's steps still run, timed by the tree emptying.
+    #[tokio::test(start_paused = true)]
+    async fn leader_steps_reach_only_a_leader_still_there() {
+        let plan = StopPlan::new()
+            .then(Signal::INT, StopTarget::Leader, Duration::from_secs(1))
+            .then(Signal::TERM, StopTarget::Tree, Duration::from_secs(1));
+        for gone in [false, true] {
+            let flock = FakeFlock::new(2, &[Signal::TERM]);
+            let leader = Arc::new(FakeLeader {
+                gone,
+                ..FakeLeader::default()
+            });
+            let report = run_ladder(&*flock, &plan, Some(&leader)).await.unwrap();
+            let to_leader = if gone { vec![] } else { vec![7] };
+            assert_eq!(report.signalled()[0], (Signal::INT, to_leader));
+            assert_eq!(report.signalled()[1], (Signal::TERM, vec![0, 1]));
+            let expected: &[Signal] = if gone { &[] } else { &[Signal::INT] };
+            assert_eq!(*crate::lock(&leader.got), expected);
+            assert_eq!(
+                flock.signals(),
+                [Signal::TERM],
+                "the tree got only its own step"
+            );
+            assert!(!report.escalated());
+        }
+    }
+
     /// Polls `fut` once, returning whether it completed.
     async fn futures_poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> bool {
         let mut fut = Some(fut);

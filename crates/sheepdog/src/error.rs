@@ -2,7 +2,9 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::sys::SpawnError;
 
 /// Why a program could not be started.
 ///
@@ -131,6 +133,43 @@ impl Error {
             Error::NotExecutable { source, .. }
             | Error::WorkingDirectory { source, .. }
             | Error::Os { source, .. } => source.raw_os_error(),
+        }
+    }
+}
+
+impl Error {
+    /// The error for `program` (run in `dir`, if set) from what the platform said of its spawn.
+    pub(crate) fn from_spawn(program: &OsStr, dir: Option<&Path>, err: SpawnError) -> Error {
+        let program = program.to_owned();
+        match err {
+            SpawnError::NotFound {
+                searched_path,
+                interpreter,
+                missing_interpreter,
+                looked_in,
+            } => Error::NotFound {
+                program,
+                searched_path,
+                interpreter,
+                missing_interpreter,
+                looked_in,
+            },
+            SpawnError::NotExecutable { path, source } => Error::NotExecutable {
+                program,
+                path,
+                source,
+            },
+            SpawnError::WorkingDirectory(source) => Error::WorkingDirectory {
+                program,
+                dir: dir.map(PathBuf::from).unwrap_or_default(),
+                source,
+            },
+            SpawnError::NulByte(what) => Error::NulByte { program, what },
+            SpawnError::Os { action, source } => Error::Os {
+                program,
+                action,
+                source,
+            },
         }
     }
 }

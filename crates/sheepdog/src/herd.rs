@@ -102,7 +102,10 @@ impl Herd {
         };
         // A deadline of its own: the child's tree in a cgroup of its own, to stop it alone.
         self.lifecycle().spawned();
-        let (spawned, subtree) = self.container().spawn_subtree(cmd)?;
+        let (spawned, subtree) = self
+            .container()
+            .spawn_subtree(&cmd.spawn_request())
+            .map_err(|err| cmd.spawn_error(err))?;
         Ok(Child::new(spawned, cmd).with_own_deadline(Deadline::after(timeout), plan, subtree))
     }
 
@@ -110,8 +113,9 @@ impl Herd {
     pub(crate) fn spawn_untimed(&self, cmd: &Command) -> Result<Child, Error> {
         self.lifecycle().spawned();
         self.container()
-            .spawn(cmd)
+            .spawn(&cmd.spawn_request())
             .map(|spawned| Child::new(spawned, cmd))
+            .map_err(|err| cmd.spawn_error(err))
     }
 
     /// Stops the herd by `plan` at `deadline`, whether or not anybody waits; `leader` gets the
@@ -756,25 +760,29 @@ impl HerdBuilder {
         let (container, fallback_reason) = match self.mechanism {
             Some(Mechanism::CgroupV2) => match sys::Container::cgroup(parent) {
                 Ok(container) => (container, None),
-                Err(sys::CgroupError::Unavailable(why)) => {
+                Err(sys::ContainerError::Unavailable(why)) => {
                     return Err((
                         format!("no cgroup v2 herd here: {why}"),
                         io::ErrorKind::Unsupported.into(),
                     ))
                 }
-                Err(sys::CgroupError::Failed { context, source }) => return Err((context, source)),
+                Err(sys::ContainerError::Failed { context, source }) => {
+                    return Err((context, source))
+                }
             },
             Some(Mechanism::ProcessGroup) => (group()?, None),
             None => match sys::Container::cgroup(parent) {
                 Ok(container) => (container, None),
-                Err(sys::CgroupError::Unavailable(why)) => {
+                Err(sys::ContainerError::Unavailable(why)) => {
                     tracing::warn!(
                         reason = %why,
                         "sheepdog: no cgroup for a herd; falling back to a process group",
                     );
                     (group()?, Some(why))
                 }
-                Err(sys::CgroupError::Failed { context, source }) => return Err((context, source)),
+                Err(sys::ContainerError::Failed { context, source }) => {
+                    return Err((context, source))
+                }
             },
         };
         // A pid namespace's init takes every process of the namespace with it when it dies.
@@ -1059,21 +1067,14 @@ impl fmt::Display for HostContainment {
 /// }
 /// ```
 pub fn host_containment() -> HostContainment {
-    let cgroup = sys::cgroup_parent(None).and_then(|(_, parent)| {
-        rustix::fs::access(&parent, rustix::fs::Access::WRITE_OK)
-            .map(|()| parent.clone())
-            .map_err(|err| {
-                format!(
-                    "cannot create cgroups below {}: {}",
-                    parent.display(),
-                    io::Error::from(err)
-                )
-            })
-    });
-    match cgroup {
+    match sys::writable_cgroup_parent() {
         Ok(parent) => HostContainment {
             mechanism: Some(Mechanism::CgroupV2),
             reason: format!("herd cgroups are created below {}", parent.display()),
+        },
+        Err(why) if !sys::SUPPORTED => HostContainment {
+            mechanism: None,
+            reason: why,
         },
         Err(why) => HostContainment {
             mechanism: Some(Mechanism::ProcessGroup),

@@ -24,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+mod capture;
 mod child;
 mod command;
 mod driver;
@@ -80,7 +81,6 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
 pub mod __private {
     use std::os::fd::BorrowedFd;
 
-    use crate::sys::{CgroupTarget, ProcessGroup, SpawnTarget};
     use crate::{Child, Command, Error, SpawnPath};
 
     /// How much background work (reaping, cgroup removal, cgroups made ahead) is still to do;
@@ -120,18 +120,13 @@ pub mod __private {
         cgroup: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
         pgid: Option<i32>,
     ) -> Result<Child, Error> {
-        let target = SpawnTarget {
-            cgroup: cgroup.map(|(dir, procs)| CgroupTarget {
-                dir,
-                procs,
-                pin: true,
-            }),
-            process_group: match pgid {
-                None => ProcessGroup::Inherit,
-                Some(0) => ProcessGroup::New,
-                Some(pgid) => ProcessGroup::Join(pgid),
-            },
-        };
-        crate::sys::spawn(cmd, &target).map(|spawned| Child::new(spawned, cmd))
+        crate::sys::spawn_into(&cmd.spawn_request(), cgroup, pgid)
+            .map(|spawned| Child::new(spawned, cmd))
+            .map_err(|err| cmd.spawn_error(err))
     }
 }
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;

@@ -1,18 +1,18 @@
 //! Run-and-capture: `Command::output`, `run` and `status`, whose waits always end.
 //!
-//! The reading itself ([`read_while`]) is shared with `Pipeline::output`.
+//! The reading itself is the capture engine (`capture.rs`), shared with `Pipeline::output`.
 
 use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncRead;
 
+use crate::capture::{capture, Running, Streams, WAIT};
 use crate::child::Child;
-use crate::command::{Command, Stdio};
+use crate::command::Command;
 use crate::error::{Error, RunFailure};
-use crate::pipe::{ChildStderr, ChildStdin, ChildStdout, PipeReader};
 use crate::status::ExitStatus;
 
 /// What a program printed, and how it ended ([`Command::output`]).
@@ -201,26 +201,14 @@ impl Command {
     /// ```
     pub async fn output_with_buffers(
         &self,
-        mut stdout: Vec<u8>,
-        mut stderr: Vec<u8>,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
     ) -> Result<Output, Error> {
         let feed = self.take_input()?;
         let mut cmd = self.clone();
-        let set = self.stdio_is_set();
-        if feed.is_some() {
-            cmd.stdin(Stdio::piped());
-        } else if !set[0] {
-            cmd.stdin(Stdio::null());
-        }
-        if !set[1] {
-            cmd.stdout(Stdio::piped());
-        }
-        if !set[2] {
-            cmd.stderr(Stdio::piped());
-        }
+        cmd.stdin_for_capture(feed.is_some());
+        cmd.outputs_for_capture(true);
         let mut child = cmd.spawn()?;
-        stdout.clear();
-        stderr.clear();
         let (limit, drain) = child.capture;
         let out = child
             .collect(feed, [stdout, stderr], limit, drain)
@@ -297,8 +285,6 @@ impl Command {
     }
 }
 
-const WAIT: &str = "wait for the program";
-
 impl Child {
     /// Waits for the child while reading its piped stdout and stderr to their ends, and
     /// returns all three, as `tokio::process::Child::wait_with_output` does. Stdin is closed
@@ -342,7 +328,7 @@ impl Child {
 
     /// Reads the child's piped stdout and stderr into `bufs` (and feeds `feed` to its
     /// stdin) while it runs, waits for it, and stops its tree first if a stream went past
-    /// `limit` under [`OverLimit::Fail`]. The engine of `output` and `wait_with_output`.
+    /// `limit` under [`OverLimit::Fail`] (the capture engine, `capture.rs`).
     pub(crate) async fn collect(
         &mut self,
         feed: Option<Feed>,
@@ -350,33 +336,32 @@ impl Child {
         limit: Option<(usize, OverLimit)>,
         drain: Duration,
     ) -> Result<Output, (&'static str, io::Error)> {
-        let mut streams = Streams {
+        let streams = Streams {
             stdout: self.stdout.take(),
             stderr: self.stderr.take(),
             stdin: self.stdin.take().zip(feed),
         };
-        let mut read = Captured {
-            bufs,
-            truncated: [false; 2],
-        };
-        let (status, ending) =
-            read_while(self.wait(), &mut streams, &mut read, limit, drain).await?;
-        let status = match status {
-            Some(status) => status,
-            None => {
-                // A stream went past its limit while the program ran: stop the whole tree.
-                self.start_kill().map_err(|err| ("stop the program", err))?;
-                self.wait().await.map_err(|err| (WAIT, err))?
-            }
-        };
-        let [stdout, stderr] = read.bufs;
+        let got = capture(self, streams, bufs, limit, drain).await?;
+        let [stdout, stderr] = got.bufs;
         Ok(Output {
-            status,
+            status: got.status,
             stdout,
             stderr,
-            ending,
-            truncated: read.truncated,
+            ending: got.ending,
+            truncated: got.truncated,
         })
+    }
+}
+
+impl Running for Child {
+    type Status = ExitStatus;
+
+    fn finish(&mut self) -> impl Future<Output = io::Result<ExitStatus>> + Send {
+        self.wait()
+    }
+
+    fn kill_tree(&mut self) -> io::Result<()> {
+        self.start_kill()
     }
 }
 
@@ -442,111 +427,6 @@ pub(crate) enum Ending {
     HeldOpen,
 }
 
-/// The pipes of one run: read from the child, and what is fed to its stdin.
-pub(crate) struct Streams {
-    pub(crate) stdout: Option<ChildStdout>,
-    pub(crate) stderr: Option<ChildStderr>,
-    pub(crate) stdin: Option<(ChildStdin, Feed)>,
-}
-
-/// What was read of stdout and stderr.
-pub(crate) struct Captured {
-    pub(crate) bufs: [Vec<u8>; 2],
-    pub(crate) truncated: [bool; 2],
-}
-
-/// Why reading stopped early.
-enum Stop {
-    Failed(&'static str, io::Error),
-    Limit,
-}
-
-/// Reads `streams` into `read` (and feeds stdin) while `wait` runs. Once `wait` has its result,
-/// the streams get `drain` to reach their ends; past it they are left, as [`Ending::HeldOpen`].
-/// A stream over a limit with [`OverLimit::Fail`] ends the reading at once: then the result of
-/// `wait` is `None` if it did not have it yet, and the caller stops the tree. The pipes stay
-/// with the caller, open, so that a program stopped for its output dies of the caller's kill
-/// rather than of a SIGPIPE first.
-pub(crate) async fn read_while<T>(
-    wait: impl Future<Output = io::Result<T>>,
-    streams: &mut Streams,
-    read: &mut Captured,
-    limit: Option<(usize, OverLimit)>,
-    drain: Duration,
-) -> Result<(Option<T>, Ending), (&'static str, io::Error)> {
-    let [out_buf, err_buf] = &mut read.bufs;
-    let [out_cut, err_cut] = &mut read.truncated;
-    let readers = async {
-        let read_out = async {
-            match &mut streams.stdout {
-                Some(pipe) => capture(pipe, out_buf, limit, out_cut).await,
-                None => Ok(()),
-            }
-        };
-        let read_err = async {
-            match &mut streams.stderr {
-                Some(pipe) => capture(pipe, err_buf, limit, err_cut).await,
-                None => Ok(()),
-            }
-        };
-        let write_in = async {
-            match streams.stdin.take() {
-                Some((pipe, feed)) => write_feed(pipe, feed).await,
-                None => Ok(()),
-            }
-        };
-        tokio::try_join!(read_out, read_err, write_in).map(drop)
-    };
-    tokio::pin!(readers, wait);
-    let finished = |read: Result<(), Stop>| match read {
-        Ok(()) => Ok(Ending::Read),
-        Err(Stop::Limit) => Ok(Ending::LimitExceeded),
-        Err(Stop::Failed(action, err)) => Err((action, err)),
-    };
-    tokio::select! {
-        read = &mut readers => match finished(read)? {
-            Ending::Read => Ok((Some(wait.await.map_err(|err| (WAIT, err))?), Ending::Read)),
-            ending => Ok((None, ending)),
-        },
-        done = &mut wait => {
-            let done = done.map_err(|err| (WAIT, err))?;
-            match tokio::time::timeout(drain, readers).await {
-                Ok(read) => Ok((Some(done), finished(read)?)),
-                Err(_) => Ok((Some(done), Ending::HeldOpen)),
-            }
-        }
-    }
-}
-
-/// Writes `feed` to stdin and closes it. A child that stops reading early closes the pipe:
-/// that is its right, not an error.
-async fn write_feed(mut pipe: ChildStdin, feed: Feed) -> Result<(), Stop> {
-    let written = match feed {
-        Feed::Bytes(bytes) => pipe.write_all(&bytes).await,
-        Feed::Reader(mut reader) => {
-            let mut chunk = vec![0u8; 64 * 1024];
-            loop {
-                let n = reader
-                    .read(&mut chunk)
-                    .await
-                    .map_err(|err| Stop::Failed("read the input", err))?;
-                if n == 0 {
-                    break Ok(());
-                }
-                if let Err(err) = pipe.write_all(&chunk[..n]).await {
-                    break Err(err);
-                }
-            }
-        }
-    };
-    match written {
-        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
-            Err(Stop::Failed("write the program's stdin", err))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// How many lines of stderr a failure quotes.
 const STDERR_TAIL_LINES: usize = 5;
 
@@ -591,105 +471,6 @@ pub enum OverLimit {
     /// Keep the first bytes, then kill the tree: the run ends as [`Outcome::OutputLimit`],
     /// which [`run`](Command::run) reports as an error.
     Fail,
-}
-
-/// Once a stream has brought this much, its pipe is grown to [`BIG_PIPE`], and the memory it
-/// will be read into is made ready while the reader waits (see [`read_to_end`]).
-const BIG_STREAM: usize = 1 << 20;
-/// The buffer of a big stream's pipe (the default is 64 KiB): the writer blocks less, and a
-/// reader that falls behind takes more per wake-up. 256 KiB did as well as 1 MiB for a capture
-/// and better for a pipeline's last stage. Only big streams get it: an unprivileged user's
-/// pipe buffers count against `pipe-user-pages-soft`, past which the kernel gives that user's
-/// new pipes 8 KiB.
-const BIG_PIPE: usize = 256 << 10;
-/// How much of a big stream's buffer is faulted in ahead of the reads, each time the pipe is
-/// found empty.
-const POPULATE_AHEAD: usize = 1 << 20;
-
-/// Reads `pipe` to its end, appending to `buf` (in its spare capacity first, then growing it
-/// by doubling; a big stream's buffer at three quarters full rather than when full, which
-/// measured a few percent faster, see docs/decisions/). A stream that proves big gets a
-/// bigger pipe, and whenever the pipe is empty the next [`POPULATE_AHEAD`] bytes of `buf`'s
-/// spare capacity are faulted in before waiting (`sys::populate`): fresh memory otherwise
-/// takes a page fault per 4 KiB inside each read, while the writer waits for the pipe. Done
-/// while the writer fills the pipe, that work overlaps with the writer (figures in
-/// docs/BENCHMARKS.md).
-async fn read_to_end(pipe: &mut impl PipeReader, buf: &mut Vec<u8>) -> io::Result<()> {
-    let start = buf.len();
-    let mut big = false;
-    // Where in `buf` the memory already faulted in ends.
-    let mut populated = 0;
-    loop {
-        let room = buf.capacity() - buf.len();
-        if room < 32 * 1024 || (big && room < buf.capacity() / 4) {
-            buf.reserve(buf.len().max(64 * 1024));
-            populated = 0; // the spare capacity may have moved
-        }
-        match pipe.try_read_buf(buf) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                if big {
-                    let from = populated.max(buf.len()) - buf.len();
-                    let spare = buf.spare_capacity_mut();
-                    let to = spare.len().min(POPULATE_AHEAD);
-                    if to > from {
-                        crate::sys::populate(&mut spare[from..to]);
-                    }
-                    populated = populated.max(buf.len() + to);
-                }
-                std::future::poll_fn(|cx| pipe.poll_read_ready(cx)).await?;
-            }
-            Err(err) => return Err(err),
-        }
-        if !big && buf.len() - start >= BIG_STREAM {
-            big = true;
-            // Best effort: the default buffer works, only slower.
-            let _ = pipe.resize(BIG_PIPE);
-        }
-    }
-}
-
-/// Reads `pipe` to its end into `buf`, keeping at most `limit` bytes where one is set.
-async fn capture(
-    pipe: &mut impl PipeReader,
-    buf: &mut Vec<u8>,
-    limit: Option<(usize, OverLimit)>,
-    truncated: &mut bool,
-) -> Result<(), Stop> {
-    let failed = |err| Stop::Failed("read the program's output", err);
-    let Some((bytes, over)) = limit else {
-        return read_to_end(pipe, buf).await.map_err(failed);
-    };
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = pipe.read(&mut chunk).await.map_err(failed)?;
-        if n == 0 {
-            break;
-        }
-        if over == OverLimit::KeepTail {
-            buf.extend_from_slice(&chunk[..n]);
-            // Trim in batches (at twice the limit), so each byte moves at most once.
-            if buf.len() > bytes.saturating_mul(2).max(bytes + chunk.len()) {
-                buf.drain(..buf.len() - bytes);
-                *truncated = true;
-            }
-            continue;
-        }
-        let room = bytes.saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..n.min(room)]);
-        if n > room {
-            *truncated = true;
-            if over == OverLimit::Fail {
-                return Err(Stop::Limit);
-            }
-        }
-    }
-    if over == OverLimit::KeepTail && buf.len() > bytes {
-        buf.drain(..buf.len() - bytes);
-        *truncated = true;
-    }
-    Ok(())
 }
 
 pub(crate) fn outcome(status: &ExitStatus, ending: Ending) -> Outcome {

@@ -4,7 +4,7 @@
 //! runtime and a pipe handed on to another process never touches the reactor.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -57,13 +57,6 @@ impl<T: Register + AsFd + Unpin> Lazy<T> {
         match self {
             Lazy::Registered(inner) => Ok(Pin::new(inner)),
             Lazy::Fd(_) => unreachable!("registered above"),
-        }
-    }
-
-    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
-        match self {
-            Lazy::Fd(fd) => fd.as_ref().map(|fd| fd.as_fd()),
-            Lazy::Registered(inner) => Some(inner.as_fd()),
         }
     }
 
@@ -216,35 +209,32 @@ impl AsyncWrite for ChildStdin {
     }
 }
 
-/// The read end of a child's pipe, as the capture in `output` reads it.
-pub(crate) trait PipeReader: AsyncRead + Unpin {
-    /// Sets the pipe's kernel buffer to `bytes` (see `sys::resize_pipe`).
-    fn resize(&self, bytes: usize) -> io::Result<()>;
-
+/// The read end of a child's pipe, as the capture engine (`capture.rs`) reads it.
+pub(crate) trait PipeReader: AsyncRead + Unpin + Send + 'static {
     /// Reads what the pipe holds now into `buf`'s spare capacity, without waiting: `WouldBlock`
     /// when it holds nothing (and then [`poll_read_ready`](Self::poll_read_ready) waits).
     fn try_read_buf(&mut self, buf: &mut Vec<u8>) -> io::Result<usize>;
 
     /// Ready once the pipe holds data or its writers are gone.
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// The descriptor, out of the reactor (in blocking mode).
+    fn into_fd(self) -> io::Result<OwnedFd>;
 }
 
 macro_rules! impl_async_read {
     ($($name:ident),*) => {$(
         impl PipeReader for $name {
-            fn resize(&self, bytes: usize) -> io::Result<()> {
-                let fd = self.0.as_fd().ok_or_else(|| {
-                    io::Error::other("sheepdog: pipe lost by a failed registration")
-                })?;
-                crate::sys::resize_pipe(fd, bytes)
-            }
-
             fn try_read_buf(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
                 self.0.get()?.try_read_buf(buf)
             }
 
             fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 self.0.get()?.poll_read_ready(cx)
+            }
+
+            fn into_fd(self) -> io::Result<OwnedFd> {
+                self.0.into_owned_fd()
             }
         }
 

@@ -5,14 +5,13 @@
 use std::io;
 use std::time::Duration;
 
-use rustix::pipe::{pipe_with, PipeFlags};
-
+use crate::capture::{capture, Running, Streams};
 use crate::child::Child;
 use crate::command::{Command, Stdio};
 use crate::error::Error;
 use crate::herd::{Herd, Mechanism};
 use crate::lines::Lines;
-use crate::output::{read_while, Captured, Ending, Streams};
+use crate::output::Ending;
 use crate::pipe::{ChildStdin, ChildStdout};
 use crate::status::ExitStatus;
 use crate::stop::StopPlan;
@@ -275,8 +274,8 @@ impl Pipeline {
             }
             if i < last {
                 // Straight from this stage to the next: the kernel's pipe, not ours.
-                let (read, write) = pipe_with(PipeFlags::CLOEXEC)
-                    .map_err(|e| first.os_error("create a pipe", e.into()))?;
+                let (read, write) =
+                    crate::sys::pipe().map_err(|e| first.os_error("create a pipe", e))?;
                 cmd.stdout(Stdio::from(write));
                 next_stdin = Some(Stdio::from(read));
             }
@@ -331,60 +330,30 @@ impl Pipeline {
     /// let again = pipeline.output_with_buffer(first.stdout).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn output_with_buffer(&self, mut stdout: Vec<u8>) -> Result<PipelineOutput, Error> {
+    pub async fn output_with_buffer(&self, stdout: Vec<u8>) -> Result<PipelineOutput, Error> {
         let (first, last) = (&self.stages[0], &self.stages[self.stages.len() - 1]);
         let feed = first.take_input()?;
         let mut pipeline = self.clone();
-        if feed.is_some() {
-            pipeline.stages[0].stdin(Stdio::piped());
-        } else if !first.stdio_is_set()[0] {
-            pipeline.stages[0].stdin(Stdio::null());
-        }
+        pipeline.stages[0].stdin_for_capture(feed.is_some());
         let last_index = pipeline.stages.len() - 1;
-        if !last.stdio_is_set()[1] {
-            pipeline.stages[last_index].stdout(Stdio::piped());
-        }
+        pipeline.stages[last_index].outputs_for_capture(false);
         let mut running = pipeline.spawn()?;
-        stdout.clear();
-        let mut streams = Streams {
+        let streams = Streams {
             stdout: running.take_stdout(),
             stderr: None,
             stdin: running.take_stdin().zip(feed),
         };
-        let mut read = Captured {
-            bufs: [stdout, Vec::new()],
-            truncated: [false; 2],
-        };
-        let (statuses, ending) = read_while(
-            running.wait(),
-            &mut streams,
-            &mut read,
-            last.get_capture_limit(),
-            last.get_drain(),
-        )
-        .await
-        .map_err(|(action, source)| first.os_error(action, source))?;
-        let statuses = match statuses {
-            Some(statuses) => statuses,
-            None => {
-                running
-                    .herd
-                    .kill_now()
-                    .map_err(|source| first.os_error("stop the pipeline", source))?;
-                running
-                    .wait()
-                    .await
-                    .map_err(|source| first.os_error("wait for the pipeline", source))?
-            }
-        };
+        let (limit, drain) = (last.get_capture_limit(), last.get_drain());
+        let got = capture(&mut running, streams, [stdout, Vec::new()], limit, drain)
+            .await
+            .map_err(|(action, source)| first.os_error(action, source))?;
         drop(running);
-        drop(streams);
-        let [stdout, _] = read.bufs;
+        let [stdout, _] = got.bufs;
         Ok(PipelineOutput {
-            statuses,
+            statuses: got.status,
             stdout,
-            ending,
-            truncated: read.truncated[0],
+            ending: got.ending,
+            truncated: got.truncated[0],
         })
     }
 }
@@ -553,5 +522,17 @@ impl RunningPipeline {
         }
         statuses.push(last_status);
         Ok(statuses)
+    }
+}
+
+impl Running for RunningPipeline {
+    type Status = Vec<ExitStatus>;
+
+    fn finish(&mut self) -> impl std::future::Future<Output = io::Result<Vec<ExitStatus>>> + Send {
+        self.wait()
+    }
+
+    fn kill_tree(&mut self) -> io::Result<()> {
+        self.herd.kill_now()
     }
 }

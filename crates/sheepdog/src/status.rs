@@ -25,10 +25,21 @@ pub struct ExitStatus {
     pub(crate) timed_out: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum End {
-    Exited(i32),
-    Signaled { signal: Signal, core_dumped: bool },
+pub(crate) use crate::sys::End;
+
+impl From<crate::sys::Reaped> for ExitStatus {
+    /// What the platform reported as it reaped the process.
+    fn from(reaped: crate::sys::Reaped) -> ExitStatus {
+        ExitStatus {
+            end: reaped.end,
+            usage: ResourceUsage {
+                user_time: reaped.user_time,
+                system_time: reaped.system_time,
+                max_rss_bytes: reaped.max_rss_bytes,
+            },
+            timed_out: false,
+        }
+    }
 }
 
 impl ExitStatus {

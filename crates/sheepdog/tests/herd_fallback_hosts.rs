@@ -56,6 +56,10 @@ fn fallback_helper() {
             assert!(n > 0);
             out.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
+        // The escapes fork and exit on their own after `ready`: count the tree once it holds
+        // the five it settles into (or whatever it holds after 10 s, which the caller rejects).
+        let settled = |herd: &sheepdog::Herd| herd.members().is_ok_and(|m| m.len() == 5);
+        common::eventually(std::time::Duration::from_secs(10), || settled(&herd)).await;
         let before = herd.members().expect("members").len();
         herd.kill().await.expect("kill");
         child.wait().await.expect("wait");

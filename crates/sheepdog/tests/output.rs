@@ -45,29 +45,41 @@ async fn output_reads_no_stdin_unless_given() {
 }
 
 /// A grandchild holds stdout open for ten minutes after the program exits: the call returns
-/// after the drain timeout, with what was printed, says so, and the holder is killed.
+/// after the drain timeout, with what was printed, says so, and the holder is killed. The same
+/// once the stream is big (read on a blocking thread past 1 MiB): that thread is stopped at the
+/// drain timeout and hands back everything it read.
 #[tokio::test]
 async fn output_returns_when_a_descendant_holds_the_output_open() {
-    let marker = format!("output_held-{}", std::process::id());
-    let started = Instant::now();
-    let out = cmd(&marker, "sh")
-        .args(["-c", "sleep 600 & echo hi"])
-        .drain_timeout(Duration::from_millis(200))
-        .output()
-        .await
-        .expect("output");
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "the wait ended"
-    );
-    assert!(out.held_open());
-    assert!(out.status.success(), "{}", out.status);
-    assert_eq!(out.stdout, b"hi\n");
-    assert!(
-        common::poll_until(Duration::from_secs(10), || alive(&marker).is_empty()),
-        "the holder was killed: {:?}",
-        alive(&marker)
-    );
+    let big = vec![0u8; 4 << 20];
+    for (script, printed) in [
+        ("sleep 600 & echo hi", &b"hi\n"[..]),
+        ("head -c 4194304 /dev/zero; sleep 600 &", &big[..]),
+    ] {
+        let marker = format!("output_held-{}", std::process::id());
+        let started = Instant::now();
+        let out = cmd(&marker, "sh")
+            .args(["-c", script])
+            .drain_timeout(Duration::from_millis(200))
+            .output()
+            .await
+            .expect("output");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the wait ended"
+        );
+        assert!(out.held_open(), "{script}");
+        assert!(out.status.success(), "{}", out.status);
+        assert!(
+            out.stdout == printed,
+            "{script}: {} bytes",
+            out.stdout.len()
+        );
+        assert!(
+            common::poll_until(Duration::from_secs(10), || alive(&marker).is_empty()),
+            "the holder was killed: {:?}",
+            alive(&marker)
+        );
+    }
 }
 
 #[tokio::test]
@@ -251,8 +263,48 @@ async fn capture_limit_keeps_head_or_tail_and_says_so() {
     assert!(!out.stdout_truncated());
 }
 
+/// The limits hold as exactly for a stream read past the point where it leaves the reactor for
+/// a blocking thread (1 MiB): the head, the tail, or the head and a kill.
+#[tokio::test]
+async fn capture_limit_holds_for_big_streams() {
+    use sheepdog::OverLimit;
+    // 1,048,576 records of 8 bytes ("0000000\n" to "1048575\n"): 8 MiB.
+    let all: Vec<u8> = (0..1_048_576)
+        .flat_map(|i| format!("{i:07}\n").into_bytes())
+        .collect();
+    let limit = (3 << 20) + 5;
+    for keep in [OverLimit::KeepHead, OverLimit::KeepTail] {
+        let out = cmd("capture_limit_big", "seq")
+            .args(["-w", "0", "1048575"])
+            .capture_limit(limit, keep)
+            .output()
+            .await
+            .expect("output");
+        assert!(out.status.success(), "{}", out.status);
+        assert!(out.stdout_truncated());
+        let expected = match keep {
+            OverLimit::KeepHead => &all[..limit],
+            _ => &all[all.len() - limit..],
+        };
+        assert!(
+            out.stdout == expected,
+            "{keep:?}: {} bytes",
+            out.stdout.len()
+        );
+    }
+    let out = cmd("capture_limit_big", "seq")
+        .args(["-w", "0", "1048575"])
+        .capture_limit(limit, OverLimit::Fail)
+        .output()
+        .await
+        .expect("output");
+    assert!(out.limit_exceeded(), "{:?}", out.outcome());
+    assert!(out.stdout == all[..limit], "{} bytes", out.stdout.len());
+}
+
 #[tokio::test]
 async fn outcome_is_one_value_to_match() {
+    common::sigint_default_for_children();
     use sheepdog::Outcome;
     let exited = cmd("outcome", "sh")
         .args(["-c", "exit 9"])

@@ -86,6 +86,7 @@ async fn a_command_that_finishes_in_time_has_not_timed_out() {
 /// A plan's steps go to whom they say: SIGINT to the leader only, then SIGTERM to the tree.
 #[tokio::test]
 async fn stop_plan_steps_reach_their_targets() {
+    common::sigint_default_for_children();
     let herd = Herd::new().expect("a herd");
     let marker = format!("stop_plan-{}", std::process::id());
     // The leader reports SIGINT and exits; its child ignores SIGINT, not SIGTERM.

@@ -75,6 +75,40 @@ enum Next {
 impl Incarnation {
     pub(crate) async fn run(mut self) {
         let mut lines = Some(self.child.lines());
+        let (mut status, failed) = match self.watch(&mut lines).await {
+            Next::Exited(status) => (Some(status), None),
+            Next::Stop => (None, None),
+            Next::Failed(failed) => (None, Some(failed)),
+        };
+        let stop = self.stop_what_is_left(status.is_some(), &mut lines).await;
+        let status = match status.take() {
+            Some(status) => status,
+            None => self.child.wait().await,
+        };
+        let _ = self.herd.wait_empty().await;
+        // The tree is gone, so the pipes end, unless something outside the herd holds them:
+        // what is already written is read, for a bounded time.
+        let drain = async {
+            while lines.is_some() {
+                let Some((stream, text)) = next_line(&mut lines).await else {
+                    break;
+                };
+                self.emit(EventKind::Output { stream, line: text });
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN, drain).await;
+        let _ = self.reports.send(Report::Ended {
+            service: self.service,
+            generation: self.generation,
+            status,
+            failed,
+            stop,
+        });
+    }
+
+    /// The running phase: passes the output on, and runs the readiness probe, then the
+    /// liveness check, until the leader exits, a stop is asked for, or a probe fails.
+    async fn watch(&mut self, lines: &mut Option<Lines>) -> Next {
         let (matcher, timeout) = match &self.ready {
             Some((Ready::Line(matches, _), timeout)) => (Some(matches.clone()), Some(*timeout)),
             Some((_, timeout)) => (None, Some(*timeout)),
@@ -100,12 +134,12 @@ impl Incarnation {
         };
         tokio::pin!(ready_by);
 
-        let next = loop {
+        loop {
             tokio::select! {
-                status = self.child.wait() => break Next::Exited(status),
+                status = self.child.wait() => return Next::Exited(status),
                 // Asked to stop, or the supervisor is gone (its drop kills the herd).
-                _ = &mut self.stop => break Next::Stop,
-                line = next_line(&mut lines) => {
+                _ = &mut self.stop => return Next::Stop,
+                line = next_line(lines) => {
                     let Some((stream, text)) = line else { continue };
                     let is_ready = waiting_ready && matcher.as_ref().is_some_and(|m| m(&text));
                     self.emit(EventKind::Output { stream, line: text });
@@ -120,66 +154,40 @@ impl Incarnation {
                     liveness = self.became_ready();
                 }
                 () = &mut ready_by, if waiting_ready => {
-                    break Next::Failed(Failed::NotReady(timeout.unwrap_or_default()));
+                    return Next::Failed(Failed::NotReady(timeout.unwrap_or_default()));
                 }
                 () = until(liveness.as_mut()) => {
                     let misses = self.liveness.as_ref().map_or(0, |live| live.misses);
-                    break Next::Failed(Failed::NotLive(misses));
+                    return Next::Failed(Failed::NotLive(misses));
                 }
             }
-        };
-        drop((probe, liveness));
-
-        let (mut status, failed) = match next {
-            Next::Exited(status) => (Some(status), None),
-            Next::Stop => (None, None),
-            Next::Failed(failed) => (None, Some(failed)),
-        };
-        // What the leader left behind goes too, by the same plan (its leader steps go to the
-        // tree then), before anybody can start the next incarnation.
-        let left_behind = status.is_some() && !self.herd.is_empty().unwrap_or(false);
-        let mut stop = None;
-        if status.is_none() || left_behind {
-            let leader = if status.is_none() {
-                Some(&self.child)
-            } else {
-                None
-            };
-            let stopping = self.herd.stop_with(&self.plan, leader);
-            tokio::pin!(stopping);
-            let report = loop {
-                tokio::select! {
-                    report = &mut stopping => break report,
-                    line = next_line(&mut lines) => if let Some((stream, text)) = line {
-                        self.emit(EventKind::Output { stream, line: text });
-                    },
-                }
-            };
-            stop = report.ok();
         }
-        let status = match status.take() {
-            Some(status) => status,
-            None => self.child.wait().await,
-        };
-        let _ = self.herd.wait_empty().await;
-        // The tree is gone, so the pipes end, unless something outside the herd holds them:
-        // what is already written is read, for a bounded time.
-        let drain = async {
-            while lines.is_some() {
-                let Some((stream, text)) = next_line(&mut lines).await else {
-                    break;
-                };
-                self.emit(EventKind::Output { stream, line: text });
+    }
+
+    /// Stops the tree by the plan, before anybody can start the next incarnation: all of it
+    /// when the leader still runs (`exited` false), or what the leader left behind (its
+    /// leader steps go to the tree then). The output goes on being passed on meanwhile.
+    async fn stop_what_is_left(
+        &self,
+        exited: bool,
+        lines: &mut Option<Lines>,
+    ) -> Option<StopReport> {
+        let left_behind = exited && !self.herd.is_empty().unwrap_or(false);
+        if exited && !left_behind {
+            return None;
+        }
+        let leader = if exited { None } else { Some(&self.child) };
+        let stopping = self.herd.stop_with(&self.plan, leader);
+        tokio::pin!(stopping);
+        let report = loop {
+            tokio::select! {
+                report = &mut stopping => break report,
+                line = next_line(lines) => if let Some((stream, text)) = line {
+                    self.emit(EventKind::Output { stream, line: text });
+                },
             }
         };
-        let _ = tokio::time::timeout(DRAIN, drain).await;
-        let _ = self.reports.send(Report::Ended {
-            service: self.service,
-            generation: self.generation,
-            status,
-            failed,
-            stop,
-        });
+        report.ok()
     }
 
     fn emit(&self, kind: EventKind) {

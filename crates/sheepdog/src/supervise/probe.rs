@@ -99,7 +99,7 @@ async fn notified(mut receiver: pipe::Receiver) {
 
 /// A pipe for [`Ready::Notify`]: the read end for the probe, the write end for the child.
 pub(crate) fn notify_pipe() -> io::Result<(pipe::Receiver, std::os::fd::OwnedFd)> {
-    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let (read, write) = crate::sys::pipe()?;
     Ok((pipe::Receiver::from_owned_fd(read)?, write))
 }
 

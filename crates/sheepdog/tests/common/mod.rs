@@ -75,6 +75,18 @@ pub fn cmd(test: &str, program: impl AsRef<OsStr>) -> sheepdog::Command {
     cmd
 }
 
+/// Gives the children of this test process SIGINT's default action. A test run started in the
+/// background by a non-interactive shell inherits SIGINT ignored, exec keeps an ignored signal
+/// ignored, and a shell cannot trap a signal ignored on entry; a caught signal is reset to the
+/// default at exec, so catching it here (tokio's handler stays installed) is enough.
+pub fn sigint_default_for_children() {
+    // The stream may go: the handler stays.
+    drop(
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .expect("install a SIGINT handler"),
+    );
+}
+
 /// The descriptors open in this process right now.
 pub fn open_fds() -> Vec<i32> {
     let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")

@@ -767,10 +767,10 @@ pub(crate) mod testing {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use super::super::spawn::{spawn, ProcessGroup, SpawnTarget};
     use super::testing::TestParent;
     use super::*;
-    use crate::command::Command;
-    use crate::sys::{spawn, ProcessGroup, SpawnTarget};
+    use crate::sys::SpawnRequest;
 
     #[test]
     fn an_existing_directory_is_never_taken_over() {
@@ -812,11 +812,14 @@ mod tests {
             cgroup.forget_kill_file();
             // Sixteen shells that start long sleeps as fast as they can: without the wait for
             // the freeze, a few of their children got away within 20 rounds here.
-            let mut storm = Command::new("sh");
-            storm.args([
-                "-c",
-                "for i in $(seq 16); do (while :; do sleep 1000 & done) & done; wait",
-            ]);
+            let args = [
+                "-c".into(),
+                "for i in $(seq 16); do (while :; do sleep 1000 & done) & done; wait".into(),
+            ];
+            let storm = SpawnRequest {
+                args: &args,
+                ..SpawnRequest::new("sh".as_ref())
+            };
             let target = SpawnTarget {
                 cgroup: Some(cgroup.target(true)),
                 process_group: ProcessGroup::New,

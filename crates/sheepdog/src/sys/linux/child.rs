@@ -110,21 +110,50 @@ pub(super) unsafe extern "C" fn child_main(plan: *const ChildPlan) -> ! {
 
 /// Runs the steps in order; returns only on failure.
 unsafe fn prepare_and_exec(plan: &ChildPlan) -> ChildReport {
-    let fail = |stage, ret: isize| ChildReport {
+    // SAFETY: each step makes raw system calls with arguments the parent validated, in the
+    // order the steps' own comments need.
+    unsafe {
+        reset_signal_handlers(plan.handlers_cleared);
+        restore_cpu_mask(plan.unpin);
+        if let Err(report) = prepare(plan) {
+            return report;
+        }
+        exec_first_candidate(plan)
+    }
+}
+
+/// The report of a failed system call: its stage, and the errno of its return value `ret`.
+#[inline(always)]
+fn fail(stage: Stage, ret: isize) -> ChildReport {
+    ChildReport {
         stage,
         errno: -ret as i32,
         candidate: 0,
-    };
-    // SAFETY (whole function): raw system calls with arguments the parent validated.
-    unsafe {
-        // Handlers the parent installed (tokio's among them) mean nothing after exec but would
-        // run until then; SIGPIPE goes back to default because Rust programs ignore it.
-        let mut old = [0usize; 4]; // large enough for the kernel's struct sigaction
-        let default = [0usize; 4]; // SIG_DFL, no flags, empty mask
-        for sig in 1..=NSIG {
-            if sig == SIGKILL || sig == SIGSTOP || (plan.handlers_cleared && sig != SIGPIPE) {
-                continue;
-            }
+    }
+}
+
+/// `Err` with `stage` if `ret`, a raw system call's return value, is an error.
+#[inline(always)]
+fn check(stage: Stage, ret: isize) -> Result<(), ChildReport> {
+    if ret < 0 {
+        Err(fail(stage, ret))
+    } else {
+        Ok(())
+    }
+}
+
+/// Handlers the parent installed (tokio's among them) mean nothing after exec but would run
+/// until then; SIGPIPE goes back to default because Rust programs ignore it.
+#[inline(always)]
+unsafe fn reset_signal_handlers(handlers_cleared: bool) {
+    let mut old = [0usize; 4]; // large enough for the kernel's struct sigaction
+    let default = [0usize; 4]; // SIG_DFL, no flags, empty mask
+    for sig in 1..=NSIG {
+        if sig == SIGKILL || sig == SIGSTOP || (handlers_cleared && sig != SIGPIPE) {
+            continue;
+        }
+        // SAFETY: rt_sigaction(2) reads `default` and writes at most 32 bytes into `old`.
+        unsafe {
             if sig == SIGPIPE {
                 // Whatever it was, it ends as default: one call, no need to look first.
                 syscall(
@@ -146,113 +175,57 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> ChildReport {
                 );
             }
         }
+    }
+}
 
-        if !plan.unpin.is_null() {
-            // Only a mask that is still the pin is replaced: a clone into another cpuset has
-            // already been given that cpuset's CPUs, and keeps them as it would unpinned. Best
-            // effort: the parent's mask is what the child had inherited without the pin.
-            let masks = &*plan.unpin;
-            let mut now = [0u64; CPU_MASK_WORDS];
-            let ret = syscall(
-                libc::SYS_sched_getaffinity,
-                &[0, masks.len, now.as_mut_ptr() as usize],
+/// Takes back the parent's CPU mask if the parent pinned itself for the clone (`unpin` not
+/// null). Only a mask that is still the pin is replaced: a clone into another cpuset has
+/// already been given that cpuset's CPUs, and keeps them as it would unpinned. Best effort: the
+/// parent's mask is what the child had inherited without the pin.
+#[inline(always)]
+unsafe fn restore_cpu_mask(unpin: *const CpuMasks) {
+    if unpin.is_null() {
+        return;
+    }
+    // SAFETY: a non-null `unpin` points to masks the parent keeps until the child execs;
+    // sched_getaffinity(2) writes at most `len` bytes into `now`, which holds 128.
+    unsafe {
+        let masks = &*unpin;
+        let mut now = [0u64; CPU_MASK_WORDS];
+        let ret = syscall(
+            libc::SYS_sched_getaffinity,
+            &[0, masks.len, now.as_mut_ptr() as usize],
+        );
+        if ret > 0 && now == masks.pinned {
+            syscall(
+                libc::SYS_sched_setaffinity,
+                &[0, masks.len, masks.saved.as_ptr() as usize],
             );
-            if ret > 0 && now == masks.pinned {
-                syscall(
-                    libc::SYS_sched_setaffinity,
-                    &[0, masks.len, masks.saved.as_ptr() as usize],
-                );
-            }
         }
+    }
+}
 
-        if plan.process_group >= 0 {
-            let ret = syscall(libc::SYS_setpgid, &[0, plan.process_group as usize]);
-            if ret < 0 {
-                return fail(Stage::ProcessGroup, ret);
-            }
-        }
-
-        if plan.terminal >= 0 {
-            // All signals are blocked here, so the SIGTTOU a background group gets for this is
-            // not delivered.
-            let pgid = syscall(libc::SYS_getpgid, &[0]) as libc::pid_t;
-            let ret = syscall(
-                libc::SYS_ioctl,
-                &[
-                    plan.terminal as usize,
-                    libc::TIOCSPGRP as usize,
-                    &pgid as *const libc::pid_t as usize,
-                ],
-            );
-            if ret < 0 {
-                return fail(Stage::Terminal, ret);
-            }
-        }
-
+/// Everything between the clone and the exec that can fail, in order. An anchor (no
+/// candidates) exits here, once it has its process group.
+#[inline(always)]
+unsafe fn prepare(plan: &ChildPlan) -> Result<(), ChildReport> {
+    // SAFETY: raw system calls with arguments the parent validated.
+    unsafe {
+        join_process_group(plan)?;
         if plan.candidates.is_null() {
             syscall(libc::SYS_exit_group, &[0]);
         }
-
-        if plan.cgroup_procs >= 0 {
-            let ret = syscall(
-                libc::SYS_write,
-                &[plan.cgroup_procs as usize, b"0".as_ptr() as usize, 1],
-            );
-            if ret < 0 {
-                return fail(Stage::Cgroup, ret);
-            }
-        }
-
+        join_cgroup(plan.cgroup_procs)?;
         // After the cgroup write, which may need the privileges given up here; before chdir,
         // so that the directory is entered as the new user (as std does).
-        if plan.gid >= 0 {
-            let ret = syscall(libc::SYS_setgid, &[plan.gid as usize]);
-            if ret < 0 {
-                return fail(Stage::Identity, ret);
-            }
-        }
-        if plan.uid >= 0 {
-            // Root keeps its supplementary groups across setuid: drop them, as std does.
-            if syscall(libc::SYS_getuid, &[]) == 0 {
-                syscall(libc::SYS_setgroups, &[0, 0]);
-            }
-            let ret = syscall(libc::SYS_setuid, &[plan.uid as usize]);
-            if ret < 0 {
-                return fail(Stage::Identity, ret);
-            }
-        }
-
+        take_identity(plan.uid, plan.gid)?;
         if !plan.cwd.is_null() {
-            let ret = syscall(libc::SYS_chdir, &[plan.cwd as usize]);
-            if ret < 0 {
-                return fail(Stage::WorkingDirectory, ret);
-            }
+            check(
+                Stage::WorkingDirectory,
+                syscall(libc::SYS_chdir, &[plan.cwd as usize]),
+            )?;
         }
-
-        for (target, &source) in plan.stdio.iter().enumerate() {
-            if source >= 0 {
-                let ret = syscall(libc::SYS_dup3, &[source as usize, target, 0]);
-                if ret < 0 {
-                    return fail(Stage::Stdio, ret);
-                }
-            }
-        }
-
-        // Nothing beyond stdio survives exec, not even descriptors some library opened without
-        // O_CLOEXEC. Kernels before 5.11 lack the flag; then only O_CLOEXEC protects.
-        syscall(
-            libc::SYS_close_range,
-            &[3, u32::MAX as usize, libc::CLOSE_RANGE_CLOEXEC as usize],
-        );
-
-        for i in 0..plan.passed_fds_len {
-            let [source, target] = *plan.passed_fds.add(i);
-            let ret = syscall(libc::SYS_dup3, &[source as usize, target as usize, 0]);
-            if ret < 0 {
-                return fail(Stage::PassedFd, ret);
-            }
-        }
-
+        install_descriptors(plan)?;
         let empty_mask = 0u64;
         let ret = syscall(
             libc::SYS_rt_sigprocmask,
@@ -263,17 +236,112 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> ChildReport {
                 8,
             ],
         );
-        if ret < 0 {
-            return fail(Stage::SignalMask, ret);
-        }
+        check(Stage::SignalMask, ret)
+    }
+}
 
-        // Like execvp(3): a missing file moves on to the next PATH entry; a permission problem is
-        // remembered (and wins over "not found"); anything else stops the search.
-        let mut report = fail(Stage::Exec, -(libc::ENOENT as isize));
-        let mut seen_eacces = false;
-        let mut i = 0;
-        let mut busy_retries = 0;
-        loop {
+/// Joins or leads the process group the plan names, and makes it the terminal's foreground.
+#[inline(always)]
+unsafe fn join_process_group(plan: &ChildPlan) -> Result<(), ChildReport> {
+    // SAFETY: setpgid(2), getpgid(2) and ioctl(TIOCSPGRP) with a pid_t on the stack.
+    unsafe {
+        if plan.process_group >= 0 {
+            let ret = syscall(libc::SYS_setpgid, &[0, plan.process_group as usize]);
+            check(Stage::ProcessGroup, ret)?;
+        }
+        if plan.terminal >= 0 {
+            // All signals are blocked here, so the SIGTTOU a background group gets for this
+            // is not delivered.
+            let pgid = syscall(libc::SYS_getpgid, &[0]) as libc::pid_t;
+            let ret = syscall(
+                libc::SYS_ioctl,
+                &[
+                    plan.terminal as usize,
+                    libc::TIOCSPGRP as usize,
+                    &pgid as *const libc::pid_t as usize,
+                ],
+            );
+            check(Stage::Terminal, ret)?;
+        }
+        Ok(())
+    }
+}
+
+/// Moves this process into the cgroup whose `cgroup.procs` is open as `procs` (`-1`: none).
+#[inline(always)]
+unsafe fn join_cgroup(procs: c_int) -> Result<(), ChildReport> {
+    if procs < 0 {
+        return Ok(());
+    }
+    // SAFETY: write(2) of one static byte to a descriptor the parent opened.
+    let ret = unsafe {
+        syscall(
+            libc::SYS_write,
+            &[procs as usize, b"0".as_ptr() as usize, 1],
+        )
+    };
+    check(Stage::Cgroup, ret)
+}
+
+/// Takes the group id, then the user id (`-1`: keep).
+#[inline(always)]
+unsafe fn take_identity(uid: i64, gid: i64) -> Result<(), ChildReport> {
+    // SAFETY: setgid(2), getuid(2), setgroups(2) with an empty list, setuid(2).
+    unsafe {
+        if gid >= 0 {
+            check(Stage::Identity, syscall(libc::SYS_setgid, &[gid as usize]))?;
+        }
+        if uid >= 0 {
+            // Root keeps its supplementary groups across setuid: drop them, as std does.
+            if syscall(libc::SYS_getuid, &[]) == 0 {
+                syscall(libc::SYS_setgroups, &[0, 0]);
+            }
+            check(Stage::Identity, syscall(libc::SYS_setuid, &[uid as usize]))?;
+        }
+        Ok(())
+    }
+}
+
+/// Installs stdio and the passed descriptors; marks every other one close-on-exec.
+#[inline(always)]
+unsafe fn install_descriptors(plan: &ChildPlan) -> Result<(), ChildReport> {
+    // SAFETY: dup3(2) and close_range(2) on this process's own fd table (not shared with the
+    // parent); `passed_fds` holds `passed_fds_len` pairs.
+    unsafe {
+        for (target, &source) in plan.stdio.iter().enumerate() {
+            if source >= 0 {
+                let ret = syscall(libc::SYS_dup3, &[source as usize, target, 0]);
+                check(Stage::Stdio, ret)?;
+            }
+        }
+        // Nothing beyond stdio survives exec, not even descriptors some library opened
+        // without O_CLOEXEC. Kernels before 5.11 lack the flag; then only O_CLOEXEC protects.
+        syscall(
+            libc::SYS_close_range,
+            &[3, u32::MAX as usize, libc::CLOSE_RANGE_CLOEXEC as usize],
+        );
+        for i in 0..plan.passed_fds_len {
+            let [source, target] = *plan.passed_fds.add(i);
+            let ret = syscall(libc::SYS_dup3, &[source as usize, target as usize, 0]);
+            check(Stage::PassedFd, ret)?;
+        }
+        Ok(())
+    }
+}
+
+/// Execs the first candidate that can be, like execvp(3): a missing file moves on to the next
+/// PATH entry; a permission problem is remembered (and wins over "not found"); anything else
+/// stops the search. Returns only on failure.
+#[inline(always)]
+unsafe fn exec_first_candidate(plan: &ChildPlan) -> ChildReport {
+    let mut report = fail(Stage::Exec, -(libc::ENOENT as isize));
+    let mut seen_eacces = false;
+    let mut i = 0;
+    let mut busy_retries = 0;
+    loop {
+        // SAFETY: `candidates` is null-terminated, and it and `argv`, `envp` stay valid until
+        // the parent resumes; nanosleep(2) reads a timespec on the stack.
+        let errno = unsafe {
             let candidate = *plan.candidates.add(i);
             if candidate.is_null() {
                 return report;
@@ -292,35 +360,27 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> ChildReport {
                 busy_retries += 1;
                 continue;
             }
-            match errno {
-                libc::EACCES => {
-                    if !seen_eacces {
-                        report = ChildReport {
-                            stage: Stage::Exec,
-                            errno,
-                            candidate: i,
-                        };
-                    }
-                    seen_eacces = true;
+            errno
+        };
+        let this = ChildReport {
+            stage: Stage::Exec,
+            errno,
+            candidate: i,
+        };
+        match errno {
+            libc::EACCES => {
+                if !seen_eacces {
+                    report = this;
                 }
-                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {
-                    if !seen_eacces {
-                        report = ChildReport {
-                            stage: Stage::Exec,
-                            errno,
-                            candidate: i,
-                        };
-                    }
-                }
-                _ => {
-                    return ChildReport {
-                        stage: Stage::Exec,
-                        errno,
-                        candidate: i,
-                    }
+                seen_eacces = true;
+            }
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {
+                if !seen_eacces {
+                    report = this;
                 }
             }
-            i += 1;
+            _ => return this,
         }
+        i += 1;
     }
 }

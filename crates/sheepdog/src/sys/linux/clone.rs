@@ -20,32 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use super::child::{child_main, ChildPlan, CpuMasks, CPU_MASK_WORDS};
 use super::raw::syscall;
 use super::spawn::CgroupTarget;
-
-/// How a child was created, from the strongest path to the weakest fallback.
-///
-/// The first spawn tries the strongest path; when the kernel or a sandbox (seccomp) refuses it,
-/// the process falls back for good and says so once in a `tracing` warning.
-/// [`Child::spawn_path`](crate::Child::spawn_path) tells which one a child got.
-///
-/// ```no_run
-/// # fn demo() -> Result<(), sheepdog::Error> {
-/// let child = sheepdog::Command::new("true").spawn()?;
-/// println!("started through {:?}", child.spawn_path());
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum SpawnPath {
-    /// `clone3(CLONE_VM | CLONE_VFORK | CLONE_PIDFD [| CLONE_INTO_CGROUP])`: the child is in its
-    /// cgroup from its first instruction and is addressed by pidfd.
-    Clone3,
-    /// `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`: the child joins its cgroup by writing
-    /// `cgroup.procs` before exec (slower when spawns are spaced out) and is addressed by pidfd.
-    Clone,
-    /// `clone(CLONE_VM | CLONE_VFORK)` with no pidfd: the child is addressed by pid, which is
-    /// safe only because it stays unreaped until its `Child` collects it; waits use a thread.
-    CloneWithoutPidfd,
-}
+use crate::sys::SpawnPath;
 
 impl SpawnPath {
     fn from_u8(v: u8) -> SpawnPath {

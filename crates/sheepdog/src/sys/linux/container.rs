@@ -17,11 +17,10 @@ use super::group::Group;
 use super::process::open_pidfd;
 use super::reaper;
 use super::sentinel::{self, Guarded};
-use super::spawn::{spawn, ProcessGroup, SpawnTarget, Spawned};
+use super::spawn::{spawn, ProcessGroup, SpawnTarget};
 use super::stale;
-use crate::command::Command;
-use crate::error::Error;
 use crate::signal::Signal;
+use crate::sys::{ContainerError as CgroupError, SpawnError, SpawnRequest, Spawned};
 
 /// Where a herd's cgroup is created: below this process's own cgroup, or below a given one.
 pub(crate) fn cgroup_parent(requested: Option<&Path>) -> Result<(PathBuf, PathBuf), String> {
@@ -38,13 +37,19 @@ pub(crate) fn cgroup_parent(requested: Option<&Path>) -> Result<(PathBuf, PathBu
     Ok((mount, parent))
 }
 
-/// Why no cgroup herd was made.
-#[derive(Debug)]
-pub(crate) enum CgroupError {
-    /// No cgroup can be had here (no mount, no permission): a reason to fall back.
-    Unavailable(String),
-    /// Making one failed (too many open files, out of memory, ...): an error to report.
-    Failed { context: String, source: io::Error },
+/// Where new herds' cgroups go (below this process's own), if this process may create cgroups
+/// there; else why not.
+pub(crate) fn writable_cgroup_parent() -> Result<PathBuf, String> {
+    let (_, parent) = cgroup_parent(None)?;
+    rustix::fs::access(&parent, rustix::fs::Access::WRITE_OK)
+        .map(|()| parent.clone())
+        .map_err(|err| {
+            format!(
+                "cannot create cgroups below {}: {}",
+                parent.display(),
+                io::Error::from(err)
+            )
+        })
 }
 
 /// A herd's cgroup. Each child it starts leads a process group of its own (so a terminal's
@@ -115,31 +120,38 @@ impl CgroupHerd {
         self.cgroup.path()
     }
 
-    /// Starts `cmd` inside the cgroup, leading a process group of its own.
-    pub(crate) fn spawn(&self, cmd: &Command) -> Result<Spawned, Error> {
+    /// Starts `req` inside the cgroup, leading a process group of its own.
+    pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         let recent = self.cgroup.spawned_within(NOTIFIED_RECENTLY);
-        self.spawn_into(cmd, &self.cgroup, !recent)
+        self.spawn_into(req, &self.cgroup, !recent)
     }
 
-    /// Starts `cmd` in a cgroup of its own below the herd's, so that its tree can be stopped
+    /// Starts `req` in a cgroup of its own below the herd's, so that its tree can be stopped
     /// without its siblings; the herd's verbs reach it as any member.
-    pub(crate) fn spawn_subtree(&self, cmd: &Command) -> Result<(Spawned, Subtree), Error> {
+    pub(crate) fn spawn_subtree(
+        &self,
+        req: &SpawnRequest<'_>,
+    ) -> Result<(Spawned, Subtree), SpawnError> {
         let made = cgroup::mount_point().and_then(|mount| {
             let mount = mount.ok_or_else(|| io::Error::other("no cgroup v2 mount any more"))?;
             Cgroup::create(&mount, self.cgroup.path(), "spawn")
         });
-        let subtree =
-            Subtree(Arc::new(made.map_err(|err| {
-                cmd.os_error("create a cgroup for the child's tree", err)
-            })?));
+        let subtree = Subtree(Arc::new(
+            made.map_err(SpawnError::os("create a cgroup for the child's tree"))?,
+        ));
         // Always empty before this spawn: pinned (see "The first task in an empty cgroup").
-        let spawned = self.spawn_into(cmd, &subtree.0, true)?;
+        let spawned = self.spawn_into(req, &subtree.0, true)?;
         Ok((spawned, subtree))
     }
 
-    fn spawn_into(&self, cmd: &Command, cgroup: &Cgroup, pin: bool) -> Result<Spawned, Error> {
+    fn spawn_into(
+        &self,
+        req: &SpawnRequest<'_>,
+        cgroup: &Cgroup,
+        pin: bool,
+    ) -> Result<Spawned, SpawnError> {
         let spawned = spawn(
-            cmd,
+            req,
             &SpawnTarget {
                 cgroup: Some(cgroup.target(pin)),
                 process_group: ProcessGroup::New,
@@ -513,9 +525,14 @@ fn process_group_of(pid: u32) -> Option<i32> {
 
 /// Whether any process is in group `pgid`.
 fn group_exists(pgid: i32) -> bool {
-    // SAFETY: kill(2) with signal 0 only checks for existence.
-    let ret = unsafe { super::raw::syscall(libc::SYS_kill, &[-pgid as isize as usize, 0]) };
-    ret == 0 || ret == -(libc::EPERM as isize)
+    let Some(pgid) = rustix::process::Pid::from_raw(pgid) else {
+        return false;
+    };
+    // kill(2) with signal 0 only checks for existence; EPERM: it exists, and is not ours.
+    match rustix::process::test_kill_process_group(pgid) {
+        Ok(()) | Err(rustix::io::Errno::PERM) => true,
+        Err(_) => false,
+    }
 }
 
 /// This process's home for herd cgroups below one parent: `parent/sheepdog-<pid>`, made on
@@ -759,12 +776,11 @@ impl Container {
         }
     }
 
-    pub(crate) fn spawn(&self, cmd: &Command) -> Result<Spawned, Error> {
+    pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         match self {
-            Container::Cgroup(herd) => herd.spawn(cmd),
+            Container::Cgroup(herd) => herd.spawn(req),
             // The herd is this process group: a child moved out of it would escape.
-            Container::Group(_) if cmd.get_process_group().is_some() => Err(Error::Os {
-                program: cmd.get_program().to_owned(),
+            Container::Group(_) if req.process_group.is_some() => Err(SpawnError::Os {
                 action: "leave the herd's process group",
                 source: io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -772,18 +788,21 @@ impl Container {
                      Command::process_group would escape it",
                 ),
             }),
-            Container::Group(group) => group.spawn(cmd),
+            Container::Group(group) => group.spawn(req),
         }
     }
 
     /// [`spawn`](Self::spawn), with the child's tree in a cgroup of its own where the herd is
     /// a cgroup (`None` for a process-group herd: there the child alone can be told apart).
-    pub(crate) fn spawn_subtree(&self, cmd: &Command) -> Result<(Spawned, Option<Subtree>), Error> {
+    pub(crate) fn spawn_subtree(
+        &self,
+        req: &SpawnRequest<'_>,
+    ) -> Result<(Spawned, Option<Subtree>), SpawnError> {
         match self {
             Container::Cgroup(herd) => herd
-                .spawn_subtree(cmd)
+                .spawn_subtree(req)
                 .map(|(spawned, subtree)| (spawned, Some(subtree))),
-            Container::Group(_) => self.spawn(cmd).map(|spawned| (spawned, None)),
+            Container::Group(_) => self.spawn(req).map(|spawned| (spawned, None)),
         }
     }
 
@@ -957,8 +976,11 @@ mod tests {
             cgroup = elsewhere.display(),
             file = pidfile.display(),
         );
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", &script]);
+        let args = ["-c".into(), script.into()];
+        let cmd = SpawnRequest {
+            args: &args,
+            ..SpawnRequest::new("sh".as_ref())
+        };
         let spawned = herd.spawn(&cmd).expect("spawn");
         let start = Instant::now();
         let stray = loop {

@@ -36,10 +36,9 @@ use super::process::{deliver, open_pidfd, waitid, Process, Target};
 use super::raw::syscall;
 use super::reaper;
 use super::sentinel;
-use super::spawn::{spawn, spawn_anchor, ProcessGroup, SpawnTarget, Spawned};
-use crate::command::Command;
-use crate::error::Error;
+use super::spawn::{spawn, spawn_anchor, ProcessGroup, SpawnTarget};
 use crate::signal::Signal;
+use crate::sys::{SpawnError, SpawnRequest, Spawned};
 
 /// How long the clean-up after a kill keeps looking for members before it gives up (a member
 /// it cannot signal, another user's, would otherwise keep it going).
@@ -146,11 +145,11 @@ impl Group {
         self.inner.pgid
     }
 
-    /// Starts `cmd` in the group, marked as this herd's, and keeps a pidfd of it.
-    pub(crate) fn spawn(&self, cmd: &Command) -> Result<Spawned, Error> {
-        let mut marked = cmd.clone();
+    /// Starts `req` in the group, marked as this herd's, and keeps a pidfd of it.
+    pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
+        let mut marked = req.clone();
         let (name, value) = self.inner.mark.split_once('=').unwrap_or((HERD_VAR, ""));
-        marked.env(name, value);
+        marked.env.to_mut().insert(name.into(), Some(value.into()));
         let target = SpawnTarget {
             cgroup: None,
             process_group: ProcessGroup::Join(self.inner.pgid),
@@ -598,8 +597,11 @@ mod tests {
 
     /// A process started into `pgid` without the herd's mark: a stranger the herd must not hit.
     fn stranger(pgid: i32) -> Process {
-        let mut cmd = Command::new("sleep");
-        cmd.arg("1000");
+        let args = ["1000".into()];
+        let cmd = SpawnRequest {
+            args: &args,
+            ..SpawnRequest::new("sleep".as_ref())
+        };
         let target = SpawnTarget {
             cgroup: None,
             process_group: ProcessGroup::Join(pgid),
@@ -657,10 +659,12 @@ mod tests {
     fn no_group_kill_once_the_anchor_is_lost() {
         let group = own_group();
         let mut stranger = stranger(group.pgid());
-        let mut member = group
-            .spawn(Command::new("sleep").arg("1000"))
-            .expect("spawn a member")
-            .process;
+        let args = ["1000".into()];
+        let sleep = SpawnRequest {
+            args: &args,
+            ..SpawnRequest::new("sleep".as_ref())
+        };
+        let mut member = group.spawn(&sleep).expect("spawn a member").process;
         group.lose_anchor();
         assert!(!group.inner.anchor_holds());
         group.kill();

@@ -15,7 +15,7 @@ use tokio::io::Interest;
 use super::raw::syscall;
 use super::reaper;
 use crate::signal::Signal;
-use crate::status::{End, ExitStatus, ResourceUsage};
+use crate::sys::{End, Reaped};
 
 /// `P_PIDFD` (Linux 5.4).
 const P_PIDFD: usize = 3;
@@ -25,7 +25,7 @@ const P_PIDFD: usize = 3;
 pub(crate) struct Process {
     pid: i32,
     handle: Handle,
-    status: Option<ExitStatus>,
+    status: Option<Reaped>,
 }
 
 #[derive(Debug)]
@@ -58,7 +58,7 @@ impl Process {
     }
 
     /// Waits for the process to exit and reaps it.
-    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+    pub(crate) async fn wait(&mut self) -> io::Result<Reaped> {
         if let Some(status) = self.status {
             return Ok(status);
         }
@@ -86,7 +86,7 @@ impl Process {
 
     /// Without a pidfd there is no event to await: a blocking thread waits without reaping
     /// (`WNOWAIT`), so reaping stays here, where signals are also sent.
-    async fn wait_without_pidfd(&mut self) -> io::Result<ExitStatus> {
+    async fn wait_without_pidfd(&mut self) -> io::Result<Reaped> {
         loop {
             if let Some(status) = self.try_wait()? {
                 return Ok(status);
@@ -99,7 +99,7 @@ impl Process {
     }
 
     /// Reaps the process if it has exited, without waiting.
-    pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<Reaped>> {
         if self.status.is_none() {
             let target = match &self.handle {
                 Handle::Pidfd(fd) => Target::Pidfd(fd.as_raw_fd()),
@@ -113,7 +113,7 @@ impl Process {
     }
 
     /// The status, if the process has been reaped.
-    pub(crate) fn status(&self) -> Option<ExitStatus> {
+    pub(crate) fn status(&self) -> Option<Reaped> {
         self.status
     }
 
@@ -446,7 +446,7 @@ pub(super) enum Target {
 
 /// `waitid(2)` for exited children, through the raw syscall because it also returns rusage.
 /// `Ok(None)`: nothing has exited yet (with `WNOHANG`).
-pub(super) fn waitid(target: Target, extra_flags: i32) -> io::Result<Option<ExitStatus>> {
+pub(super) fn waitid(target: Target, extra_flags: i32) -> io::Result<Option<Reaped>> {
     let (idtype, id) = match target {
         Target::Pidfd(fd) => (P_PIDFD, fd as usize),
         Target::Pid(pid) => (libc::P_PID as usize, pid as usize),
@@ -484,14 +484,11 @@ pub(super) fn waitid(target: Target, extra_flags: i32) -> io::Result<Option<Exit
     let time = |tv: libc::timeval| {
         Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
     };
-    Ok(Some(ExitStatus {
-        timed_out: false,
+    Ok(Some(Reaped {
         end,
-        usage: ResourceUsage {
-            user_time: time(usage.ru_utime),
-            system_time: time(usage.ru_stime),
-            max_rss_bytes: own_peak(usage.ru_maxrss),
-        },
+        user_time: time(usage.ru_utime),
+        system_time: time(usage.ru_stime),
+        max_rss_bytes: own_peak(usage.ru_maxrss),
     }))
 }
 
@@ -530,7 +527,7 @@ fn end_of(code: i32, status: i32) -> io::Result<End> {
 }
 
 /// Reaps a child that is known to have exited (or to be about to), blocking briefly.
-pub(super) fn reap_now(pid: i32, pidfd: Option<&OwnedFd>) -> io::Result<Option<ExitStatus>> {
+pub(super) fn reap_now(pid: i32, pidfd: Option<&OwnedFd>) -> io::Result<Option<Reaped>> {
     let target = match pidfd {
         Some(fd) => Target::Pidfd(fd.as_fd().as_raw_fd()),
         None => Target::Pid(pid),

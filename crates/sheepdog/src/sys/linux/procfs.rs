@@ -11,25 +11,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::sync::OnceLock;
 
 use super::raw::syscall;
-
-/// The fields of `/proc/PID/stat` sheepdog uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stat {
-    /// `R`, `S`, `D`, `T`, `t`, `Z`, `X`, `I`, ...
-    pub state: char,
-    pub ppid: u32,
-    pub pgid: i32,
-    pub sid: i32,
-    /// When the process started, in clock ticks after boot (field 22).
-    pub start_ticks: u64,
-}
-
-impl Stat {
-    /// Whether the process has exited (a zombie, or dead and being reaped).
-    pub(crate) fn is_dead(&self) -> bool {
-        matches!(self.state, 'Z' | 'X')
-    }
-}
+pub(crate) use crate::sys::Stat;
 
 /// Reads `/proc/PID/stat` with one `read` (the kernel makes the whole line at once, and it
 /// fits: the name is at most 64 bytes, the numbers under 600); `None` if the process is gone

@@ -125,8 +125,27 @@ enum Received {
 /// # Safety
 /// Must run in the sentinel process (exec'd for it), before `main`; `socket` must be open.
 unsafe fn run(socket: i32) -> ! {
-    // SAFETY (whole function): raw system calls on descriptors this process owns and on memory
-    // it mapped itself; nothing here allocates, locks or touches thread-local state.
+    // SAFETY: raw system calls on descriptors this process owns and on memory it maps itself;
+    // nothing here allocates, locks or touches thread-local state.
+    unsafe {
+        settle(socket);
+        let mut table = Table::map();
+        answer(socket, READY, syscall(libc::SYS_getpid, &[]) as i32);
+        serve(socket, &mut table);
+        // The owner died: kill every herd first, then clean up each once it is empty.
+        kill_all(&table);
+        clean_up(&table);
+        loop {
+            syscall(libc::SYS_exit_group, &[0]);
+        }
+    }
+}
+
+/// Makes the sentinel outlast whatever ends its owner: ignores the signals a terminal or a
+/// careless `kill` sends, keeps only `socket` open, and takes its own name.
+unsafe fn settle(socket: i32) {
+    // SAFETY: rt_sigaction(2), rt_sigprocmask(2), close_range(2) and prctl(2) with arguments
+    // on the stack; the descriptors closed are this process's own.
     unsafe {
         // A terminal's signals (and SIGTERM from a careless `kill`) must not end the sentinel
         // before the owner: it is the one that cleans up after it. It was started with every
@@ -173,44 +192,99 @@ unsafe fn run(socket: i32) -> ! {
             libc::SYS_prctl,
             &[libc::PR_SET_NAME as usize, name.as_ptr() as usize],
         );
+    }
+}
 
-        let table = syscall(
-            libc::SYS_mmap,
-            &[
-                0,
-                CAPACITY * size_of::<Entry>(),
-                (libc::PROT_READ | libc::PROT_WRITE) as usize,
-                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE) as usize,
-                usize::MAX, // fd -1
-                0,
-            ],
-        );
-        if table < 0 {
-            syscall(libc::SYS_exit_group, &[1]);
+/// The herds the sentinel holds, in memory it maps itself (nothing here may allocate).
+struct Table {
+    entries: *mut Entry,
+    len: usize,
+}
+
+impl Table {
+    /// Maps room for [`CAPACITY`] herds; the sentinel exits if it cannot.
+    unsafe fn map() -> Table {
+        // SAFETY: an anonymous private mapping, and exit_group(2) if there is none.
+        unsafe {
+            let entries = syscall(
+                libc::SYS_mmap,
+                &[
+                    0,
+                    CAPACITY * size_of::<Entry>(),
+                    (libc::PROT_READ | libc::PROT_WRITE) as usize,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE) as usize,
+                    usize::MAX, // fd -1
+                    0,
+                ],
+            );
+            if entries < 0 {
+                syscall(libc::SYS_exit_group, &[1]);
+            }
+            Table {
+                entries: entries as *mut Entry,
+                len: 0,
+            }
         }
-        let table = table as *mut Entry;
-        let mut len = 0usize;
-        answer(socket, READY, syscall(libc::SYS_getpid, &[]) as i32);
+    }
 
-        // An error the owner asked to see in place of the next receive (a test seam), and the
-        // request to answer once it has been passed over.
-        let mut fault = (0i32, 0u64);
-        loop {
-            let mut payload = [0u8; 9 + NAME_MAX];
-            let mut control = [0u64; 16]; // aligned room for one SCM_RIGHTS with 4 fds
-            let mut iov = libc::iovec {
-                iov_base: payload.as_mut_ptr().cast(),
-                iov_len: payload.len(),
-            };
-            let mut msg: libc::msghdr = core::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = size_of::<[u64; 16]>();
-            let faulted = fault.0 != 0;
-            let n = if faulted {
-                -(core::mem::replace(&mut fault.0, 0) as isize)
-            } else {
+    /// Adds `entry`, or returns `false` if the table is full.
+    fn push(&mut self, entry: Entry) -> bool {
+        if self.len == CAPACITY {
+            return false;
+        }
+        // SAFETY: `len` < CAPACITY, the mapping's size in entries.
+        unsafe { *self.entries.add(self.len) = entry };
+        self.len += 1;
+        true
+    }
+
+    /// Lets go of every herd registered as `id`.
+    fn remove(&mut self, id: u64) {
+        let mut i = 0;
+        while i < self.len {
+            // SAFETY: `i` and `len - 1` are below `len`, within the mapping.
+            unsafe {
+                if (*self.entries.add(i)).id == id {
+                    close_entry(&*self.entries.add(i));
+                    self.len -= 1;
+                    *self.entries.add(i) = *self.entries.add(self.len);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    fn entries(&self) -> &[Entry] {
+        // SAFETY: the first `len` entries of the mapping were written by `push`.
+        unsafe { core::slice::from_raw_parts(self.entries, self.len) }
+    }
+}
+
+/// Answers the owner's requests until it is gone.
+unsafe fn serve(socket: i32, table: &mut Table) {
+    // An error the owner asked to see in place of the next receive (a test seam), and the
+    // request to answer once it has been passed over.
+    let mut fault = (0i32, 0u64);
+    loop {
+        let mut payload = [0u8; 9 + NAME_MAX];
+        let mut control = [0u64; 16]; // aligned room for one SCM_RIGHTS with 4 fds
+        let mut iov = libc::iovec {
+            iov_base: payload.as_mut_ptr().cast(),
+            iov_len: payload.len(),
+        };
+        // SAFETY: an all-zero msghdr is a valid empty one.
+        let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of::<[u64; 16]>();
+        let faulted = fault.0 != 0;
+        let n = if faulted {
+            -(core::mem::replace(&mut fault.0, 0) as isize)
+        } else {
+            // SAFETY: recvmsg(2) into `payload` and `control`, which `msg` describes.
+            unsafe {
                 syscall(
                     libc::SYS_recvmsg,
                     &[
@@ -219,10 +293,13 @@ unsafe fn run(socket: i32) -> ! {
                         libc::MSG_CMSG_CLOEXEC as usize,
                     ],
                 )
-            };
+            }
+        };
+        // SAFETY (the rest of the loop): `msg` is the header recvmsg filled (or an empty one).
+        unsafe {
             let n = match classify(socket, n, &msg) {
                 Received::Message(n) => n,
-                Received::OwnerGone => break,
+                Received::OwnerGone => return,
                 Received::Nothing => {
                     if faulted {
                         answer(socket, fault.1, 0);
@@ -238,70 +315,14 @@ unsafe fn run(socket: i32) -> ! {
             id_bytes.copy_from_slice(&payload[..8]);
             let id = u64::from_ne_bytes(id_bytes);
             match payload[8] {
-                REGISTER => {
-                    let Some(fds) = four_fds(&msg) else {
-                        close_received(&msg);
-                        answer(socket, id, -libc::EINVAL);
-                        continue;
-                    };
-                    let name_len = n - 9;
-                    let mut entry = Entry {
-                        id,
-                        kill: *fds,
-                        events: *fds.add(1),
-                        parent: *fds.add(2),
-                        home: *fds.add(3),
-                        pgid: -1,
-                        name: [0; NAME_MAX + 1],
-                    };
-                    entry.name[..name_len].copy_from_slice(&payload[9..n]);
-                    if name_len > 0 && len < CAPACITY {
-                        *table.add(len) = entry;
-                        len += 1;
-                        answer(socket, id, 0);
-                    } else {
-                        close_entry(&entry);
-                        answer(socket, id, -libc::ENOSPC);
-                    }
-                }
+                REGISTER => register(socket, table, id, &payload[9..n], &msg),
                 ANCHOR => {
                     close_received(&msg);
-                    let pgid = match clone_anchor() {
-                        Ok(cloned) if len < CAPACITY => {
-                            // The pid is what we keep; the pidfd would only be one more fd.
-                            drop(cloned.pidfd);
-                            *table.add(len) = Entry {
-                                id,
-                                kill: -1,
-                                events: -1,
-                                parent: -1,
-                                home: -1,
-                                pgid: cloned.pid,
-                                name: [0; NAME_MAX + 1],
-                            };
-                            len += 1;
-                            cloned.pid
-                        }
-                        Ok(cloned) => {
-                            reap_anchor(cloned.pid);
-                            -libc::ENOSPC
-                        }
-                        Err(err) => -err.raw_os_error().unwrap_or(libc::EIO),
-                    };
-                    answer(socket, id, pgid);
+                    answer(socket, id, anchor(table, id));
                 }
                 UNREGISTER => {
                     close_received(&msg);
-                    let mut i = 0;
-                    while i < len {
-                        if (*table.add(i)).id == id {
-                            close_entry(&*table.add(i));
-                            len -= 1;
-                            *table.add(i) = *table.add(len);
-                        } else {
-                            i += 1;
-                        }
-                    }
+                    table.remove(id);
                 }
                 FAULT if n >= 13 => {
                     close_received(&msg);
@@ -312,12 +333,72 @@ unsafe fn run(socket: i32) -> ! {
                 _ => close_received(&msg),
             }
         }
+    }
+}
 
-        // The owner died: kill every herd first, then clean up each once it is empty.
-        for i in 0..len {
-            let entry = &*table.add(i);
+/// `REGISTER`: keeps a cgroup herd's four descriptors (kill, events, parent, home) and its
+/// `name`, and answers 0, or closes them and answers with an errno.
+unsafe fn register(socket: i32, table: &mut Table, id: u64, name: &[u8], msg: &libc::msghdr) {
+    // SAFETY: `msg` is the header recvmsg filled; `four_fds` points into its control buffer.
+    unsafe {
+        let Some(fds) = four_fds(msg) else {
+            close_received(msg);
+            answer(socket, id, -libc::EINVAL);
+            return;
+        };
+        let mut entry = Entry {
+            id,
+            kill: *fds,
+            events: *fds.add(1),
+            parent: *fds.add(2),
+            home: *fds.add(3),
+            pgid: -1,
+            name: [0; NAME_MAX + 1],
+        };
+        entry.name[..name.len()].copy_from_slice(name);
+        if !name.is_empty() && table.push(entry) {
+            answer(socket, id, 0);
+        } else {
+            close_entry(&entry);
+            answer(socket, id, -libc::ENOSPC);
+        }
+    }
+}
+
+/// `ANCHOR`: starts an anchor, a child that leads a new process group and exits; the group id
+/// (its pid) lives as long as the sentinel does not reap it. Returns the group id, or `-errno`.
+fn anchor(table: &mut Table, id: u64) -> i32 {
+    match clone_anchor() {
+        Ok(cloned) => {
+            // The pid is what we keep; the pidfd would only be one more fd.
+            drop(cloned.pidfd);
+            let entry = Entry {
+                id,
+                kill: -1,
+                events: -1,
+                parent: -1,
+                home: -1,
+                pgid: cloned.pid,
+                name: [0; NAME_MAX + 1],
+            };
+            if table.push(entry) {
+                cloned.pid
+            } else {
+                reap_anchor(cloned.pid);
+                -libc::ENOSPC
+            }
+        }
+        Err(err) => -err.raw_os_error().unwrap_or(libc::EIO),
+    }
+}
+
+/// Kills every herd: a process group by its anchor's group id, a cgroup by `cgroup.kill`.
+unsafe fn kill_all(table: &Table) {
+    for entry in table.entries() {
+        // SAFETY: kill(2) of a group our unreaped anchor holds (so it cannot be a stranger's),
+        // or write(2) of a static byte to our own descriptor.
+        unsafe {
             if entry.pgid > 0 {
-                // Safe: the anchor, our unreaped child, holds the group id.
                 syscall(
                     libc::SYS_kill,
                     &[(-entry.pgid) as isize as usize, libc::SIGKILL as usize],
@@ -329,8 +410,14 @@ unsafe fn run(socket: i32) -> ! {
                 );
             }
         }
-        for i in 0..len {
-            let entry = &*table.add(i);
+    }
+}
+
+/// Once each herd is empty: reaps its anchor, or removes its cgroup and what a herd made below.
+unsafe fn clean_up(table: &Table) {
+    for entry in table.entries() {
+        // SAFETY: our own descriptors, and `name` is NUL-terminated.
+        unsafe {
             if entry.pgid > 0 {
                 reap_anchor(entry.pgid);
             } else if wait_empty(entry.events) {
@@ -344,9 +431,6 @@ unsafe fn run(socket: i32) -> ! {
                     ],
                 );
             }
-        }
-        loop {
-            syscall(libc::SYS_exit_group, &[0]);
         }
     }
 }

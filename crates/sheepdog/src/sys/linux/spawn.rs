@@ -12,11 +12,10 @@ use rustix::fs::{Mode, OFlags};
 use rustix::pipe::{pipe_with, PipeFlags};
 
 use super::child::{ChildPlan, ChildReport, Stage};
-use super::clone::{clone_child, log_demotion, Cloned, SpawnPath};
+use super::clone::{clone_child, log_demotion, Cloned};
 use super::process::{reap_now, Process};
 use super::terminal::Terminal;
-use crate::command::{Command, StdioKind};
-use crate::error::Error;
+use crate::sys::{SpawnError, SpawnRequest, SpawnStdio, Spawned};
 
 /// Where the child goes before it execs: the hooks a `Herd` uses.
 #[derive(Debug, Default, Clone, Copy)]
@@ -50,30 +49,17 @@ pub(crate) enum ProcessGroup {
 /// The action named in the error when the child cannot join its process group.
 pub(crate) const JOIN_GROUP: &str = "join the process group";
 
-/// A started child, with this process's ends of its pipes.
-#[derive(Debug)]
-pub(crate) struct Spawned {
-    pub process: Process,
-    pub stdio: [Option<OwnedFd>; 3],
-    pub path: SpawnPath,
-    /// The terminal whose foreground the child took (see `Command::foreground`).
-    pub terminal: Option<Terminal>,
-}
-
-/// Starts `cmd` as `target` says.
-pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, Error> {
-    let exec = ExecPlan::new(cmd)?;
-    let os_err = |action: &'static str| {
-        move |err: io::Error| Error::Os {
-            program: cmd.get_program().to_owned(),
-            action,
-            source: err,
-        }
-    };
-    let mut stdio = StdioPlan::new(cmd).map_err(|(action, err)| os_err(action)(err))?;
-    let passed = passed_fds(cmd, &mut stdio.keep).map_err(os_err("prepare passed descriptors"))?;
-    let terminal = cmd
-        .get_foreground()
+/// Starts `req` as `target` says.
+pub(crate) fn spawn(
+    req: &SpawnRequest<'_>,
+    target: &SpawnTarget<'_>,
+) -> Result<Spawned, SpawnError> {
+    let exec = ExecPlan::new(req)?;
+    let os_err = SpawnError::os;
+    let mut stdio = StdioPlan::new(req).map_err(|(action, err)| os_err(action)(err))?;
+    let passed = passed_fds(req, &mut stdio.keep).map_err(os_err("prepare passed descriptors"))?;
+    let terminal = req
+        .foreground
         .then(Terminal::open)
         .transpose()
         .map_err(os_err("open the controlling terminal"))?;
@@ -87,13 +73,13 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
         stdio: stdio.child_fds,
         passed_fds: passed.as_ptr(),
         passed_fds_len: passed.len(),
-        process_group: match process_group(cmd, target.process_group)? {
+        process_group: match process_group(req, target.process_group)? {
             ProcessGroup::Inherit => -1,
             ProcessGroup::New => 0,
             ProcessGroup::Join(pgid) => pgid,
         },
-        uid: cmd.get_identity().0.map_or(-1, i64::from),
-        gid: cmd.get_identity().1.map_or(-1, i64::from),
+        uid: req.uid.map_or(-1, i64::from),
+        gid: req.gid.map_or(-1, i64::from),
         cgroup_procs: -1,
         terminal: terminal.as_ref().map_or(-1, Terminal::raw_fd),
         report: &mut report,
@@ -112,7 +98,7 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
         if let Err(err) = reap_now(cloned.pid, cloned.pidfd.as_ref()) {
             tracing::error!(pid = cloned.pid, %err, "sheepdog: cannot reap a failed child");
         }
-        return Err(exec.failure(cmd, report));
+        return Err(exec.failure(req, report));
     }
     tracing::trace!(pid = cloned.pid, path = ?cloned.path, "sheepdog: spawned");
     Ok(Spawned {
@@ -123,15 +109,36 @@ pub(crate) fn spawn(cmd: &Command, target: &SpawnTarget<'_>) -> Result<Spawned, 
     })
 }
 
-/// The process group the child takes: the command's own ([`Command::process_group`]: `0` for a
-/// new one) in place of the target's.
-fn process_group(cmd: &Command, target: ProcessGroup) -> Result<ProcessGroup, Error> {
-    match cmd.get_process_group() {
+/// Starts `req` into the cgroup open as `cgroup` (its directory, then its `cgroup.procs`), if
+/// any, and into process group `pgid` (`Some(0)`: a new one led by the child), outside any herd.
+pub(crate) fn spawn_into(
+    req: &SpawnRequest<'_>,
+    cgroup: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
+    pgid: Option<i32>,
+) -> Result<Spawned, SpawnError> {
+    let target = SpawnTarget {
+        cgroup: cgroup.map(|(dir, procs)| CgroupTarget {
+            dir,
+            procs,
+            pin: true,
+        }),
+        process_group: match pgid {
+            None => ProcessGroup::Inherit,
+            Some(0) => ProcessGroup::New,
+            Some(pgid) => ProcessGroup::Join(pgid),
+        },
+    };
+    spawn(req, &target)
+}
+
+/// The process group the child takes: the request's own (`0` for a new one) in place of the
+/// target's.
+fn process_group(req: &SpawnRequest<'_>, target: ProcessGroup) -> Result<ProcessGroup, SpawnError> {
+    match req.process_group {
         None => Ok(target),
         Some(0) => Ok(ProcessGroup::New),
         Some(pgid) if pgid > 0 => Ok(ProcessGroup::Join(pgid)),
-        Some(pgid) => Err(Error::Os {
-            program: cmd.get_program().to_owned(),
+        Some(pgid) => Err(SpawnError::Os {
             action: JOIN_GROUP,
             source: io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -227,12 +234,12 @@ enum EnvPlan {
 }
 
 impl EnvPlan {
-    fn new(cmd: &Command) -> Result<EnvPlan, Error> {
-        if !cmd.get_env_clear() && cmd.get_envs().next().is_none() {
+    fn new(req: &SpawnRequest<'_>) -> Result<EnvPlan, SpawnError> {
+        if !req.env_clear && req.env.is_empty() {
             return Ok(EnvPlan::Inherited);
         }
         let mut pointers = Vec::new();
-        if !cmd.get_env_clear() {
+        if !req.env_clear {
             for_each_inherited(|entry| {
                 // SAFETY: `entry` is one of `environ`'s strings, which stay put until the spawn
                 // ends (see the type's doc).
@@ -240,24 +247,22 @@ impl EnvPlan {
                 // Like std: the key ends at the first `=` after its first byte; an entry with
                 // no `=` is not a variable and is left out.
                 if let Some(eq) = bytes.iter().skip(1).position(|&b| b == b'=') {
-                    if cmd
-                        .get_env_override(OsStr::from_bytes(&bytes[..=eq]))
-                        .is_none()
-                    {
+                    if req.env_override(OsStr::from_bytes(&bytes[..=eq])).is_none() {
                         pointers.push(entry);
                     }
                 }
             });
         }
-        let owned = cmd
-            .get_envs()
-            .filter_map(|(key, value)| Some((key, value?)))
+        let owned = req
+            .env
+            .iter()
+            .filter_map(|(key, value)| Some((key, value.as_ref()?)))
             .map(|(key, value)| {
                 let mut entry = Vec::with_capacity(key.len() + value.len() + 2);
                 entry.extend_from_slice(key.as_bytes());
                 entry.push(b'=');
                 entry.extend_from_slice(value.as_bytes());
-                c_string(cmd.get_program(), entry, &|| {
+                c_string(entry, &|| {
                     format!("environment variable `{}`", key.to_string_lossy())
                 })
             })
@@ -288,11 +293,8 @@ fn with_nul_room(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// `bytes` as a C string, or the error naming `what` holds a NUL byte.
-fn c_string(program: &OsStr, bytes: Vec<u8>, what: &dyn Fn() -> String) -> Result<CString, Error> {
-    CString::new(bytes).map_err(|_| Error::NulByte {
-        program: program.to_owned(),
-        what: what(),
-    })
+fn c_string(bytes: Vec<u8>, what: &dyn Fn() -> String) -> Result<CString, SpawnError> {
+    CString::new(bytes).map_err(|_| SpawnError::NulByte(what()))
 }
 
 /// Calls `f` with each string of this process's environment, in order.
@@ -325,12 +327,11 @@ struct ExecPlan {
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 impl ExecPlan {
-    fn new(cmd: &Command) -> Result<ExecPlan, Error> {
-        let program = cmd.get_program();
-        let c = |bytes, what: &dyn Fn() -> String| c_string(program, bytes, what);
+    fn new(req: &SpawnRequest<'_>) -> Result<ExecPlan, SpawnError> {
+        let program = req.program;
+        let c = c_string;
         if program.is_empty() {
-            return Err(Error::NotFound {
-                program: program.to_owned(),
+            return Err(SpawnError::NotFound {
                 searched_path: None,
                 interpreter: None,
                 missing_interpreter: None,
@@ -346,9 +347,9 @@ impl ExecPlan {
                 None,
             )
         } else {
-            let path = match cmd.get_env_override(OsStr::new("PATH")) {
+            let path = match req.env_override(OsStr::new("PATH")) {
                 Some(value) => value.map(OsStr::to_owned),
-                None if cmd.get_env_clear() => None,
+                None if req.env_clear => None,
                 None => std::env::var_os("PATH"),
             }
             .unwrap_or_else(|| DEFAULT_PATH.into());
@@ -367,17 +368,17 @@ impl ExecPlan {
             (candidates, Some(path))
         };
 
-        let argv0 = cmd.get_arg0().unwrap_or(program);
+        let argv0 = req.arg0.unwrap_or(program);
         let argv = std::iter::once(argv0)
-            .chain(cmd.get_args())
+            .chain(req.args.iter().map(OsString::as_os_str))
             .enumerate()
             .map(|(i, arg)| c(with_nul_room(arg.as_bytes()), &|| format!("argument {i}")))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let envp = EnvPlan::new(cmd)?;
+        let envp = EnvPlan::new(req)?;
 
-        let cwd = cmd
-            .get_current_dir()
+        let cwd = req
+            .current_dir
             .map(|dir| {
                 c(with_nul_room(dir.as_os_str().as_bytes()), &|| {
                     "the working directory".into()
@@ -395,20 +396,15 @@ impl ExecPlan {
     }
 
     /// The error for a child that reported a failure before exec.
-    fn failure(&self, cmd: &Command, report: ChildReport) -> Error {
-        let program = cmd.get_program().to_owned();
+    fn failure(&self, req: &SpawnRequest<'_>, report: ChildReport) -> SpawnError {
+        let program = req.program;
         let source = io::Error::from_raw_os_error(report.errno);
-        let os = |action| Error::Os {
-            program: program.clone(),
+        let os = |action| SpawnError::Os {
             action,
             source: io::Error::from_raw_os_error(report.errno),
         };
         match report.stage {
-            Stage::WorkingDirectory => Error::WorkingDirectory {
-                dir: cmd.get_current_dir().map(PathBuf::from).unwrap_or_default(),
-                program,
-                source,
-            },
+            Stage::WorkingDirectory => SpawnError::WorkingDirectory(source),
             Stage::Exec => {
                 let tried = self
                     .candidates
@@ -423,23 +419,21 @@ impl ExecPlan {
                             (report.errno == libc::ENOENT && tried.is_file()).then_some(tried);
                         let relative =
                             self.searched_path.is_none() && !program.as_bytes().starts_with(b"/");
-                        Error::NotFound {
+                        SpawnError::NotFound {
                             missing_interpreter: interpreter.as_deref().and_then(shebang),
                             interpreter,
                             looked_in: relative
                                 .then(|| {
-                                    cmd.get_current_dir()
+                                    req.current_dir
                                         .map(PathBuf::from)
                                         .or_else(|| std::env::current_dir().ok())
                                 })
                                 .flatten(),
-                            program,
                             searched_path: self.searched_path.clone(),
                         }
                     }
                     libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::EPERM => {
-                        Error::NotExecutable {
-                            program,
+                        SpawnError::NotExecutable {
                             path: tried,
                             source,
                         }
@@ -468,7 +462,7 @@ struct StdioPlan {
 }
 
 impl StdioPlan {
-    fn new(cmd: &Command) -> Result<StdioPlan, (&'static str, io::Error)> {
+    fn new(req: &SpawnRequest<'_>) -> Result<StdioPlan, (&'static str, io::Error)> {
         const PIPE_ACTION: [&str; 3] = [
             "create a pipe for stdin",
             "create a pipe for stdout",
@@ -479,27 +473,27 @@ impl StdioPlan {
             keep: Vec::new(),
             parent_ends: [None, None, None],
         };
-        for (i, stdio) in cmd.get_stdio().into_iter().enumerate() {
-            let child_fd = match &stdio.0 {
-                StdioKind::Inherit => continue,
-                StdioKind::Null => {
+        for (i, stdio) in req.stdio.into_iter().enumerate() {
+            let child_fd = match stdio {
+                SpawnStdio::Inherit => continue,
+                SpawnStdio::Null => {
                     let flags = OFlags::RDWR | OFlags::CLOEXEC;
                     rustix::fs::open("/dev/null", flags, Mode::empty())
                         .map_err(|e| ("open /dev/null", e.into()))?
                 }
-                StdioKind::Piped => {
+                SpawnStdio::Piped => {
                     let (read, write) =
                         pipe_with(PipeFlags::CLOEXEC).map_err(|e| (PIPE_ACTION[i], e.into()))?;
                     let (child, parent) = if i == 0 { (read, write) } else { (write, read) };
                     plan.parent_ends[i] = Some(parent);
                     child
                 }
-                StdioKind::Fd(fd) => {
+                SpawnStdio::Fd(fd) => {
                     // Moved above 0..2 so that installing one stdio fd cannot clobber another.
-                    rustix::io::fcntl_dupfd_cloexec(fd.as_fd(), 3)
+                    rustix::io::fcntl_dupfd_cloexec(fd, 3)
                         .map_err(|e| ("duplicate a stdio descriptor", e.into()))?
                 }
-                StdioKind::MergeIntoStdout => {
+                SpawnStdio::MergeIntoStdout => {
                     // Whatever stdout got (installed first), else the stdout this process has.
                     plan.child_fds[i] = match plan.child_fds[1] {
                         -1 => 1,
@@ -527,15 +521,15 @@ fn keep_above_stdio(fd: OwnedFd, keep: &mut Vec<OwnedFd>) -> io::Result<RawFd> {
     Ok(raw)
 }
 
-/// `(source, target)` pairs for [`Command::pass_fd`], with every source moved where no target or
-/// stdio number can clobber it before it is installed.
-fn passed_fds(cmd: &Command, keep: &mut Vec<OwnedFd>) -> io::Result<Vec<[RawFd; 2]>> {
-    let pairs: Vec<(RawFd, BorrowedFd<'_>)> = cmd.get_passed_fds().collect();
+/// `(source, target)` pairs for the request's passed descriptors, with every source moved where
+/// no target or stdio number can clobber it before it is installed.
+fn passed_fds(req: &SpawnRequest<'_>, keep: &mut Vec<OwnedFd>) -> io::Result<Vec<[RawFd; 2]>> {
+    let pairs = req.passed_fds;
     let Some(highest) = pairs.iter().map(|&(target, _)| target).max() else {
         return Ok(Vec::new());
     };
     let mut moves = Vec::with_capacity(pairs.len());
-    for (target, source) in pairs {
+    for (target, source) in pairs.iter().map(|(target, fd)| (*target, fd.as_fd())) {
         if target < 3 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

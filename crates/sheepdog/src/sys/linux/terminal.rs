@@ -55,9 +55,8 @@ impl Terminal {
 fn set_foreground(tty: &OwnedFd, pgid: i32) -> io::Result<()> {
     let ttou = 1u64 << (libc::SIGTTOU - 1);
     let mut old = 0u64;
-    // SAFETY: rt_sigprocmask and ioctl(TIOCSPGRP) with valid pointers; the mask is restored
-    // right after.
-    let ret = unsafe {
+    // SAFETY: rt_sigprocmask(2), which rustix lacks, with valid pointers to 8-byte sets.
+    unsafe {
         syscall(
             libc::SYS_rt_sigprocmask,
             &[
@@ -66,15 +65,14 @@ fn set_foreground(tty: &OwnedFd, pgid: i32) -> io::Result<()> {
                 &mut old as *mut u64 as usize,
                 8,
             ],
-        );
-        let ret = syscall(
-            libc::SYS_ioctl,
-            &[
-                tty.as_raw_fd() as usize,
-                libc::TIOCSPGRP as usize,
-                &pgid as *const i32 as usize,
-            ],
-        );
+        )
+    };
+    let set = match rustix::process::Pid::from_raw(pgid) {
+        Some(pgid) => rustix::termios::tcsetpgrp(tty, pgid),
+        None => Err(rustix::io::Errno::INVAL),
+    };
+    // SAFETY: as above; puts back the mask saved by the first call.
+    unsafe {
         syscall(
             libc::SYS_rt_sigprocmask,
             &[
@@ -83,13 +81,9 @@ fn set_foreground(tty: &OwnedFd, pgid: i32) -> io::Result<()> {
                 0,
                 8,
             ],
-        );
-        ret
+        )
     };
-    if ret < 0 {
-        return Err(io::Error::from_raw_os_error(-ret as i32));
-    }
-    Ok(())
+    set.map_err(io::Error::from)
 }
 
 impl Drop for Terminal {
