@@ -280,17 +280,6 @@ fn killed_by_sigkill(variant: &str, signal: Option<i32>) -> BoxResult<()> {
     }
 }
 
-/// This process's resident set, in KiB.
-fn vm_rss_kib() -> BoxResult<u64> {
-    let status = fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .ok_or("no VmRSS in /proc/self/status")?;
-    let kib = line.trim().trim_end_matches("kB").trim();
-    kib.parse().with_context(|| format!("VmRSS {kib:?}"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Herds.
 // ---------------------------------------------------------------------------------------------

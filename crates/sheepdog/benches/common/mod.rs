@@ -198,3 +198,19 @@ pub fn rounds_override() -> BoxResult<Option<usize>> {
         Err(err) => Err(format!("SHEEPDOG_BENCH_ROUNDS: {err}").into()),
     }
 }
+
+/// A number from a line of /proc/self/status (`VmRSS:`, `Threads:`), without its unit.
+pub fn proc_self_status(field: &str) -> BoxResult<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .with_context(|| format!("no {field} in /proc/self/status"))?;
+    let value = line.trim().trim_end_matches("kB").trim();
+    value.parse().with_context(|| format!("{field} {value:?}"))
+}
+
+/// This process's resident set, in KiB.
+pub fn vm_rss_kib() -> BoxResult<u64> {
+    proc_self_status("VmRSS:")
+}

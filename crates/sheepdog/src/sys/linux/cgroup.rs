@@ -11,9 +11,9 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
 use tokio::io::unix::AsyncFd;
@@ -100,6 +100,13 @@ pub(crate) struct Cgroup {
     events: OwnedFd,
     /// `cgroup.kill` (Linux 5.14); without it, members are killed one by one while frozen.
     kill: Option<OwnedFd>,
+    /// The watch of writes into it (see [`writes`]); `None`: not watched, never reused.
+    watch: Option<i32>,
+    /// `cpu.stat` (user, system) when it was handed on to another herd: a reused cgroup keeps
+    /// counting, so its CPU time is counted from here.
+    cpu_base: (Duration, Duration),
+    /// When the last spawn into it began, in ns after [`epoch`] plus one (0: never).
+    last_spawn: AtomicU64,
 }
 
 impl Cgroup {
@@ -186,7 +193,55 @@ impl Cgroup {
             procs,
             events,
             kill,
+            watch: None,
+            cpu_base: (Duration::ZERO, Duration::ZERO),
+            last_spawn: AtomicU64::new(0),
         })
+    }
+
+    /// Watches writes into this cgroup from now on, so that it can be reused (see
+    /// [`reusable`](Self::reusable)); without the watch it never is.
+    pub(crate) fn watch_writes(&mut self) {
+        self.watch = writes::watch(&self.path, true);
+    }
+
+    /// Whether the cgroup can serve another herd as if it were new: empty, not frozen, and since
+    /// it was made nobody wrote a setting or limit into it (or into `home`, watched as
+    /// `home_watch`, whose `cgroup.subtree_control` gives it controllers) nor made a cgroup
+    /// inside it, nor killed it. Membership and `cgroup.freeze` writes do not count: the
+    /// emptiness and the freeze state are read.
+    pub(crate) fn reusable(&self, home_watch: i32) -> bool {
+        let Some(watch) = self.watch else {
+            return false;
+        };
+        let mut buf = [0u8; 256];
+        let Ok(n) = rustix::io::pread(&self.events, &mut buf, 0) else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        event_field(&text, "populated") == Some(false)
+            && event_field(&text, "frozen") != Some(true)
+            && writes::untouched(&[watch, home_watch])
+    }
+
+    /// Readies a [`reusable`](Self::reusable) cgroup for its next herd: its CPU time counts
+    /// from here.
+    pub(crate) fn renew(&mut self) -> io::Result<()> {
+        self.cpu_base = self.cpu_stat()?;
+        Ok(())
+    }
+
+    /// Notes a spawn into the cgroup beginning now; returns whether the one before it, or any
+    /// spawn of this process into a cgroup, began less than `interval` ago.
+    pub(crate) fn spawned_within(&self, interval: Duration) -> bool {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        static ANY: AtomicU64 = AtomicU64::new(0);
+        let epoch = *EPOCH.get_or_init(Instant::now);
+        let now = Instant::now().duration_since(epoch).as_nanos() as u64 + 1;
+        let recent = |last: u64| last != 0 && now.saturating_sub(last) < interval.as_nanos() as u64;
+        let mine = recent(self.last_spawn.swap(now, Ordering::Relaxed));
+        let any = recent(ANY.swap(now, Ordering::Relaxed));
+        mine || any
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -222,10 +277,27 @@ impl Cgroup {
         read_event_field(&self.events, key)
     }
 
-    /// CPU time of every process that ever ran in the cgroup (or below it), exited ones
-    /// included: `user_usec` and `system_usec` from `cpu.stat`.
+    /// CPU time of every process that ran in the cgroup (or below it) for its current herd,
+    /// exited ones included: `user_usec` and `system_usec` from `cpu.stat`.
     pub(crate) fn cpu_time(&self) -> io::Result<(Duration, Duration)> {
-        let stat = fs::read_to_string(self.path.join("cpu.stat"))?;
+        let (user, system) = self.cpu_stat()?;
+        Ok((
+            user.saturating_sub(self.cpu_base.0),
+            system.saturating_sub(self.cpu_base.1),
+        ))
+    }
+
+    /// `user_usec` and `system_usec` from `cpu.stat`, since the cgroup was made.
+    fn cpu_stat(&self) -> io::Result<(Duration, Duration)> {
+        let file = rustix::fs::openat(
+            &self.dir,
+            "cpu.stat",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut buf = [0u8; 1024];
+        let n = rustix::io::read(&file, &mut buf)?;
+        let stat = String::from_utf8_lossy(&buf[..n]);
         let field = |key: &str| {
             stat.lines()
                 .find_map(|line| line.strip_prefix(key)?.trim().parse::<u64>().ok())
@@ -453,10 +525,192 @@ fn read_event_field(events: impl AsFd, key: &str) -> io::Result<Option<bool>> {
     let mut buf = [0u8; 256];
     let n = rustix::io::pread(events, &mut buf, 0)?;
     let text = std::str::from_utf8(&buf[..n]).map_err(io::Error::other)?;
-    Ok(text.lines().find_map(|line| {
+    Ok(event_field(text, key))
+}
+
+/// The line `key 0|1` of `cgroup.events` text.
+fn event_field(text: &str, key: &str) -> Option<bool> {
+    text.lines().find_map(|line| {
         let (k, v) = line.split_once(' ')?;
         (k == key).then_some(v.trim() == "1")
-    }))
+    })
+}
+
+/// Writes into herd cgroups since they were made, seen through one inotify instance for the
+/// process: a cgroup is reused for another herd only if nobody set anything in it. One read of
+/// the instance (non-blocking, usually finding nothing) per reuse; the watches go with the
+/// directories. An overflowed queue makes every watched cgroup count as written.
+pub(crate) mod writes {
+    use std::collections::HashSet;
+    use std::os::fd::OwnedFd;
+    use std::path::Path;
+    use std::sync::{Mutex, OnceLock};
+
+    use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+    use rustix::io::Errno;
+
+    struct Watcher {
+        fd: OwnedFd,
+        touched: Mutex<Touched>,
+    }
+
+    #[derive(Default)]
+    struct Touched {
+        /// The watches that saw a write that counts.
+        watches: HashSet<i32>,
+        overflowed: bool,
+    }
+
+    fn watcher() -> Option<&'static Watcher> {
+        static WATCHER: OnceLock<Option<Watcher>> = OnceLock::new();
+        WATCHER
+            .get_or_init(|| {
+                let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).ok()?;
+                Some(Watcher {
+                    fd,
+                    touched: Mutex::new(Touched::default()),
+                })
+            })
+            .as_ref()
+    }
+
+    /// Watches writes into the files of the cgroup `dir`, and with `inside` the making of a
+    /// cgroup inside it; `None` where it cannot be watched (no inotify, too many watches).
+    pub(crate) fn watch(dir: &Path, inside: bool) -> Option<i32> {
+        let watcher = watcher()?;
+        let mut flags = WatchFlags::MODIFY | WatchFlags::ATTRIB | WatchFlags::ONLYDIR;
+        if inside {
+            flags |= WatchFlags::CREATE | WatchFlags::MOVED_TO;
+        }
+        let watch = inotify::add_watch(&watcher.fd, dir, flags).ok()?;
+        // The number of a watch that is gone may come back.
+        crate::lock(&watcher.touched).watches.remove(&watch);
+        Some(watch)
+    }
+
+    /// Whether none of `watches` saw a write that counts. The lock is held across the read so
+    /// that a write read by another thread's call is counted before this one answers. A read
+    /// that leaves room for one more event has emptied the queue: every write made before it
+    /// was read, so there is no second read to find nothing.
+    pub(crate) fn untouched(watches: &[i32]) -> bool {
+        let Some(watcher) = watcher() else {
+            return false;
+        };
+        let mut touched = crate::lock(&watcher.touched);
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = match rustix::io::read(&watcher.fd, &mut buf) {
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                // AGAIN: nothing to read.
+                Err(_) => break,
+            };
+            note(&mut touched, &buf[..n]);
+            if n + EVENT_MAX <= buf.len() {
+                break;
+            }
+        }
+        !touched.overflowed && watches.iter().all(|w| !touched.watches.contains(w))
+    }
+
+    /// The largest event: `struct inotify_event` (16 bytes) and a name of up to 255 bytes with
+    /// its NUL, padded.
+    const EVENT_MAX: usize = 16 + 256 + 16;
+
+    /// Notes what a read of events says.
+    fn note(touched: &mut Touched, mut events: &[u8]) {
+        let field = |bytes: &[u8], at: usize| {
+            bytes
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+        };
+        while let (Some(wd), Some(mask), Some(len)) =
+            (field(events, 0), field(events, 4), field(events, 12))
+        {
+            let name_end = 16 + len as usize;
+            let Some(name) = events.get(16..name_end) else {
+                break;
+            };
+            let name = name.split(|&b| b == 0).next().unwrap_or_default();
+            let (wd, flags) = (wd as i32, ReadFlags::from_bits_retain(mask));
+            if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                touched.overflowed = true;
+            } else if flags.contains(ReadFlags::IGNORED) {
+                // The directory is gone, and its watch with it.
+                touched.watches.remove(&wd);
+            } else if counts(flags, name) {
+                touched.watches.insert(wd);
+            }
+            events = &events[name_end..];
+        }
+    }
+
+    /// Whether an event says that somebody changed what a new cgroup would have: any write but
+    /// membership, freeze (whose state is read instead) and the kernel's notifications of its
+    /// `*.events` files; a change of owner or mode; a cgroup made inside. A `cgroup.kill`
+    /// write counts: the kernel (seen on 6.18) then SIGKILLs every child cloned into the
+    /// cgroup with `CLONE_INTO_CGROUP`, its kill count no longer matching the one the clone
+    /// read from the parent's cgroup.
+    fn counts(flags: ReadFlags, name: &[u8]) -> bool {
+        if flags.intersects(ReadFlags::ATTRIB | ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+            return true;
+        }
+        if !flags.contains(ReadFlags::MODIFY) {
+            return false;
+        }
+        !(matches!(name, b"cgroup.procs" | b"cgroup.threads" | b"cgroup.freeze")
+            || name.ends_with(b".events")
+            || name.ends_with(b".events.local"))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn event(wd: i32, mask: ReadFlags, name: &str) -> Vec<u8> {
+            let len = if name.is_empty() {
+                0
+            } else {
+                (name.len() + 1).next_multiple_of(16)
+            };
+            let mut bytes = Vec::new();
+            bytes.extend(wd.to_ne_bytes());
+            bytes.extend(mask.bits().to_ne_bytes());
+            bytes.extend(0u32.to_ne_bytes());
+            bytes.extend((len as u32).to_ne_bytes());
+            let mut padded = name.as_bytes().to_vec();
+            padded.resize(len, 0);
+            bytes.extend(padded);
+            bytes
+        }
+
+        #[test]
+        fn settings_limits_and_cgroups_inside_count_membership_and_notifications_do_not() {
+            let mut touched = Touched::default();
+            let events: Vec<u8> = [
+                event(1, ReadFlags::MODIFY, "cgroup.procs"),
+                event(2, ReadFlags::MODIFY, "cgroup.max.descendants"),
+                event(3, ReadFlags::MODIFY, "cgroup.events"),
+                event(3, ReadFlags::MODIFY, "memory.events.local"),
+                event(3, ReadFlags::MODIFY, "cgroup.freeze"),
+                event(4, ReadFlags::CREATE | ReadFlags::ISDIR, "inner"),
+                event(5, ReadFlags::ATTRIB, ""),
+                event(6, ReadFlags::MODIFY, "cgroup.kill"),
+            ]
+            .concat();
+            note(&mut touched, &events);
+            let mut seen: Vec<i32> = touched.watches.iter().copied().collect();
+            seen.sort_unstable();
+            assert_eq!(seen, [2, 4, 5, 6]);
+            assert!(!touched.overflowed);
+            // A watch gone with its directory is forgotten; an overflow spoils every watch.
+            note(&mut touched, &event(2, ReadFlags::IGNORED, ""));
+            assert!(!touched.watches.contains(&2));
+            note(&mut touched, &event(-1, ReadFlags::QUEUE_OVERFLOW, ""));
+            assert!(touched.overflowed);
+        }
+    }
 }
 
 /// A cgroup of a unit test's own, below this process's cgroup, killed and removed with what

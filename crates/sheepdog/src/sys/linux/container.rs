@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 
@@ -63,15 +63,22 @@ pub(crate) struct CgroupHerd {
     home_parent: Option<PathBuf>,
     /// The process groups the herd's children lead (their pids).
     groups: Mutex<Vec<i32>>,
-    /// When the last spawn into the herd began (see [`NOTIFIED_RECENTLY`]).
-    last_spawn: Mutex<Option<Instant>>,
+    /// How many groups may be recorded before the gone ones are forgotten: twice as many as
+    /// were left by the last look (at least [`GROUPS_LOOKED_AT`]), so the looks cost O(1) per
+    /// spawn however many children live at once. Changed only with `groups` locked.
+    look_at: AtomicUsize,
 }
 
-/// A spawn into a herd less than this after the one before it is not pinned. The kernel
+/// The fewest recorded groups at which a herd looks for gone ones.
+const GROUPS_LOOKED_AT: usize = 64;
+
+/// A spawn into a cgroup less than this after the one before it is not pinned. The kernel
 /// notifies a change of `cgroup.events` at most once per 20 ms per cgroup (later ones wait for
 /// a timer), so such a spawn's notification is deferred: no kworker wakes at the clone to push
 /// the child onto another CPU, and the pin would cost its system calls (about 6 µs back to
-/// back) for nothing. Half the kernel's interval leaves room for its clock's coarse ticks.
+/// back) for nothing. Half the kernel's interval leaves room for its clock's coarse ticks. The
+/// time is the cgroup's, not the herd's: a reused cgroup brings it along, so back-to-back
+/// private herds are not pinned.
 const NOTIFIED_RECENTLY: Duration = Duration::from_millis(10);
 
 impl CgroupHerd {
@@ -100,7 +107,7 @@ impl CgroupHerd {
             cgroup: Arc::new(cgroup),
             home_parent: guarded.then_some(parent),
             groups: Mutex::new(Vec::new()),
-            last_spawn: Mutex::new(None),
+            look_at: AtomicUsize::new(GROUPS_LOOKED_AT),
         })
     }
 
@@ -115,10 +122,7 @@ impl CgroupHerd {
 
     /// Starts `req` inside the cgroup, leading a process group of its own.
     pub(crate) fn spawn(&self, req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
-        let now = Instant::now();
-        let recent = crate::lock(&self.last_spawn)
-            .replace(now)
-            .is_some_and(|last| now.duration_since(last) < NOTIFIED_RECENTLY);
+        let recent = self.cgroup.spawned_within(NOTIFIED_RECENTLY);
         self.spawn_into(req, &self.cgroup, !recent)
     }
 
@@ -154,11 +158,20 @@ impl CgroupHerd {
             },
         )?;
         let mut groups = self.lock_groups();
-        // Forget groups that are gone, now and then, so a long-lived herd does not grow.
-        if groups.len() >= 64 && groups.len().is_power_of_two() {
-            groups.retain(|&pgid| group_exists(pgid));
-        }
         groups.push(spawned.process.pid() as i32);
+        // Forget groups that are gone, now and then, so a long-lived herd does not grow; the
+        // look (a system call per group) runs without the lock, so concurrent spawns into the
+        // herd do not wait for it, nor start looks of their own meanwhile.
+        if groups.len() >= self.look_at.load(Ordering::Relaxed) {
+            self.look_at.store(usize::MAX, Ordering::Relaxed);
+            let looked = groups.clone();
+            drop(groups);
+            let gone: HashSet<i32> = looked.into_iter().filter(|&g| !group_exists(g)).collect();
+            let mut groups = self.lock_groups();
+            groups.retain(|g| !gone.contains(g));
+            let next = (2 * groups.len()).max(GROUPS_LOOKED_AT);
+            self.look_at.store(next, Ordering::Relaxed);
+        }
         Ok(spawned)
     }
 
@@ -286,9 +299,34 @@ impl CgroupHerd {
     }
 
     /// Kills everything at once. An empty cgroup (the usual case: the children were waited
-    /// for) is removed here, with one `rmdir`, so that nothing is left even if this process
-    /// exits at once; a populated one is removed by the reaper thread once it is empty.
+    /// for) goes back to the home's pool if nobody set anything in it (see [`recycle`]), else
+    /// it is removed here, with one `rmdir`, so that nothing is left even if this process exits
+    /// at once; a populated one is removed by the reaper thread once it is empty.
     pub(crate) fn dispose(self) {
+        let CgroupHerd {
+            cgroup,
+            home_parent,
+            groups,
+            look_at,
+        } = self;
+        let cgroup = match home_parent.as_deref() {
+            Some(parent) => match recycle(parent, cgroup) {
+                Ok(()) => return,
+                Err(cgroup) => cgroup,
+            },
+            None => cgroup,
+        };
+        CgroupHerd {
+            cgroup,
+            home_parent,
+            groups,
+            look_at,
+        }
+        .remove()
+    }
+
+    /// [`dispose`](Self::dispose) of a cgroup that is not reused.
+    fn remove(self) {
         // Make the next herd's cgroup ahead, after this herd's work rather than during the next.
         let refill = self
             .home_parent
@@ -499,18 +537,30 @@ fn group_exists(pgid: i32) -> bool {
 
 /// This process's home for herd cgroups below one parent: `parent/sheepdog-<pid>`, made on
 /// the first herd there and handed once to the owner-death sentinel, which kills and removes the
-/// whole home (every herd in it) when this process dies. It keeps a few cgroups made ahead on
-/// the reaper thread — after a herd is dropped, so that the `mkdir` neither delays nor
-/// competes with the making of the next herd.
+/// whole home (every herd in it) when this process dies. It keeps a pool of empty herd
+/// cgroups: those dropped herds give back as good as new ([`recycle`]), and a few made ahead on
+/// the reaper thread after one was removed, so that a `mkdir` neither delays nor competes with
+/// the making of the next herd.
 struct Home {
     parent: PathBuf,
     mount: PathBuf,
     path: PathBuf,
+    /// The watch of writes into the home (see `cgroup::writes`): none means herd cgroups of
+    /// this home are never reused.
+    watch: Option<i32>,
+    /// Empty herd cgroups, made ahead or given back by herds: the last given back is taken
+    /// first (its notification interval is running, see [`NOTIFIED_RECENTLY`]).
     ready: Vec<Cgroup>,
 }
 
-/// How many empty herd cgroups a home keeps ready.
+/// How many empty herd cgroups the reaper thread makes ahead, after a herd's cgroup was
+/// removed rather than reused.
 const READY: usize = 2;
+
+/// The most empty herd cgroups a home keeps (each holds four descriptors): more than the
+/// herds a burst of concurrent spawns gives back at once on a small host, few enough to be
+/// cheap to keep.
+const POOL: usize = 16;
 
 static HOMES: Mutex<Vec<Home>> = Mutex::new(Vec::new());
 
@@ -546,18 +596,51 @@ fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, bool)> {
         },
     };
     let home = &mut homes[index];
-    let cgroup = match home.ready.pop() {
-        Some(ready) => ready,
-        // None made ahead: made here, without the lock, so that concurrent herds do not wait
-        // for each other's mkdir.
-        None => {
-            let path = home.path.clone();
-            drop(homes);
-            Cgroup::create(mount, &path, "herd")?
-        }
+    let ready = home.ready.pop();
+    let path = ready.is_none().then(|| home.path.clone());
+    // Nothing below runs under the lock: concurrent herds do not wait for each other's mkdir,
+    // nor for the sentinel's check.
+    drop(homes);
+    let cgroup = match (ready, path) {
+        (Some(ready), _) => ready,
+        (None, Some(path)) => made_ahead(Cgroup::create(mount, &path, "herd")?),
+        (None, None) => unreachable!("a path is taken when nothing is ready"),
     };
     // A dead sentinel is replaced here, and the home registered again with the new one.
     Ok((cgroup, sentinel::available()))
+}
+
+/// A new herd cgroup of a home, watched so that it can be reused.
+fn made_ahead(mut cgroup: Cgroup) -> Cgroup {
+    cgroup.watch_writes();
+    cgroup
+}
+
+/// Gives a dropped herd's empty cgroup back to its home's pool, if nobody set anything in it
+/// and the pool has room; else hands it back.
+fn recycle(parent: &Path, cgroup: Arc<Cgroup>) -> Result<(), Arc<Cgroup>> {
+    let home_watch = homes()
+        .iter()
+        .find(|home| home.parent == parent && home.ready.len() < POOL)
+        .and_then(|home| home.watch);
+    let Some(home_watch) = home_watch else {
+        return Err(cgroup);
+    };
+    if !cgroup.reusable(home_watch) {
+        return Err(cgroup);
+    }
+    let mut cgroup = Arc::try_unwrap(cgroup)?;
+    if cgroup.renew().is_err() {
+        return Err(Arc::new(cgroup));
+    }
+    let mut homes = homes();
+    match homes.iter_mut().find(|home| home.parent == parent) {
+        Some(home) if home.ready.len() < POOL => {
+            home.ready.push(cgroup);
+            Ok(())
+        }
+        _ => Err(Arc::new(cgroup)),
+    }
 }
 
 /// Makes cgroups ahead for the home below `parent` (on the reaper thread).
@@ -567,7 +650,7 @@ fn refill(parent: &Path) {
         _ => return,
     };
     // Made without the lock held, so herds are not kept waiting for a mkdir.
-    let Ok(cgroup) = Cgroup::create(&mount, &path, "herd") else {
+    let Ok(cgroup) = Cgroup::create(&mount, &path, "herd").map(made_ahead) else {
         return;
     };
     let mut homes = homes();
@@ -616,6 +699,7 @@ fn make_home(mount: &Path, parent: &Path) -> io::Result<Option<Home>> {
         parent: parent.to_owned(),
         mount: mount.to_owned(),
         path: home.path().to_owned(),
+        watch: cgroup::writes::watch(home.path(), false),
         ready: Vec::new(),
     }))
 }

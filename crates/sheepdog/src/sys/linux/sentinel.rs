@@ -36,7 +36,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::ptr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -153,8 +153,24 @@ fn state() -> MutexGuard<'static, State> {
 }
 
 /// Whether a sentinel runs (starting it, or a replacement for a dead one, on need).
+///
+/// Asked at every herd's making: where another thread holds the state right now (asking the
+/// same, or talking to the sentinel), its last answer is taken rather than waited for, so that
+/// concurrent spawns do not queue behind each other's look at the socket.
 pub(crate) fn available() -> bool {
-    state().channel().is_some()
+    /// The last answer: 0 none yet, 1 yes, 2 no.
+    static LAST: AtomicU8 = AtomicU8::new(0);
+    let mut state = match STATE.try_lock() {
+        Ok(state) => state,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => match LAST.load(Ordering::Relaxed) {
+            0 => state(),
+            last => return last == 1,
+        },
+    };
+    let available = state.channel().is_some();
+    LAST.store(if available { 1 } else { 2 }, Ordering::Relaxed);
+    available
 }
 
 /// Why herds made now are not guarded against this process's death (the last failure seen).
