@@ -565,3 +565,38 @@ async fn process_group_wait_empty_sees_children_handed_over_during_a_look() {
         );
     }
 }
+
+/// A herd goes on being a herd after `kill`: what is spawned into it afterwards runs (the
+/// kernel kills a child cloned straight into a cgroup that was killed, so it must not be).
+#[tokio::test]
+async fn a_herd_spawns_again_after_a_kill() {
+    let herd = Herd::new().expect("herd");
+    let mut first = herd
+        .spawn(&common::cmd("spawn_after_kill", "sleep").arg("100"))
+        .expect("spawn");
+    herd.kill().await.expect("kill");
+    assert!(first.wait().await.expect("wait").signal().is_some());
+    for _ in 0..3 {
+        let status = herd
+            .spawn(&common::cmd("spawn_after_kill", "true"))
+            .expect("spawn after the kill")
+            .wait()
+            .await
+            .expect("wait");
+        assert_eq!(status.code(), Some(0), "{status:?}");
+    }
+    // What starts after the kill is in the herd, and the next kill ends it.
+    let mut held = herd
+        .spawn(common::cmd("spawn_after_kill", "sleep").arg("100"))
+        .expect("spawn after the kill");
+    assert!(herd.members().expect("members").contains(&held.pid()));
+    herd.kill().await.expect("kill again");
+    assert!(held.wait().await.expect("wait").signal().is_some());
+    let status = herd
+        .spawn(&common::cmd("spawn_after_kill", "true"))
+        .expect("spawn after the second kill")
+        .wait()
+        .await
+        .expect("wait");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

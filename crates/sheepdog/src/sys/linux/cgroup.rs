@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -107,6 +107,9 @@ pub(crate) struct Cgroup {
     cpu_base: (Duration, Duration),
     /// When the last spawn into it began, in ns after [`epoch`] plus one (0: never).
     last_spawn: AtomicU64,
+    /// Whether `cgroup.kill` was written: from then on a child enters by a `cgroup.procs` write
+    /// (see [`CgroupTarget::join_by_write`]).
+    killed: AtomicBool,
 }
 
 impl Cgroup {
@@ -196,6 +199,7 @@ impl Cgroup {
             watch: None,
             cpu_base: (Duration::ZERO, Duration::ZERO),
             last_spawn: AtomicU64::new(0),
+            killed: AtomicBool::new(false),
         })
     }
 
@@ -264,6 +268,7 @@ impl Cgroup {
             dir: self.dir.as_fd(),
             procs: self.procs.as_fd(),
             pin,
+            join_by_write: self.killed.load(Ordering::Relaxed),
         }
     }
 
@@ -359,6 +364,7 @@ impl Cgroup {
     pub(crate) fn kill(&self) -> io::Result<()> {
         match &self.kill {
             Some(kill) => {
+                self.killed.store(true, Ordering::Relaxed);
                 rustix::io::write(kill, b"1")?;
                 Ok(())
             }

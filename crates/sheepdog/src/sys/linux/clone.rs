@@ -98,8 +98,10 @@ pub(super) fn clone_child(
 
     #[cfg(target_arch = "x86_64")]
     if current_path() == SpawnPath::Clone3 {
-        let cgroup_dir = cgroup.map(|c| c.dir);
-        plan.cgroup_procs = -1;
+        let cgroup_dir = cgroup.filter(|c| !c.join_by_write).map(|c| c.dir);
+        plan.cgroup_procs = cgroup
+            .filter(|c| c.join_by_write)
+            .map_or(-1, |c| c.procs.as_raw_fd());
         let pin = cgroup
             .filter(|c| c.pin)
             .and_then(|_| PinnedToThisCpu::new());

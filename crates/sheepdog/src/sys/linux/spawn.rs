@@ -33,6 +33,11 @@ pub(crate) struct CgroupTarget<'a> {
     /// `clone::PinnedToThisCpu`): `false` only where the kernel's notification of the cgroup
     /// turning populated is known to be deferred, so that no kworker wakes at the clone.
     pub pin: bool,
+    /// Enter by the child's write of `cgroup.procs`, not by `CLONE_INTO_CGROUP`: the kernel
+    /// SIGKILLs a child cloned into a cgroup once killed through `cgroup.kill` (it compares the
+    /// cgroup's kill count with that of the parent's own cgroup; seen on 6.18), while a
+    /// migration is not checked.
+    pub join_by_write: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +126,7 @@ pub(crate) fn spawn_into(
             dir,
             procs,
             pin: true,
+            join_by_write: false,
         }),
         process_group: match pgid {
             None => ProcessGroup::Inherit,
