@@ -572,7 +572,7 @@ async fn process_group_wait_empty_sees_children_handed_over_during_a_look() {
 async fn a_herd_spawns_again_after_a_kill() {
     let herd = Herd::new().expect("herd");
     let mut first = herd
-        .spawn(&common::cmd("spawn_after_kill", "sleep").arg("100"))
+        .spawn(common::cmd("spawn_after_kill", "sleep").arg("100"))
         .expect("spawn");
     herd.kill().await.expect("kill");
     assert!(first.wait().await.expect("wait").signal().is_some());
