@@ -571,19 +571,22 @@ async fn process_group_wait_empty_sees_children_handed_over_during_a_look() {
 #[tokio::test]
 async fn a_herd_spawns_again_after_a_kill() {
     let herd = Herd::new().expect("herd");
+    let runs_true = |herd: &Herd| {
+        let mut child = herd
+            .spawn(&common::cmd("spawn_after_kill", "true"))
+            .expect("spawn after the kill");
+        async move {
+            let status = child.wait().await.expect("wait");
+            assert_eq!(status.code(), Some(0), "{status:?}");
+        }
+    };
     let mut first = herd
         .spawn(common::cmd("spawn_after_kill", "sleep").arg("100"))
         .expect("spawn");
     herd.kill().await.expect("kill");
     assert!(first.wait().await.expect("wait").signal().is_some());
     for _ in 0..3 {
-        let status = herd
-            .spawn(&common::cmd("spawn_after_kill", "true"))
-            .expect("spawn after the kill")
-            .wait()
-            .await
-            .expect("wait");
-        assert_eq!(status.code(), Some(0), "{status:?}");
+        runs_true(&herd).await;
     }
     // What starts after the kill is in the herd, and the next kill ends it.
     let mut held = herd
@@ -592,11 +595,5 @@ async fn a_herd_spawns_again_after_a_kill() {
     assert!(herd.members().expect("members").contains(&held.pid()));
     herd.kill().await.expect("kill again");
     assert!(held.wait().await.expect("wait").signal().is_some());
-    let status = herd
-        .spawn(&common::cmd("spawn_after_kill", "true"))
-        .expect("spawn after the second kill")
-        .wait()
-        .await
-        .expect("wait");
-    assert_eq!(status.code(), Some(0), "{status:?}");
+    runs_true(&herd).await;
 }
