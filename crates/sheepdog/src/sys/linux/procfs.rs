@@ -172,8 +172,8 @@ mod tests {
     fn this_process_has_a_stat_a_boot_id_and_a_command_line() {
         let me = stat(std::process::id()).expect("own stat");
         assert!(matches!(me.state, 'R' | 'S'), "{me:?}");
-        // SAFETY: getsid(2) takes no pointers. (rustix's getsid asserts a positive id, but a
-        // process whose session leader is outside its PID namespace sees session 0.)
+        // SAFETY: getsid(2) takes no pointers. (rustix's getsid asserts a positive id, but the
+        // id of a session whose leader is outside this PID namespace reads as 0.)
         let sid = unsafe { libc::getsid(0) };
         assert_eq!(me.sid, sid);
         assert!(me.start_ticks > 0);
