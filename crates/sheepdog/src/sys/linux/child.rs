@@ -43,6 +43,30 @@ pub(super) struct ChildPlan {
     pub unpin: *const CpuMasks,
 }
 
+impl ChildPlan {
+    /// A plan that runs no program and changes nothing, reporting into `report`; callers set
+    /// what they need with struct update syntax.
+    pub(super) fn new(report: &mut ChildReport) -> ChildPlan {
+        ChildPlan {
+            candidates: ptr::null(),
+            argv: ptr::null(),
+            envp: ptr::null(),
+            cwd: ptr::null(),
+            stdio: [-1; 3],
+            passed_fds: ptr::null(),
+            passed_fds_len: 0,
+            process_group: -1,
+            uid: -1,
+            gid: -1,
+            cgroup_procs: -1,
+            terminal: -1,
+            report,
+            handlers_cleared: false,
+            unpin: ptr::null(),
+        }
+    }
+}
+
 /// A thread's CPU mask as sched_setaffinity(2) takes it, and the one-CPU mask it was pinned to.
 /// Only the clone3 path (x86_64) pins.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]

@@ -17,7 +17,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-use super::child::{child_main, ChildPlan, CpuMasks, CPU_MASK_WORDS};
+use super::child::{child_main, ChildPlan, ChildReport, CpuMasks, CPU_MASK_WORDS};
 use super::raw::syscall;
 use super::spawn::CgroupTarget;
 use crate::sys::SpawnPath;
@@ -83,6 +83,18 @@ pub(super) struct Cloned {
     pub pid: i32,
     pub pidfd: Option<OwnedFd>,
     pub path: SpawnPath,
+}
+
+/// [`clone_child`], then the child's report (all zero: it exec'd, or an anchor exited as
+/// planned).
+pub(super) fn clone_reported(
+    plan: &mut ChildPlan,
+    cgroup: Option<CgroupTarget<'_>>,
+) -> io::Result<(Cloned, ChildReport)> {
+    let cloned = clone_child(plan, cgroup)?;
+    // SAFETY: the child has exec'd or exited, so nothing writes the report any more.
+    let report = unsafe { ptr::read_volatile(plan.report) };
+    Ok((cloned, report))
 }
 
 /// Creates the child, which runs `plan` and execs. Returns after the exec or the child's exit.

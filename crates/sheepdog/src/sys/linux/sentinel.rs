@@ -49,7 +49,7 @@ use rustix::net::{
 };
 
 use super::child::{ChildPlan, ChildReport, Stage};
-use super::clone::clone_child;
+use super::clone::clone_reported;
 use super::process::reap_now;
 use super::sentinel_process;
 
@@ -725,17 +725,9 @@ fn exec_sentinel(socket: BorrowedFd<'_>) -> io::Result<(i32, Option<OwnedFd>)> {
         passed_fds: passed.as_ptr(),
         passed_fds_len: passed.len(),
         process_group: 0,
-        uid: -1,
-        gid: -1,
-        cgroup_procs: -1,
-        terminal: -1,
-        report: &mut report,
-        handlers_cleared: false,
-        unpin: ptr::null(),
+        ..ChildPlan::new(&mut report)
     };
-    let cloned = clone_child(&mut plan, None)?;
-    // SAFETY: the child has exec'd or exited, so nothing writes `report` any more.
-    let report = unsafe { ptr::read_volatile(plan.report) };
+    let (cloned, report) = clone_reported(&mut plan, None)?;
     if report.stage != Stage::None {
         let _ = reap_now(cloned.pid, cloned.pidfd.as_ref());
         let err = io::Error::from_raw_os_error(report.errno);

@@ -12,7 +12,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::pipe::{pipe_with, PipeFlags};
 
 use super::child::{ChildPlan, ChildReport, Stage};
-use super::clone::{clone_child, log_demotion, Cloned};
+use super::clone::{clone_reported, log_demotion, Cloned};
 use super::process::{reap_now, Process};
 use super::terminal::Terminal;
 use crate::sys::{SpawnError, SpawnRequest, SpawnStdio, Spawned};
@@ -85,16 +85,11 @@ pub(crate) fn spawn(
         },
         uid: req.uid.map_or(-1, i64::from),
         gid: req.gid.map_or(-1, i64::from),
-        cgroup_procs: -1,
         terminal: terminal.as_ref().map_or(-1, Terminal::raw_fd),
-        report: &mut report,
-        handlers_cleared: false,
-        unpin: ptr::null(),
+        ..ChildPlan::new(&mut report)
     };
-    let cloned = clone_child(&mut plan, target.cgroup).map_err(os_err("clone"))?;
+    let (cloned, report) = clone_reported(&mut plan, target.cgroup).map_err(os_err("clone"))?;
     log_demotion();
-    // SAFETY: the child has exec'd or exited, so nothing writes `report` any more.
-    let report = unsafe { ptr::read_volatile(plan.report) };
     // The child's ends of the pipes are closed here, so reads see EOF when the child exits.
     drop(stdio.keep);
 
@@ -168,25 +163,10 @@ pub(crate) fn spawn_anchor() -> io::Result<Process> {
 pub(super) fn clone_anchor() -> io::Result<Cloned> {
     let mut report = ChildReport::default();
     let mut plan = ChildPlan {
-        candidates: ptr::null(),
-        argv: ptr::null(),
-        envp: ptr::null(),
-        cwd: ptr::null(),
-        stdio: [-1; 3],
-        passed_fds: ptr::null(),
-        passed_fds_len: 0,
         process_group: 0,
-        uid: -1,
-        gid: -1,
-        cgroup_procs: -1,
-        terminal: -1,
-        report: &mut report,
-        handlers_cleared: false,
-        unpin: ptr::null(),
+        ..ChildPlan::new(&mut report)
     };
-    let cloned = clone_child(&mut plan, None)?;
-    // SAFETY: the child has exited, so nothing writes `report` any more.
-    let report = unsafe { ptr::read_volatile(plan.report) };
+    let (cloned, report) = clone_reported(&mut plan, None)?;
     if report.stage != Stage::None {
         // It could not take a group and exited with 127: reap it.
         let _ = reap_now(cloned.pid, cloned.pidfd.as_ref());
