@@ -112,6 +112,16 @@ pub(crate) struct Cgroup {
     killed: AtomicBool,
 }
 
+/// Opens the file `name` of the cgroup directory `dir`, close-on-exec.
+fn open_in(dir: &OwnedFd, name: &str, flags: OFlags) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
 impl Cgroup {
     /// Creates a new cgroup `<prefix>-<n>` below `parent` (inside the v2 hierarchy mounted at
     /// `mount`), readable and writable by this user only.
@@ -174,14 +184,7 @@ impl Cgroup {
             Mode::empty(),
         )?;
         // Relative to the directory: one path walk instead of one per file.
-        let open = |name: &str, flags: OFlags| -> io::Result<OwnedFd> {
-            Ok(rustix::fs::openat(
-                &dir,
-                name,
-                flags | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?)
-        };
+        let open = |name: &str, flags: OFlags| open_in(&dir, name, flags);
         let procs = open("cgroup.procs", OFlags::WRONLY)?;
         let events = open("cgroup.events", OFlags::RDONLY)?;
         let kill = match open("cgroup.kill", OFlags::WRONLY) {
@@ -294,12 +297,7 @@ impl Cgroup {
 
     /// `user_usec` and `system_usec` from `cpu.stat`, since the cgroup was made.
     fn cpu_stat(&self) -> io::Result<(Duration, Duration)> {
-        let file = rustix::fs::openat(
-            &self.dir,
-            "cpu.stat",
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let file = open_in(&self.dir, "cpu.stat", OFlags::RDONLY)?;
         let mut buf = [0u8; 1024];
         let n = rustix::io::read(&file, &mut buf)?;
         let stat = String::from_utf8_lossy(&buf[..n]);
@@ -341,12 +339,7 @@ impl Cgroup {
         // An open file of its own per wait: the kernel keeps "seen the last event" per open
         // file, so concurrent waiters (a caller's and the lifecycle driver's) that shared one
         // would consume each other's events by reading, and miss the last.
-        let fd = rustix::fs::openat(
-            &self.dir,
-            "cgroup.events",
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = open_in(&self.dir, "cgroup.events", OFlags::RDONLY)?;
         // SAFETY: an OwnedFd stays open and unchanged while the AsyncFd owns it.
         let watch = unsafe { AsyncFd::register_with_interest(fd, Interest::PRIORITY) }
             .map_err(|err| err.into_parts().1)?;
