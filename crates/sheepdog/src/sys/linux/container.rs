@@ -595,16 +595,19 @@ fn herd_cgroup(mount: &Path, parent: &Path) -> io::Result<(Cgroup, bool)> {
             }
         },
     };
+    // Nothing but the pop runs under the lock: concurrent herds do not wait for each other's
+    // mkdir, nor for the sentinel's check.
     let home = &mut homes[index];
-    let ready = home.ready.pop();
-    let path = ready.is_none().then(|| home.path.clone());
-    // Nothing below runs under the lock: concurrent herds do not wait for each other's mkdir,
-    // nor for the sentinel's check.
-    drop(homes);
-    let cgroup = match (ready, path) {
-        (Some(ready), _) => ready,
-        (None, Some(path)) => made_ahead(Cgroup::create(mount, &path, "herd")?),
-        (None, None) => unreachable!("a path is taken when nothing is ready"),
+    let cgroup = match home.ready.pop() {
+        Some(ready) => {
+            drop(homes);
+            ready
+        }
+        None => {
+            let path = home.path.clone();
+            drop(homes);
+            made_ahead(Cgroup::create(mount, &path, "herd")?)
+        }
     };
     // A dead sentinel is replaced here, and the home registered again with the new one.
     Ok((cgroup, sentinel::available()))
