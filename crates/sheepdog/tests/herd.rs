@@ -597,3 +597,60 @@ async fn a_herd_spawns_again_after_a_kill() {
     assert!(held.wait().await.expect("wait").signal().is_some());
     runs_true(&herd).await;
 }
+
+/// Linux 6.9 signals a process group through its leader's pidfd; before, a group is reached
+/// only while its leader is unreaped.
+fn kernel_signals_groups_by_pidfd() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut numbers = release
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0)) >= (6, 9)
+}
+
+/// The herd keeps each group's leader's pidfd, which names the group for as long as it is open:
+/// a member that left the cgroup is killed with the herd even after its leader was reaped, when
+/// nothing of the group is left in the cgroup to prove the group is the herd's.
+#[tokio::test]
+async fn a_stray_outlives_its_reaped_leader_but_not_the_kill() {
+    if !kernel_signals_groups_by_pidfd() {
+        eprintln!("skipping: this kernel cannot signal a process group through a pidfd");
+        return;
+    }
+    let other = match TestCgroup::new("stray_of_reaped") {
+        Ok(other) => other,
+        Err(reason) => {
+            eprintln!("skipping: {reason}");
+            return;
+        }
+    };
+    let herd = Herd::new().expect("herd");
+    // The leader starts the stray, which leaves the cgroup but not the group, and exits.
+    let script = format!(
+        "sh -c 'echo $$ > {}/cgroup.procs && echo $$ && exec sleep 1000' </dev/null & wait_for=$!
+         while kill -0 $wait_for && ! grep -q sleep /proc/$wait_for/cmdline; do :; done",
+        other.path.display()
+    );
+    let mut leader = herd
+        .spawn(
+            common::cmd("stray_of_reaped", "sh")
+                .args(["-c", &script])
+                .stdout(Stdio::piped()),
+        )
+        .expect("spawn");
+    let mut stdout = leader.stdout.take().expect("stdout");
+    let printed = common::read_until(&mut stdout, "\n").await;
+    let stray: u32 = printed.trim().parse().expect("the stray's pid");
+    let _guard = common::KillOnDrop::new(stray);
+    assert_eq!(leader.wait().await.expect("wait").code(), Some(0));
+    assert!(herd.is_empty().expect("is_empty"), "only the stray is left");
+    assert_eq!(common::pgid_of(stray), Some(leader.pid() as i32));
+    herd.kill().await.expect("kill");
+    assert!(
+        common::eventually(Duration::from_secs(10), || {
+            matches!(common::pid_state(stray), None | Some('Z'))
+        })
+        .await,
+        "the stray outlived the kill"
+    );
+}

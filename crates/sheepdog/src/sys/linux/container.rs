@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use rustix::fs::{Mode, OFlags};
 
 use super::cgroup::{self, Cgroup};
 use super::group::Group;
-use super::process::open_pidfd;
+use super::process::Pidfd;
 use super::reaper;
 use super::sentinel::{self, Guarded};
 use super::spawn::{spawn, ProcessGroup, SpawnTarget};
@@ -61,13 +61,17 @@ pub(crate) struct CgroupHerd {
     /// The parent of this process's home the herd's cgroup came from (`None`: no home, so not
     /// held by the sentinel).
     home_parent: Option<PathBuf>,
-    /// The process groups the herd's children lead (their pids).
-    groups: Mutex<Vec<i32>>,
+    /// The process groups the herd's children lead: their ids, and their leaders' pidfds
+    /// (shared with the children's handles), which name the groups for as long as they are open.
+    groups: Mutex<Vec<Leader>>,
     /// How many groups may be recorded before the gone ones are forgotten: twice as many as
     /// were left by the last look (at least [`GROUPS_LOOKED_AT`]), so the looks cost O(1) per
     /// spawn however many children live at once. Changed only with `groups` locked.
     look_at: AtomicUsize,
 }
+
+/// A process group a herd's child leads, by the leader's pidfd (its pid is the group's id).
+type Leader = Arc<Pidfd>;
 
 /// The fewest recorded groups at which a herd looks for gone ones.
 const GROUPS_LOOKED_AT: usize = 64;
@@ -157,8 +161,13 @@ impl CgroupHerd {
                 process_group: ProcessGroup::New,
             },
         )?;
+        // Without a pidfd (kernels before 5.3) the group could not be told apart from a later
+        // one with the same id: it is not recorded, and the cgroup is the only net.
+        let Some(pidfd) = spawned.process.pidfd() else {
+            return Ok(spawned);
+        };
         let mut groups = self.lock_groups();
-        groups.push(spawned.process.pid() as i32);
+        groups.push(pidfd);
         // Forget groups that are gone, now and then, so a long-lived herd does not grow; the
         // look (a system call per group) runs without the lock, so concurrent spawns into the
         // herd do not wait for it, nor start looks of their own meanwhile.
@@ -166,25 +175,29 @@ impl CgroupHerd {
             self.look_at.store(usize::MAX, Ordering::Relaxed);
             let looked = groups.clone();
             drop(groups);
-            let gone: HashSet<i32> = looked.into_iter().filter(|&g| !group_exists(g)).collect();
+            let gone: HashSet<i32> = looked
+                .iter()
+                .filter(|leader| !strays::group_exists(leader))
+                .map(|leader| leader.pid())
+                .collect();
+            drop(looked);
             let mut groups = self.lock_groups();
-            groups.retain(|g| !gone.contains(g));
+            groups.retain(|leader| !gone.contains(&leader.pid()));
             let next = (2 * groups.len()).max(GROUPS_LOOKED_AT);
             self.look_at.store(next, Ordering::Relaxed);
         }
         Ok(spawned)
     }
 
-    fn lock_groups(&self) -> std::sync::MutexGuard<'_, Vec<i32>> {
+    fn lock_groups(&self) -> std::sync::MutexGuard<'_, Vec<Leader>> {
         crate::lock(&self.groups)
     }
 
-    /// Kills the cgroup with one write, then, as a second net, the members of the herd's
-    /// process groups that moved themselves out of it (see [`strays`]).
+    /// Kills the cgroup with one write, then, as a second net, the herd's process groups (so
+    /// their members that moved themselves out of it, see [`strays`]).
     pub(crate) fn kill(&self) -> io::Result<()> {
-        let groups = self.owned_groups();
         let killed = self.cgroup.kill();
-        strays::signal(groups, Signal::KILL, false);
+        self.kill_strays();
         killed
     }
 
@@ -196,74 +209,46 @@ impl CgroupHerd {
         signal: Signal,
         and_continue: bool,
     ) -> io::Result<Vec<u32>> {
-        let groups = self.owned_groups();
         let members = self.cgroup.members()?;
+        let groups = self.leaders();
         // Where the groups are signalled as wholes, their members get it that way, once.
-        let (in_groups, alone): (Vec<u32>, Vec<u32>) =
-            if groups.groups.is_empty() || !strays::group_signals() {
-                (Vec::new(), members)
-            } else {
-                let pgids: HashSet<i32> = groups.groups.iter().map(|(pgid, _)| *pgid).collect();
-                members
-                    .into_iter()
-                    .partition(|&pid| process_group_of(pid).is_some_and(|g| pgids.contains(&g)))
-            };
+        let reached = strays::signal_groups(&groups, signal, and_continue);
+        let skip: HashSet<u32> = match reached {
+            Some(_) => HashSet::new(),
+            None => members.iter().copied().collect(),
+        };
+        let (in_groups, alone): (Vec<u32>, Vec<u32>) = match &reached {
+            Some(pgids) if !pgids.is_empty() => members
+                .into_iter()
+                .partition(|&pid| process_group_of(pid).is_some_and(|g| pgids.contains(&g))),
+            _ => (Vec::new(), members),
+        };
         let mut signalled = super::process::signal_each(
             alone,
             |pid| self.cgroup.open_member(pid),
             signal,
             and_continue,
         );
-        if strays::signal(groups, signal, and_continue) {
-            signalled.extend(in_groups);
-        } else {
-            // The kernel refused the first group signal: the groups' members one by one (their
-            // strays are left to the background search).
-            signalled.extend(super::process::signal_each(
-                in_groups,
-                |pid| self.cgroup.open_member(pid),
-                signal,
-                and_continue,
-            ));
+        signalled.extend(in_groups);
+        if reached.is_none() {
+            strays::search_later(groups, skip, signal, and_continue);
         }
         Ok(signalled)
     }
 
     /// Kills what is left of the herd's process groups outside the cgroup.
     pub(crate) fn kill_strays(&self) {
-        strays::signal(self.owned_groups(), Signal::KILL, false);
+        let groups = self.leaders();
+        if strays::signal_groups(&groups, Signal::KILL, false).is_none() {
+            // After the cgroup's own kill, its members need no exclusion.
+            strays::search_later(groups, HashSet::new(), Signal::KILL, false);
+        }
     }
 
-    /// The herd's process groups that are certainly its own, each by a pidfd of its leader.
-    ///
-    /// A group id is a pid, reused only once that process and its group are gone; so a group
-    /// whose leader is still a member of the cgroup is ours. The leaders' pidfds are opened
-    /// first and the members listed after: a pid still listed then is the process the pidfd
-    /// holds. No live leader, or an empty cgroup, proves no group; neither case reads more than
-    /// `cgroup.events` and one `pidfd_open` per group. No /proc scan.
-    fn owned_groups(&self) -> strays::Groups {
-        if !self.cgroup.populated().unwrap_or(true) {
-            return strays::Groups::default();
-        }
-        let leaders: Vec<(i32, OwnedFd)> = self
-            .lock_groups()
-            .iter()
-            .filter_map(|&pgid| Some((pgid, open_pidfd(pgid as u32)?)))
-            .collect();
-        if leaders.is_empty() {
-            return strays::Groups::default();
-        }
-        let members: HashSet<u32> = match self.cgroup.members() {
-            Ok(members) => members.into_iter().collect(),
-            Err(_) => return strays::Groups::default(),
-        };
-        strays::Groups {
-            groups: leaders
-                .into_iter()
-                .filter(|(pgid, _)| members.contains(&(*pgid as u32)))
-                .collect(),
-            members,
-        }
+    /// The herd's process groups, each with its leader's pidfd: the group that pidfd names is
+    /// the herd's own, whatever has become of its leader. No system call.
+    fn leaders(&self) -> Vec<Leader> {
+        self.lock_groups().clone()
     }
 
     pub(crate) fn is_empty(&self) -> io::Result<bool> {
@@ -353,12 +338,13 @@ impl CgroupHerd {
 /// one scan on the reaper thread, off the caller's path.
 mod strays {
     use std::collections::HashSet;
-    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use super::super::process::{deliver, open_pidfd, proc_stat};
-    use super::super::raw::syscall;
+    use super::super::process::{
+        deliver, open_pidfd, pidfd_signal_raw, proc_stat, unreaped, Pidfd,
+    };
     use super::super::reaper;
+    use super::Leader;
     use crate::signal::Signal;
 
     /// `PIDFD_SIGNAL_PROCESS_GROUP` (Linux 6.9): the signal goes to the process group whose id
@@ -375,59 +361,65 @@ mod strays {
         GROUP_SIGNALS.store(false, Ordering::Relaxed);
     }
 
-    /// A herd's own process groups (their ids and their leaders' pidfds), and the cgroup's
-    /// members when they were found.
-    #[derive(Default)]
-    pub(super) struct Groups {
-        pub groups: Vec<(i32, OwnedFd)>,
-        pub members: HashSet<u32>,
-    }
-
     /// Whether groups are signalled through their leaders' pidfds here.
-    pub(super) fn group_signals() -> bool {
+    fn group_signals() -> bool {
         GROUP_SIGNALS.load(Ordering::Relaxed)
     }
 
-    /// Sends `signal` to every process of `groups`: through each leader's pidfd, or, where the
-    /// kernel cannot, by a search on the reaper thread for processes of the groups outside the
-    /// cgroup (for SIGKILL, after the cgroup's own kill, members need no exclusion). Returns
-    /// whether the groups' members were signalled here, rather than only their strays by the
-    /// search.
-    pub(super) fn signal(groups: Groups, signal: Signal, and_continue: bool) -> bool {
-        if groups.groups.is_empty() {
-            return true;
+    /// Sends `signal` (then SIGCONT, with `and_continue`) to each of `groups` through its
+    /// leader's pidfd. Returns the groups that got it, or `None` where the kernel cannot signal
+    /// a group that way (before 6.9; see [`search_later`]).
+    pub(super) fn signal_groups(
+        groups: &[Leader],
+        signal: Signal,
+        and_continue: bool,
+    ) -> Option<HashSet<i32>> {
+        let mut reached = HashSet::new();
+        if groups.is_empty() {
+            return Some(reached);
         }
-        if group_signals() {
-            let mut refused = false;
-            for (_, leader) in &groups.groups {
-                match signal_group(leader, signal) {
-                    Ok(()) => {
-                        if and_continue {
-                            let _ = signal_group(leader, Signal::CONT);
-                        }
+        if !group_signals() {
+            return None;
+        }
+        for leader in groups {
+            match signal_group(leader, signal) {
+                Ok(()) => {
+                    if and_continue {
+                        let _ = signal_group(leader, Signal::CONT);
                     }
-                    // A flag this kernel does not know (before 6.9): search from now on.
-                    Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
-                        GROUP_SIGNALS.store(false, Ordering::Relaxed);
-                        refused = true;
-                        break;
-                    }
-                    // The group is gone.
-                    Err(_) => {}
+                    reached.insert(leader.pid());
                 }
-            }
-            if !refused {
-                return true;
+                // A flag this kernel does not know (before 6.9): search from now on.
+                Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                    GROUP_SIGNALS.store(false, Ordering::Relaxed);
+                    return None;
+                }
+                // The group is gone.
+                Err(_) => {}
             }
         }
-        let Groups { groups, members } = groups;
-        let pgids: HashSet<i32> = groups.iter().map(|(pgid, _)| *pgid).collect();
-        let skip = if signal == Signal::KILL {
-            HashSet::new()
-        } else {
-            members
-        };
-        // The leaders' pidfds travel with the search: they are what made the groups ours.
+        Some(reached)
+    }
+
+    /// Where groups cannot be signalled through a pidfd: a search on the reaper thread for
+    /// processes of `groups` outside `skip` (the cgroup's members), each signalled through a
+    /// pidfd of its own. Only groups whose leader is not yet reaped are searched for: that
+    /// leader holds the group's id, so a process found with it is in the herd's group.
+    pub(super) fn search_later(
+        groups: Vec<Leader>,
+        skip: HashSet<u32>,
+        signal: Signal,
+        and_continue: bool,
+    ) {
+        let groups: Vec<Leader> = groups
+            .into_iter()
+            .filter(|leader| unreaped(&**leader))
+            .collect();
+        if groups.is_empty() {
+            return;
+        }
+        let pgids: HashSet<i32> = groups.iter().map(|leader| leader.pid()).collect();
+        // The leaders' pidfds travel with the search: they keep the groups' ids from reuse.
         let queued = reaper::run_later(move || {
             let _leaders = groups;
             search(&pgids, &skip, signal, and_continue);
@@ -435,27 +427,30 @@ mod strays {
         if !queued {
             tracing::error!("sheepdog: no reaper thread; strays of a herd's groups not signalled");
         }
-        false
     }
 
-    fn signal_group(leader: &OwnedFd, signal: Signal) -> std::io::Result<()> {
-        // SAFETY: the descriptor is open for the duration of the call; plain integers
-        // otherwise.
-        let ret = unsafe {
-            syscall(
-                libc::SYS_pidfd_send_signal,
-                &[
-                    leader.as_fd().as_raw_fd() as usize,
-                    signal.as_raw() as usize,
-                    0,
-                    PIDFD_SIGNAL_PROCESS_GROUP,
-                ],
-            )
-        };
-        if ret < 0 {
-            return Err(std::io::Error::from_raw_os_error(-ret as i32));
+    /// Whether any process is in the group `leader` led.
+    pub(super) fn group_exists(leader: &Pidfd) -> bool {
+        if group_signals() {
+            // Signal 0 only checks; ESRCH: the group is gone (EINVAL: see below).
+            match pidfd_signal_raw(leader, 0, PIDFD_SIGNAL_PROCESS_GROUP) {
+                Ok(()) => return true,
+                Err(err) if err.raw_os_error() != Some(libc::EINVAL) => return false,
+                Err(_) => {}
+            }
         }
-        Ok(())
+        let Some(pgid) = rustix::process::Pid::from_raw(leader.pid()) else {
+            return false;
+        };
+        // EPERM: it exists, and is not ours.
+        match rustix::process::test_kill_process_group(pgid) {
+            Ok(()) | Err(rustix::io::Errno::PERM) => true,
+            Err(_) => false,
+        }
+    }
+
+    fn signal_group(leader: &Pidfd, signal: Signal) -> std::io::Result<()> {
+        pidfd_signal_raw(leader, signal.as_raw(), PIDFD_SIGNAL_PROCESS_GROUP)
     }
 
     /// One pass over /proc (one read of `stat` per process) for processes of `pgids` not in
@@ -521,18 +516,6 @@ pub(crate) fn namespace_init() -> bool {
 /// The process group of `pid`.
 fn process_group_of(pid: u32) -> Option<i32> {
     super::process::proc_stat(pid).map(|stat| stat.pgid)
-}
-
-/// Whether any process is in group `pgid`.
-fn group_exists(pgid: i32) -> bool {
-    let Some(pgid) = rustix::process::Pid::from_raw(pgid) else {
-        return false;
-    };
-    // kill(2) with signal 0 only checks for existence; EPERM: it exists, and is not ours.
-    match rustix::process::test_kill_process_group(pgid) {
-        Ok(()) | Err(rustix::io::Errno::PERM) => true,
-        Err(_) => false,
-    }
 }
 
 /// This process's home for herd cgroups below one parent: `parent/sheepdog-<pid>`, made on

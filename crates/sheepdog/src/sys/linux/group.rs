@@ -22,7 +22,7 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::orphans::{self, HERD_VAR};
-use super::process::{deliver, open_pidfd, waitid, Process, Target};
+use super::process::{deliver, open_pidfd, unreaped, waitid, Process, Target};
 use super::raw::syscall;
 use super::reaper;
 use super::sentinel;
@@ -537,18 +537,6 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 /// Whether a second copy of `signal` changes nothing (so a member may get it twice).
 fn is_idempotent(signal: Signal) -> bool {
     matches!(signal, Signal::KILL | Signal::STOP | Signal::CONT)
-}
-
-/// Whether the process behind `pidfd` is not reaped yet (alive or a zombie).
-fn unreaped(pidfd: &OwnedFd) -> bool {
-    // SAFETY: pidfd_send_signal(2) with signal 0 (a check only) on an open descriptor.
-    let ret = unsafe {
-        syscall(
-            libc::SYS_pidfd_send_signal,
-            &[pidfd.as_fd().as_raw_fd() as usize, 0, 0, 0],
-        )
-    };
-    ret == 0 || ret == -(libc::EPERM as isize)
 }
 
 /// Reaps `pid`, an exited orphan of the herd adopted by this process, by a pidfd checked to be

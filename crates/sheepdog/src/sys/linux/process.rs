@@ -6,7 +6,8 @@
 //! exit statuses of other libraries' children.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
@@ -20,19 +21,62 @@ use crate::sys::{End, Reaped};
 /// `P_PIDFD` (Linux 5.4).
 const P_PIDFD: usize = 3;
 
+/// A child younger than this many microseconds at its first wait is taken to be running (see
+/// [`Process::wait`]).
+const JUST_STARTED_US: u32 = 1000;
+
 /// One unreaped child of this process, and the means to address it safely.
 #[derive(Debug)]
 pub(crate) struct Process {
     pid: i32,
+    /// When it was started, in microseconds of the monotonic clock, wrapping (every 71
+    /// minutes): enough to tell a child just started, in room the struct has anyway.
+    started_us: u32,
     handle: Handle,
     status: Option<Reaped>,
 }
 
+/// Microseconds since this process first asked, wrapping.
+fn monotonic_us() -> u32 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u32
+}
+
+/// A child's pidfd and its pid: shared by the child's handle, its herd (as its process group's
+/// leader) and the lifecycle driver; it names the process (and, as a leader, its group) for as
+/// long as it is open, reaped or not.
+#[derive(Debug)]
+pub(crate) struct Pidfd {
+    fd: OwnedFd,
+    pid: i32,
+}
+
+impl Pidfd {
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+}
+
+impl AsFd for Pidfd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Pidfd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 #[derive(Debug)]
 enum Handle {
-    /// A pidfd, registered in the reactor on the first asynchronous wait.
-    Pidfd(OwnedFd),
-    Registered(AsyncFd<OwnedFd>),
+    /// A pidfd, registered in the reactor by the first asynchronous wait that finds the child
+    /// running.
+    Pidfd(Arc<Pidfd>),
+    Registered(AsyncFd<Arc<Pidfd>>),
     /// No pidfd: the pid is safe to use only until the process is reaped, which only this
     /// handle (or the reaper it is handed to on drop) does.
     Pid,
@@ -43,11 +87,12 @@ enum Handle {
 impl Process {
     pub(crate) fn new(pid: i32, pidfd: Option<OwnedFd>) -> Process {
         let handle = match pidfd {
-            Some(fd) => Handle::Pidfd(fd),
+            Some(fd) => Handle::Pidfd(Arc::new(Pidfd { fd, pid })),
             None => Handle::Pid,
         };
         Process {
             pid,
+            started_us: monotonic_us(),
             handle,
             status: None,
         }
@@ -55,6 +100,15 @@ impl Process {
 
     pub(crate) fn pid(&self) -> u32 {
         self.pid as u32
+    }
+
+    /// The child's pidfd, if it has one.
+    pub(crate) fn pidfd(&self) -> Option<Arc<Pidfd>> {
+        match &self.handle {
+            Handle::Pidfd(fd) => Some(Arc::clone(fd)),
+            Handle::Registered(fd) => Some(Arc::clone(fd.get_ref())),
+            Handle::Pid | Handle::Empty => None,
+        }
     }
 
     /// Waits for the process to exit and reaps it.
@@ -65,11 +119,13 @@ impl Process {
         if matches!(self.handle, Handle::Pid) {
             return self.wait_without_pidfd().await;
         }
-        // The first wait registers the pidfd before it looks: a pidfd is readable from the
-        // moment its process has exited, so one that exited already is reported at once. Right
-        // after a spawn the child has not exited, and a `waitid` first would only lengthen the
-        // time the child, runnable on this CPU, waits for this thread to block.
-        if matches!(self.handle, Handle::Pidfd(_)) {
+        // Right after a spawn the child has not exited, and a `waitid` first would only
+        // lengthen the time the child, runnable on this CPU, waits for this thread to block: such
+        // a wait registers the pidfd, which is readable from the moment its process has exited.
+        // An older child may well have exited (a herd killed, say): it is looked at first, so
+        // one that has gone is reaped without a trip through the reactor.
+        let just_started = monotonic_us().wrapping_sub(self.started_us) < JUST_STARTED_US;
+        if just_started && matches!(self.handle, Handle::Pidfd(_)) {
             let mut ready = self.registered()?.readable().await?;
             ready.clear_ready();
         }
@@ -131,7 +187,7 @@ impl Process {
         }
     }
 
-    fn registered(&mut self) -> io::Result<&AsyncFd<OwnedFd>> {
+    fn registered(&mut self) -> io::Result<&AsyncFd<Arc<Pidfd>>> {
         if let Handle::Pidfd(_) = self.handle {
             if tokio::runtime::Handle::try_current().is_err() {
                 return Err(io::Error::other(
@@ -162,15 +218,11 @@ impl Process {
     /// A second handle on this child, to signal it and watch for its exit from elsewhere (the
     /// lifecycle driver); reaping stays with this `Process`.
     pub(crate) fn leader(&self) -> io::Result<Leader> {
-        let handle = match &self.handle {
-            Handle::Pidfd(fd) => LeaderHandle::Pidfd(rustix::io::fcntl_dupfd_cloexec(fd, 0)?),
-            Handle::Registered(fd) => {
-                LeaderHandle::Pidfd(rustix::io::fcntl_dupfd_cloexec(fd.get_ref(), 0)?)
-            }
-            Handle::Pid => LeaderHandle::Pid {
+        let handle = match self.pidfd() {
+            Some(fd) => LeaderHandle::Pidfd(fd),
+            None => LeaderHandle::Pid {
                 start_ticks: start_ticks_of(self.pid as u32),
             },
-            Handle::Empty => unreachable!("the pidfd is always put back"),
         };
         Ok(Leader {
             pid: self.pid,
@@ -188,7 +240,7 @@ pub(crate) struct Leader {
 
 #[derive(Debug)]
 enum LeaderHandle {
-    Pidfd(OwnedFd),
+    Pidfd(Arc<Pidfd>),
     /// Without pidfds the pid is checked against the start time it had when this handle was
     /// made, so a reused pid is never signalled (`None`: unreadable, so only while it exists).
     Pid {
@@ -205,7 +257,10 @@ impl Leader {
         let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())?;
         Ok(Leader {
             pid: pid as i32,
-            handle: LeaderHandle::Pidfd(pidfd),
+            handle: LeaderHandle::Pidfd(Arc::new(Pidfd {
+                fd: pidfd,
+                pid: pid as i32,
+            })),
         })
     }
 
@@ -389,16 +444,25 @@ pub(super) fn open_pidfd(pid: u32) -> Option<OwnedFd> {
 
 /// Sends `signal` through `pidfd` (pidfd_send_signal(2)); no siginfo, no flags.
 pub(super) fn pidfd_send_signal(pidfd: &impl AsFd, signal: Signal) -> io::Result<()> {
+    pidfd_signal_raw(pidfd, signal.as_raw(), 0)
+}
+
+/// Whether the process behind `pidfd` is not reaped yet (alive or a zombie).
+pub(super) fn unreaped(pidfd: &impl AsFd) -> bool {
+    // Signal 0 only checks; EPERM: it exists, and is not ours to signal.
+    match pidfd_signal_raw(pidfd, 0, 0) {
+        Ok(()) => true,
+        Err(err) => err.raw_os_error() == Some(libc::EPERM),
+    }
+}
+
+/// pidfd_send_signal(2) of signal number `signo` (0: a check only) with `flags`; no siginfo.
+pub(super) fn pidfd_signal_raw(pidfd: &impl AsFd, signo: i32, flags: usize) -> io::Result<()> {
     // SAFETY: the descriptor is open for the duration of the call; plain integers otherwise.
     let ret = unsafe {
         syscall(
             libc::SYS_pidfd_send_signal,
-            &[
-                pidfd.as_fd().as_raw_fd() as usize,
-                signal.as_raw() as usize,
-                0,
-                0,
-            ],
+            &[pidfd.as_fd().as_raw_fd() as usize, signo as usize, 0, flags],
         )
     };
     if ret < 0 {
@@ -537,6 +601,7 @@ pub(super) fn reap_now(pid: i32, pidfd: Option<&OwnedFd>) -> io::Result<Option<R
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     #[test]

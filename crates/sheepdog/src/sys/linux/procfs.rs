@@ -6,7 +6,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::sync::OnceLock;
 
@@ -127,7 +127,7 @@ struct PidfdInfo {
 
 /// How the process behind `pidfd` ended, as a wait status (`WIFEXITED` ...), where the
 /// kernel tells: it has exited and been reaped by its parent, on Linux 6.15 or later.
-pub(crate) fn pidfd_exit_code(pidfd: &OwnedFd) -> Option<i32> {
+pub(crate) fn pidfd_exit_code(pidfd: &impl AsFd) -> Option<i32> {
     let mut info = PidfdInfo {
         mask: PIDFD_INFO_EXIT,
         ..PidfdInfo::default()

@@ -15,12 +15,12 @@ use std::time::Duration;
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 
 use super::cgroup::Cgroup;
-use super::process::{waitid, Target};
+use super::process::{waitid, Pidfd, Target};
 
 /// Something the reaper finishes.
 enum Adopted {
-    /// A child to reap, by its pidfd.
-    Child(OwnedFd),
+    /// A child to reap, by its pidfd (which its herd may share, see `container.rs`).
+    Child(Arc<Pidfd>),
     /// The sentinel, reaped should it ever exit before this process: not work that ends.
     Sentinel(OwnedFd),
     /// A killed herd's cgroup, to remove once empty.
@@ -41,7 +41,8 @@ impl Adopted {
 
     fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            Adopted::Child(fd) | Adopted::Sentinel(fd) => fd.as_fd(),
+            Adopted::Child(fd) => fd.as_fd(),
+            Adopted::Sentinel(fd) => fd.as_fd(),
             Adopted::Cgroup(cgroup) => cgroup.events_fd(),
         }
     }
@@ -57,12 +58,8 @@ impl Adopted {
     fn pending(&self) -> bool {
         match self {
             // Reaped, or gone for any other reason: done.
-            Adopted::Child(fd) | Adopted::Sentinel(fd) => {
-                matches!(
-                    waitid(Target::Pidfd(fd.as_raw_fd()), libc::WNOHANG),
-                    Ok(None)
-                )
-            }
+            Adopted::Child(fd) => still_running(fd),
+            Adopted::Sentinel(fd) => still_running(fd),
             Adopted::Cgroup(cgroup) => match cgroup.populated() {
                 Ok(true) => true,
                 Ok(false) => {
@@ -88,6 +85,14 @@ impl Adopted {
     }
 }
 
+/// Reaps the child behind `pidfd` if it has exited; whether it is still running.
+fn still_running(pidfd: &impl AsRawFd) -> bool {
+    matches!(
+        waitid(Target::Pidfd(pidfd.as_raw_fd()), libc::WNOHANG),
+        Ok(None)
+    )
+}
+
 struct Reaper {
     adopted: Mutex<Vec<Adopted>>,
     /// Work that need not delay the caller (making cgroups ahead of use).
@@ -109,7 +114,7 @@ pub(crate) fn outstanding() -> usize {
 }
 
 /// Reaps the process behind `pidfd` once it exits.
-pub(crate) fn adopt_pidfd(pidfd: OwnedFd) {
+pub(crate) fn adopt_pidfd(pidfd: Arc<Pidfd>) {
     adopt(Adopted::Child(pidfd));
 }
 
