@@ -469,6 +469,7 @@ impl Command {
     /// ```
     pub fn spawn(&self) -> Result<Child, Error> {
         let mut builder = crate::Herd::builder();
+        builder.cpu_time_unasked();
         if let Some(mechanism) = self.mechanism {
             builder.mechanism(mechanism);
         }

@@ -638,6 +638,9 @@ pub struct HerdBuilder {
     timeout: Option<Duration>,
     stop_plan: StopPlan,
     adopt_orphans: Option<bool>,
+    /// Set for the private herd of `Command::spawn`, whose CPU time nobody can ask: a reused
+    /// cgroup then skips reading its `cpu.stat` as the base.
+    cpu_time_unasked: bool,
 }
 
 /// `SHEEPDOG_ADOPT_ORPHANS=0` turns adoption off for every process-group herd that does not set
@@ -750,15 +753,22 @@ impl HerdBuilder {
         })
     }
 
+    /// Marks the herd as one whose CPU time is never asked (`Command::spawn`'s private herd).
+    pub(crate) fn cpu_time_unasked(&mut self) -> &mut HerdBuilder {
+        self.cpu_time_unasked = true;
+        self
+    }
+
     /// `build`, keeping the OS error apart from its context (for `Command::spawn`'s errors).
     pub(crate) fn build_or_os_error(&self) -> Result<Herd, (String, io::Error)> {
         let parent = self.parent_cgroup.as_deref();
+        let measured = !self.cpu_time_unasked;
         let adopt = self
             .adopt_orphans
             .unwrap_or_else(|| std::env::var_os(ADOPT_ORPHANS_ENV).is_none_or(|v| v != "0"));
         let group = || group_container(adopt);
         let (container, fallback_reason) = match self.mechanism {
-            Some(Mechanism::CgroupV2) => match sys::Container::cgroup(parent) {
+            Some(Mechanism::CgroupV2) => match sys::Container::cgroup(parent, measured) {
                 Ok(container) => (container, None),
                 Err(sys::ContainerError::Unavailable(why)) => {
                     return Err((
@@ -771,7 +781,7 @@ impl HerdBuilder {
                 }
             },
             Some(Mechanism::ProcessGroup) => (group()?, None),
-            None => match sys::Container::cgroup(parent) {
+            None => match sys::Container::cgroup(parent, measured) {
                 Ok(container) => (container, None),
                 Err(sys::ContainerError::Unavailable(why)) => {
                     tracing::warn!(

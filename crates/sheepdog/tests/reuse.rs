@@ -47,6 +47,24 @@ fn setting(cgroup: &Path, file: &str) -> String {
         .to_owned()
 }
 
+/// Spends some CPU time in a `Command::spawn` child and waits for it; returns the cgroup of its
+/// private herd (below the mount), now given back.
+async fn private_cgroup_after_cpu() -> PathBuf {
+    let mut child = common::cmd(&marker("private"), "sh")
+        .args([
+            "-c",
+            "grep ^0:: /proc/self/cgroup; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done",
+        ])
+        .stdout(sheepdog::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let line = common::read_until(&mut stdout, "\n").await;
+    assert!(child.wait().await.expect("wait").success());
+    drop(child);
+    PathBuf::from(line.trim().trim_start_matches("0::/"))
+}
+
 /// Runs `script` in `herd` and waits for it.
 async fn run(herd: &Herd, case: &str, script: &str) {
     let status = herd
@@ -86,6 +104,22 @@ async fn herd_cgroups_are_reused_only_as_new() {
         Some((Duration::ZERO, Duration::ZERO)),
         "the CPU time counts from the reuse"
     );
+
+    // One that a private herd (`Command::spawn`) used: its CPU time is not read when the private
+    // herd gives it back, but when the next herd takes it.
+    let private = private_cgroup_after_cpu().await;
+    let after_private = home_herd().expect("a herd after a private one");
+    assert!(
+        path_of(&after_private).ends_with(&private),
+        "the private herd's cgroup {} is reused",
+        private.display()
+    );
+    assert_eq!(
+        after_private.cpu_time().expect("cpu.stat"),
+        Some((Duration::ZERO, Duration::ZERO)),
+        "the CPU time counts from the reuse after a private herd"
+    );
+    drop(after_private);
     for (file, default) in [
         ("cgroup.max.descendants", "max"),
         ("cgroup.max.depth", "max"),

@@ -104,7 +104,7 @@ impl Terminal {
 pub(crate) enum Container {}
 
 impl Container {
-    pub(crate) fn cgroup(_: Option<&Path>) -> Result<Container, ContainerError> {
+    pub(crate) fn cgroup(_: Option<&Path>, _: bool) -> Result<Container, ContainerError> {
         Err(ContainerError::Unavailable(unsupported().to_string()))
     }
 

@@ -103,8 +103,8 @@ pub(crate) struct Cgroup {
     /// The watch of writes into it (see [`writes`]); `None`: not watched, never reused.
     watch: Option<i32>,
     /// `cpu.stat` (user, system) when it was handed on to another herd: a reused cgroup keeps
-    /// counting, so its CPU time is counted from here.
-    cpu_base: (Duration, Duration),
+    /// counting, so its CPU time is counted from here. `None`: handed on, not read (yet).
+    cpu_base: Option<(Duration, Duration)>,
     /// When the last spawn into it began, in ns after [`epoch`] plus one (0: never).
     last_spawn: AtomicU64,
     /// Whether `cgroup.kill` was written: from then on a child enters by a `cgroup.procs` write
@@ -200,7 +200,7 @@ impl Cgroup {
             events,
             kill,
             watch: None,
-            cpu_base: (Duration::ZERO, Duration::ZERO),
+            cpu_base: Some((Duration::ZERO, Duration::ZERO)),
             last_spawn: AtomicU64::new(0),
             killed: AtomicBool::new(false),
         })
@@ -231,10 +231,18 @@ impl Cgroup {
             && writes::untouched(&[watch, home_watch])
     }
 
-    /// Readies a [`reusable`](Self::reusable) cgroup for its next herd: its CPU time counts
-    /// from here.
+    /// Marks a [`reusable`](Self::reusable) cgroup as handed on to another herd: its CPU time
+    /// is unknown until [`renew`](Self::renew).
+    pub(crate) fn hand_on(&mut self) {
+        self.cpu_base = None;
+    }
+
+    /// Makes a cgroup handed on count its CPU time from here (`cpu.stat` read once; no process
+    /// ran in it since it was handed on).
     pub(crate) fn renew(&mut self) -> io::Result<()> {
-        self.cpu_base = self.cpu_stat()?;
+        if self.cpu_base.is_none() {
+            self.cpu_base = Some(self.cpu_stat()?);
+        }
         Ok(())
     }
 
@@ -288,11 +296,14 @@ impl Cgroup {
     /// CPU time of every process that ran in the cgroup (or below it) for its current herd,
     /// exited ones included: `user_usec` and `system_usec` from `cpu.stat`.
     pub(crate) fn cpu_time(&self) -> io::Result<(Duration, Duration)> {
+        let Some(base) = self.cpu_base else {
+            return Err(io::Error::other(format!(
+                "the CPU time of {} was not measured for this herd",
+                self.path.display()
+            )));
+        };
         let (user, system) = self.cpu_stat()?;
-        Ok((
-            user.saturating_sub(self.cpu_base.0),
-            system.saturating_sub(self.cpu_base.1),
-        ))
+        Ok((user.saturating_sub(base.0), system.saturating_sub(base.1)))
     }
 
     /// `user_usec` and `system_usec` from `cpu.stat`, since the cgroup was made.

@@ -86,8 +86,10 @@ const GROUPS_LOOKED_AT: usize = 64;
 const NOTIFIED_RECENTLY: Duration = Duration::from_millis(10);
 
 impl CgroupHerd {
-    /// A new cgroup in this process's home below `parent` (see [`cgroup_parent`]).
-    pub(crate) fn create(parent: Option<&Path>) -> Result<CgroupHerd, CgroupError> {
+    /// A new cgroup in this process's home below `parent` (see [`cgroup_parent`]). A reused one
+    /// counts its CPU time from here if `measured`; else nobody may ask it (its `cpu.stat` read
+    /// costs a flush of the kernel's per-CPU statistics).
+    pub(crate) fn create(parent: Option<&Path>, measured: bool) -> Result<CgroupHerd, CgroupError> {
         let (mount, parent) = cgroup_parent(parent).map_err(CgroupError::Unavailable)?;
         let classify = |source: io::Error, below: &Path| {
             let context = format!("cannot create a cgroup below {}", below.display());
@@ -105,8 +107,11 @@ impl CgroupHerd {
                 _ => CgroupError::Failed { context, source },
             }
         };
-        let (cgroup, guarded) =
+        let (mut cgroup, guarded) =
             herd_cgroup(&mount, &parent).map_err(|err| classify(err, &parent))?;
+        if measured {
+            cgroup.renew().map_err(|err| classify(err, &parent))?;
+        }
         Ok(CgroupHerd {
             cgroup: Arc::new(cgroup),
             home_parent: guarded.then_some(parent),
@@ -616,9 +621,7 @@ fn recycle(parent: &Path, cgroup: Arc<Cgroup>) -> Result<(), Arc<Cgroup>> {
         return Err(cgroup);
     }
     let mut cgroup = Arc::try_unwrap(cgroup)?;
-    if cgroup.renew().is_err() {
-        return Err(Arc::new(cgroup));
-    }
+    cgroup.hand_on();
     let mut homes = homes();
     match homes.iter_mut().find(|home| home.parent == parent) {
         Some(home) if home.ready.len() < POOL => {
@@ -723,8 +726,9 @@ pub(crate) enum Container {
 
 impl Container {
     /// A new cgroup below `parent`, or below this process's own cgroup; `Err` says why not.
-    pub(crate) fn cgroup(parent: Option<&Path>) -> Result<Container, CgroupError> {
-        CgroupHerd::create(parent).map(Container::Cgroup)
+    /// `measured`: its CPU time may be asked (see [`CgroupHerd::create`]).
+    pub(crate) fn cgroup(parent: Option<&Path>, measured: bool) -> Result<Container, CgroupError> {
+        CgroupHerd::create(parent, measured).map(Container::Cgroup)
     }
 
     /// A new process group, led by an anchor; `adopt` makes this process the adopter of
@@ -946,7 +950,7 @@ mod tests {
         let Some(parent) = TestParent::new("strays") else {
             return;
         };
-        let herd = match CgroupHerd::create(Some(parent.path())) {
+        let herd = match CgroupHerd::create(Some(parent.path()), true) {
             Ok(herd) => herd,
             Err(err) => {
                 eprintln!("skipping: no cgroup herd: {err:?}");
