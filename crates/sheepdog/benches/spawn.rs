@@ -214,7 +214,7 @@ fn spawn_into_cgroup(
     cmd: &sheepdog::Command,
     cgroup: &CgroupGuard,
 ) -> Result<sheepdog::Child, sheepdog::Error> {
-    sheepdog::__private::spawn_into(cmd, Some((cgroup.dir.as_fd(), cgroup.procs.as_fd())), None)
+    sheepdog::__private::spawn_into(cmd, Some(cgroup.dir.as_fd()), None)
 }
 
 fn std_status() -> BoxResult<Duration> {
@@ -408,7 +408,6 @@ fn check(variant: &str, success: bool, status: &dyn std::fmt::Display) -> BoxRes
 struct CgroupGuard {
     path: PathBuf,
     dir: File,
-    procs: File,
 }
 
 impl Drop for CgroupGuard {
@@ -438,19 +437,12 @@ fn make_cgroup(suffix: &str) -> Result<CgroupGuard, String> {
     fs::create_dir(&path).map_err(|err| format!("cannot create {}: {err}", path.display()))?;
 
     // From here on the directory exists: a half-built guard still removes it on failure.
-    let open = || -> std::io::Result<(File, File)> {
-        let dir = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&path)?;
-        let procs = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path.join("cgroup.procs"))?;
-        Ok((dir, procs))
-    };
-    match open() {
-        Ok((dir, procs)) => Ok(CgroupGuard { path, dir, procs }),
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(&path);
+    match dir {
+        Ok(dir) => Ok(CgroupGuard { path, dir }),
         Err(err) => {
             let msg = format!("cannot open {}: {err}", path.display());
             if let Err(err) = fs::remove_dir(&path) {

@@ -113,11 +113,11 @@ pub mod __private {
         crate::sys::force_spawn_path(path);
     }
 
-    /// Spawns `cmd` into the cgroup open as `dir` (whose `cgroup.procs` is open as `procs`),
-    /// and into process group `pgid` (`Some(0)`: a new one led by the child).
+    /// Spawns `cmd` into the cgroup whose directory is open as `cgroup`, and into process
+    /// group `pgid` (`Some(0)`: a new one led by the child).
     pub fn spawn_into(
         cmd: &Command,
-        cgroup: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
+        cgroup: Option<BorrowedFd<'_>>,
         pgid: Option<i32>,
     ) -> Result<Child, Error> {
         crate::sys::spawn_into(&cmd.spawn_request(), cgroup, pgid)

@@ -223,7 +223,7 @@ impl Subtree {
 
 pub(crate) fn spawn_into(
     _: &SpawnRequest<'_>,
-    _: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
+    _: Option<BorrowedFd<'_>>,
     _: Option<i32>,
 ) -> Result<Spawned, SpawnError> {
     Err(SpawnError::os("spawn")(unsupported()))

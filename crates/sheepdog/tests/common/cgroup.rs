@@ -26,7 +26,6 @@ pub fn own_cgroup() -> Option<PathBuf> {
 pub struct TestCgroup {
     pub path: PathBuf,
     pub dir: File,
-    pub procs: File,
 }
 
 impl TestCgroup {
@@ -35,16 +34,8 @@ impl TestCgroup {
         let parent = own_cgroup().ok_or("no cgroup v2 mount")?;
         let path = parent.join(format!("sheepdog-test-{test}-{}", std::process::id()));
         std::fs::create_dir(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        let open = || -> std::io::Result<(File, File)> {
-            Ok((
-                File::open(&path)?,
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(path.join("cgroup.procs"))?,
-            ))
-        };
-        match open() {
-            Ok((dir, procs)) => Ok(TestCgroup { path, dir, procs }),
+        match File::open(&path) {
+            Ok(dir) => Ok(TestCgroup { path, dir }),
             Err(e) => {
                 let _ = std::fs::remove_dir(&path);
                 Err(format!("cannot open {}: {e}", path.display()))
@@ -52,8 +43,8 @@ impl TestCgroup {
         }
     }
 
-    pub fn target(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
-        (self.dir.as_fd(), self.procs.as_fd())
+    pub fn target(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
     }
 
     /// The path as /proc/PID/cgroup shows it ("0::/...").

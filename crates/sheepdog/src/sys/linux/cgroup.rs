@@ -96,9 +96,11 @@ pub(crate) struct Cgroup {
     /// The path as `/proc/PID/cgroup` shows it: below the mount, with a leading `/`.
     relative: String,
     dir: OwnedFd,
-    procs: OwnedFd,
+    /// `cgroup.procs`, opened on first need (see [`CgroupTarget::procs`]).
+    procs: OnceLock<OwnedFd>,
     events: OwnedFd,
     /// `cgroup.kill` (Linux 5.14); without it, members are killed one by one while frozen.
+    /// Opened ahead, so that a kill needs no new descriptor (this process may be out of them).
     kill: Option<OwnedFd>,
     /// The watch of writes into it (see [`writes`]); `None`: not watched, never reused.
     watch: Option<i32>,
@@ -113,7 +115,7 @@ pub(crate) struct Cgroup {
 }
 
 /// Opens the file `name` of the cgroup directory `dir`, close-on-exec.
-fn open_in(dir: &OwnedFd, name: &str, flags: OFlags) -> io::Result<OwnedFd> {
+pub(super) fn open_in(dir: impl AsFd, name: &str, flags: OFlags) -> io::Result<OwnedFd> {
     Ok(rustix::fs::openat(
         dir,
         name,
@@ -184,10 +186,8 @@ impl Cgroup {
             Mode::empty(),
         )?;
         // Relative to the directory: one path walk instead of one per file.
-        let open = |name: &str, flags: OFlags| open_in(&dir, name, flags);
-        let procs = open("cgroup.procs", OFlags::WRONLY)?;
-        let events = open("cgroup.events", OFlags::RDONLY)?;
-        let kill = match open("cgroup.kill", OFlags::WRONLY) {
+        let events = open_in(&dir, "cgroup.events", OFlags::RDONLY)?;
+        let kill = match open_in(&dir, "cgroup.kill", OFlags::WRONLY) {
             Ok(fd) => Some(fd),
             Err(err) if err.kind() == io::ErrorKind::NotFound => None,
             Err(err) => return Err(err),
@@ -196,7 +196,7 @@ impl Cgroup {
             path,
             relative,
             dir,
-            procs,
+            procs: OnceLock::new(),
             events,
             kill,
             watch: None,
@@ -277,7 +277,7 @@ impl Cgroup {
     pub(crate) fn target(&self, pin: bool) -> CgroupTarget<'_> {
         CgroupTarget {
             dir: self.dir.as_fd(),
-            procs: self.procs.as_fd(),
+            procs: &self.procs,
             pin,
             join_by_write: self.killed.load(Ordering::Relaxed),
         }

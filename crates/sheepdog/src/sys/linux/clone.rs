@@ -111,9 +111,10 @@ pub(super) fn clone_child(
     #[cfg(target_arch = "x86_64")]
     if current_path() == SpawnPath::Clone3 {
         let cgroup_dir = cgroup.filter(|c| !c.join_by_write).map(|c| c.dir);
-        plan.cgroup_procs = cgroup
-            .filter(|c| c.join_by_write)
-            .map_or(-1, |c| c.procs.as_raw_fd());
+        plan.cgroup_procs = match cgroup.filter(|c| c.join_by_write) {
+            Some(c) => c.procs()?.as_raw_fd(),
+            None => -1,
+        };
         let pin = cgroup
             .filter(|c| c.pin)
             .and_then(|_| PinnedToThisCpu::new());
@@ -139,7 +140,10 @@ pub(super) fn clone_child(
             },
         }
     }
-    plan.cgroup_procs = cgroup.map_or(-1, |c| c.procs.as_raw_fd());
+    plan.cgroup_procs = match cgroup {
+        Some(c) => c.procs()?.as_raw_fd(),
+        None => -1,
+    };
     plan.handlers_cleared = false;
     let want_pidfd = current_path() != SpawnPath::CloneWithoutPidfd;
     let (pid, pidfd) = clone_legacy(plan, &mut stack, want_pidfd)?;

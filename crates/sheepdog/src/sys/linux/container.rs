@@ -545,7 +545,7 @@ struct Home {
 /// removed rather than reused.
 const READY: usize = 2;
 
-/// The most empty herd cgroups a home keeps (each holds four descriptors): more than the
+/// The most empty herd cgroups a home keeps (each holds three descriptors): more than the
 /// herds a burst of concurrent spawns gives back at once on a small host, few enough to be
 /// cheap to keep.
 const POOL: usize = 16;

@@ -7,10 +7,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::ptr;
+use std::sync::OnceLock;
 
 use rustix::fs::{Mode, OFlags};
 use rustix::pipe::{pipe_with, PipeFlags};
 
+use super::cgroup::open_in;
 use super::child::{ChildPlan, ChildReport, Stage};
 use super::clone::{clone_reported, log_demotion, Cloned};
 use super::process::{reap_now, Process};
@@ -24,11 +26,13 @@ pub(crate) struct SpawnTarget<'a> {
     pub process_group: ProcessGroup,
 }
 
-/// A cgroup v2 directory and its `cgroup.procs`, both opened in advance.
+/// A cgroup v2 directory, opened in advance, and its `cgroup.procs`, opened on first need.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CgroupTarget<'a> {
     pub dir: BorrowedFd<'a>,
-    pub procs: BorrowedFd<'a>,
+    /// Held by the cgroup: only the paths that enter by a write need it, and every descriptor
+    /// this process holds is copied and closed again by each spawn.
+    pub procs: &'a OnceLock<OwnedFd>,
     /// Whether the spawning thread is pinned to its CPU for the clone (see
     /// `clone::PinnedToThisCpu`): `false` only where the kernel's notification of the cgroup
     /// turning populated is known to be deferred, so that no kworker wakes at the clone.
@@ -38,6 +42,18 @@ pub(crate) struct CgroupTarget<'a> {
     /// cgroup's kill count with that of the parent's own cgroup; seen on 6.18), while a
     /// migration is not checked.
     pub join_by_write: bool,
+}
+
+impl<'a> CgroupTarget<'a> {
+    /// `cgroup.procs`, opened now if it is not yet.
+    pub fn procs(&self) -> io::Result<BorrowedFd<'a>> {
+        if let Some(fd) = self.procs.get() {
+            return Ok(fd.as_fd());
+        }
+        let fd = open_in(self.dir, "cgroup.procs", OFlags::WRONLY)?;
+        // A concurrent opener may have won: its descriptor is kept, this one closed.
+        Ok(self.procs.get_or_init(|| fd).as_fd())
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -109,17 +125,18 @@ pub(crate) fn spawn(
     })
 }
 
-/// Starts `req` into the cgroup open as `cgroup` (its directory, then its `cgroup.procs`), if
-/// any, and into process group `pgid` (`Some(0)`: a new one led by the child), outside any herd.
+/// Starts `req` into the cgroup whose directory is open as `cgroup`, if any, and into process
+/// group `pgid` (`Some(0)`: a new one led by the child), outside any herd.
 pub(crate) fn spawn_into(
     req: &SpawnRequest<'_>,
-    cgroup: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
+    cgroup: Option<BorrowedFd<'_>>,
     pgid: Option<i32>,
 ) -> Result<Spawned, SpawnError> {
+    let procs = OnceLock::new();
     let target = SpawnTarget {
-        cgroup: cgroup.map(|(dir, procs)| CgroupTarget {
+        cgroup: cgroup.map(|dir| CgroupTarget {
             dir,
-            procs,
+            procs: &procs,
             pin: true,
             join_by_write: false,
         }),
