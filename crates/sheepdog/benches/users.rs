@@ -701,6 +701,12 @@ fn run_workload(workload: Workload, rounds: usize) -> BoxResult<String> {
             println!("  skipped: {reason}");
             return Ok(format!("  {}: skipped ({reason})", workload.name()));
         }
+        if damon_running() {
+            println!(
+                "  note: this host runs DAMON (kdamond); its reverse-map walks over pages that all \
+                 held children map slow their exits by chance (see docs/BENCHMARKS.md)"
+            );
+        }
     }
     let mut results: Vec<Vec<Figures>> = vec![Vec::with_capacity(rounds); variants.len()];
     for round in 0..rounds {
@@ -743,6 +749,16 @@ fn run_workload(workload: Workload, rounds: usize) -> BoxResult<String> {
         summary.push(line);
     }
     Ok(format!("  {}: {}", workload.name(), summary.join("; ")))
+}
+
+/// Whether a DAMON monitor runs on this host (any kdamond `on`, as its sysfs interface says).
+fn damon_running() -> bool {
+    let Ok(kdamonds) = std::fs::read_dir("/sys/kernel/mm/damon/admin/kdamonds") else {
+        return false;
+    };
+    kdamonds.flatten().any(|entry| {
+        std::fs::read_to_string(entry.path().join("state")).is_ok_and(|state| state.trim() == "on")
+    })
 }
 
 fn selected() -> BoxResult<Vec<Workload>> {
