@@ -579,3 +579,49 @@ fn ctrl_z_freezes_the_services_with_up_and_fg_thaws_them() {
     assert_eq!(code, Some(0), "{lines:#?}");
     assert!(alive("up_suspend").is_empty());
 }
+
+/// A restart's backoff runs only while `up` runs: time stopped by Ctrl-Z does not count, so a
+/// shell's `fg` does not set off the restarts that were due meanwhile.
+#[test]
+fn a_restart_backoff_does_not_count_the_time_up_was_stopped() {
+    let dir = Dir::new("backoff_stopped");
+    let starts = dir.0.join("starts");
+    let config = dir.config(
+        "up_backoff_stopped",
+        &format!(
+            r#"[services.crash]
+command = "echo x >> {}; exit 3"
+restart = "on-failure"
+backoff = {{ initial = "2s", factor = 1.0, max = "2s", jitter = 0.0 }}
+start_limit = {{ burst = 10, interval = "60s" }}
+@MARK@
+"#,
+            starts.display()
+        ),
+    );
+    let count = || std::fs::read_to_string(&starts).map_or(0, |s| s.lines().count());
+    let mut up = Running::start(&mut up(&[], &config), "up_backoff_stopped");
+    up.wait_for("crash | [sheepdog] restarting in");
+    let pid = up.child.id();
+    up.signal(rustix::process::Signal::TSTP);
+    assert!(
+        poll_until(Duration::from_secs(5), || state_of(pid) == Some('T')),
+        "up did not stop"
+    );
+    // Stopped for longer than the whole backoff.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(count(), 1);
+    up.signal(rustix::process::Signal::CONT);
+    // Most of the backoff is still to run: no restart yet. (A restart that is late under load
+    // cannot fail this check; only one set off by the continue can.)
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(), 1, "restarted as soon as up was continued");
+    assert!(
+        poll_until(Duration::from_secs(10), || count() >= 2),
+        "no restart after the backoff"
+    );
+    up.signal(rustix::process::Signal::INT);
+    let (code, lines) = up.finish();
+    assert_eq!(code, Some(0), "{lines:#?}");
+    assert!(alive("up_backoff_stopped").is_empty());
+}

@@ -261,7 +261,8 @@ impl Deadline {
         }
     }
 
-    fn due(&self) -> Instant {
+    /// When it is due, as things stand: later by each suspension since it was set.
+    pub(crate) fn due(&self) -> Instant {
         later(self.at, suspended() - self.suspended_before)
     }
 

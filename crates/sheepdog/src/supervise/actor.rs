@@ -17,6 +17,7 @@ use super::{Herds, Request};
 use crate::command::Stdio;
 use crate::herd::Herd;
 use crate::status::ExitStatus;
+use crate::time::Deadline;
 
 /// Starts the actor for `services` (checked, with their `edges`) on `runtime`.
 pub(super) fn spawn(
@@ -66,7 +67,8 @@ struct Slot {
 
 enum Phase {
     Waiting,
-    Backoff(tokio::time::Instant),
+    /// Until then; time suspended by job control does not count.
+    Backoff(Deadline),
     Running(Running),
     Done,
 }
@@ -134,7 +136,7 @@ impl Actor {
                 .slots
                 .iter()
                 .filter_map(|slot| match slot.phase {
-                    Phase::Backoff(at) => Some(at),
+                    Phase::Backoff(deadline) => Some(deadline.due()),
                     _ => None,
                 })
                 .min();
@@ -150,6 +152,8 @@ impl Actor {
                     None => return,
                 },
                 () = sleep_until(due) => {}
+                // A suspension ended: the backoffs are due later.
+                () = crate::time::suspension_changed() => {}
             }
         }
     }
@@ -184,7 +188,7 @@ impl Actor {
             changed = false;
             for i in 0..self.slots.len() {
                 match self.slots[i].phase {
-                    Phase::Backoff(at) if at <= now => {}
+                    Phase::Backoff(deadline) if deadline.due() <= now => {}
                     Phase::Waiting => {}
                     _ => continue,
                 }
@@ -377,7 +381,7 @@ impl Actor {
         }
         let delay = slot.spec.backoff.delay(slot.failures, self.rng.next_unit());
         slot.failures = slot.failures.saturating_add(1);
-        slot.phase = Phase::Backoff(tokio::time::Instant::now() + delay);
+        slot.phase = Phase::Backoff(Deadline::after(delay));
         self.emit(i, EventKind::Restarting { after: delay });
     }
 
