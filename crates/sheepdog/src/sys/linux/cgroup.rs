@@ -13,13 +13,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::process::open_pidfd;
+use super::process::{open_pidfd, since_first_use};
 use super::spawn::CgroupTarget;
 use crate::signal::Signal;
 
@@ -107,7 +107,7 @@ pub(crate) struct Cgroup {
     /// `cpu.stat` (user, system) when it was handed on to another herd: a reused cgroup keeps
     /// counting, so its CPU time is counted from here. `None`: handed on, not read (yet).
     cpu_base: Option<(Duration, Duration)>,
-    /// When the last spawn into it began, in ns after [`epoch`] plus one (0: never).
+    /// When the last spawn into it began, as `since_first_use` in ns, plus one (0: never).
     last_spawn: AtomicU64,
     /// Whether `cgroup.kill` was written: from then on a child enters by a `cgroup.procs` write
     /// (see [`CgroupTarget::join_by_write`]).
@@ -249,10 +249,8 @@ impl Cgroup {
     /// Notes a spawn into the cgroup beginning now; returns whether the one before it, or any
     /// spawn of this process into a cgroup, began less than `interval` ago.
     pub(crate) fn spawned_within(&self, interval: Duration) -> bool {
-        static EPOCH: OnceLock<Instant> = OnceLock::new();
         static ANY: AtomicU64 = AtomicU64::new(0);
-        let epoch = *EPOCH.get_or_init(Instant::now);
-        let now = Instant::now().duration_since(epoch).as_nanos() as u64 + 1;
+        let now = since_first_use().as_nanos() as u64 + 1;
         let recent = |last: u64| last != 0 && now.saturating_sub(last) < interval.as_nanos() as u64;
         let mine = recent(self.last_spawn.swap(now, Ordering::Relaxed));
         let any = recent(ANY.swap(now, Ordering::Relaxed));

@@ -36,12 +36,16 @@ pub(crate) struct Process {
     status: Option<Reaped>,
 }
 
-/// Microseconds since this process first asked, wrapping.
-fn monotonic_us() -> u32 {
+/// Time on the monotonic clock since this process first asked: a small number that stamps
+/// moments (of spawns, for instance) in a few bytes.
+pub(super) fn since_first_use() -> Duration {
     static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    BASE.get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_micros() as u32
+    BASE.get_or_init(std::time::Instant::now).elapsed()
+}
+
+/// [`since_first_use`] in microseconds, wrapping.
+fn monotonic_us() -> u32 {
+    since_first_use().as_micros() as u32
 }
 
 /// A child's pidfd and its pid: shared by the child's handle, its herd (as its process group's
